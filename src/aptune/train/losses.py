@@ -1,0 +1,161 @@
+"""Preference (DPO family) and SFT losses on summed response log-probabilities.
+
+Every loss here takes *summed* log-probabilities of each response under the policy and the
+reference (prompt tokens excluded) and returns the loss together with the usual DPO metrics,
+so the trainer, the TRL parity test and the APT loop all read the same numbers.
+
+Notation (per pair i): ``r_c = beta * (pi_c - ref_c)``, ``r_r = beta * (pi_r - ref_r)`` are the
+implicit rewards, ``d = (pi_c - pi_r) - (ref_c - ref_r)`` the log-ratio difference, so
+``beta * d = r_c - r_r`` is the reward margin.
+
+Kinds:
+- ``sigmoid`` (DPO, Rafailov et al. 2023): ``-log sigma(beta d)``.
+- ``ipo`` (Azar et al. 2023): ``(d' - 1/(2 beta))^2`` where d' uses *per-token averaged*
+  log-ratios (length-normalised, as the IPO authors and TRL do), so lengths are required.
+- ``hinge`` (SLiC): ``max(0, 1 - beta d)``.
+- ``robust`` (Chowdhury et al. 2024, unbiased under label noise eps):
+  ``[-(1-eps) log sigma(beta d) + eps log sigma(-beta d)] / (1 - 2 eps)``.
+- ``cdpo`` (conservative DPO, label smoothing eps): ``-(1-eps) log sigma(beta d) - eps log sigma(-beta d)``.
+
+Any kind can add ``nll_weight * NLL`` where NLL is the token-mean negative log-likelihood of the
+chosen responses over the batch (sum of chosen log-probs / number of chosen tokens). APT's default
+is ``sigmoid`` with beta 0.1 and nll_weight 0.5 (DPO + NLL, as in the released APT code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PreferenceLossKind = Literal["sigmoid", "ipo", "hinge", "robust", "cdpo"]
+PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLossKind)
+
+
+@dataclass
+class PreferenceLossOutput:
+    """The scalar loss to backpropagate and per-pair tensors for metrics (detached)."""
+
+    loss: torch.Tensor  # scalar: mean preference loss + nll_weight * nll
+    preference_loss: torch.Tensor  # scalar, the preference part alone
+    nll: torch.Tensor  # scalar token-mean NLL of the chosen responses (0 when not computed)
+    chosen_rewards: torch.Tensor  # (B,) beta * (pi_c - ref_c)
+    rejected_rewards: torch.Tensor  # (B,) beta * (pi_r - ref_r)
+
+    @property
+    def margins(self) -> torch.Tensor:
+        """Reward margins r_c - r_r per pair."""
+        return self.chosen_rewards - self.rejected_rewards
+
+    @property
+    def accuracy(self) -> torch.Tensor:
+        """Share of pairs whose chosen reward exceeds the rejected reward."""
+        return (self.chosen_rewards > self.rejected_rewards).float().mean()
+
+    def metrics(self) -> dict[str, float]:
+        """Plain floats for logging."""
+        return {
+            "loss": float(self.loss.detach()),
+            "preference_loss": float(self.preference_loss.detach()),
+            "nll": float(self.nll.detach()),
+            "reward_chosen": float(self.chosen_rewards.mean()),
+            "reward_rejected": float(self.rejected_rewards.mean()),
+            "margin": float(self.margins.mean()),
+            "reward_acc": float(self.accuracy),
+        }
+
+
+def token_mean_nll(sum_logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Token-mean NLL over a batch: -(sum of all response log-probs) / (number of response tokens).
+
+    Long responses weigh more than short ones (each token counts once), which is what
+    ``-per_token_logps[mask].mean()`` computes; TRL's ``sft`` loss term does the same.
+    """
+    total = lengths.sum().clamp(min=1).to(sum_logps.dtype)
+    return -sum_logps.sum() / total
+
+
+class PreferenceLoss(nn.Module):
+    """DPO-family loss with an optional NLL term on the chosen answer."""
+
+    def __init__(
+        self,
+        kind: PreferenceLossKind = "sigmoid",
+        beta: float = 0.1,
+        nll_weight: float = 0.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if kind not in PREFERENCE_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(PREFERENCE_LOSSES)}, not {kind!r}")
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, not {beta}")
+        if nll_weight < 0:
+            raise ValueError(f"nll_weight must be >= 0, not {nll_weight}")
+        if kind in ("robust", "cdpo") and not 0.0 <= label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5) for {kind}, not {label_smoothing}")
+        self.kind = kind
+        self.beta = beta
+        self.nll_weight = nll_weight
+        self.label_smoothing = label_smoothing
+
+    def forward(
+        self,
+        policy_chosen_logps: torch.Tensor,
+        policy_rejected_logps: torch.Tensor,
+        ref_chosen_logps: torch.Tensor,
+        ref_rejected_logps: torch.Tensor,
+        chosen_lengths: torch.Tensor | None = None,
+        rejected_lengths: torch.Tensor | None = None,
+    ) -> PreferenceLossOutput:
+        """Loss over a batch of pairs; all inputs are (B,) summed response log-probs / token counts.
+
+        ``chosen_lengths`` is needed for the NLL term and for IPO; ``rejected_lengths`` for IPO.
+        """
+        beta, eps = self.beta, self.label_smoothing
+        chosen_ratio = policy_chosen_logps - ref_chosen_logps
+        rejected_ratio = policy_rejected_logps - ref_rejected_logps
+        delta = chosen_ratio - rejected_ratio
+
+        if self.kind == "sigmoid":
+            per_pair = -F.logsigmoid(beta * delta)
+        elif self.kind == "hinge":
+            per_pair = torch.relu(1 - beta * delta)
+        elif self.kind == "ipo":
+            if chosen_lengths is None or rejected_lengths is None:
+                raise ValueError("the ipo loss needs chosen_lengths and rejected_lengths")
+            avg_delta = chosen_ratio / chosen_lengths.clamp(min=1) - rejected_ratio / rejected_lengths.clamp(min=1)
+            per_pair = (avg_delta - 1 / (2 * beta)) ** 2
+        elif self.kind == "robust":
+            per_pair = (-(1 - eps) * F.logsigmoid(beta * delta) + eps * F.logsigmoid(-beta * delta)) / (1 - 2 * eps)
+        else:  # cdpo
+            per_pair = -(1 - eps) * F.logsigmoid(beta * delta) - eps * F.logsigmoid(-beta * delta)
+        preference = per_pair.mean()
+
+        nll = torch.zeros((), dtype=preference.dtype, device=preference.device)
+        if self.nll_weight > 0:
+            if chosen_lengths is None:
+                raise ValueError("the NLL term needs chosen_lengths")
+            nll = token_mean_nll(policy_chosen_logps, chosen_lengths)
+        elif chosen_lengths is not None:
+            nll = token_mean_nll(policy_chosen_logps.detach(), chosen_lengths)  # logged only
+        loss = preference + self.nll_weight * nll if self.nll_weight > 0 else preference
+
+        return PreferenceLossOutput(
+            loss=loss,
+            preference_loss=preference.detach(),
+            nll=nll.detach(),
+            chosen_rewards=(beta * chosen_ratio).detach(),
+            rejected_rewards=(beta * rejected_ratio).detach(),
+        )
+
+
+class SFTLoss(nn.Module):
+    """Plain supervised fine-tuning: token-mean NLL of the responses."""
+
+    def forward(self, sum_logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scalar loss from (B,) summed response log-probs and (B,) response token counts."""
+        return token_mean_nll(sum_logps, lengths)
