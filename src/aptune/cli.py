@@ -1,0 +1,193 @@
+"""The ``aptune`` command line. Each command is a thin shell over a library function.
+
+Heavy imports (torch, transformers) happen inside commands so that ``aptune --help`` is fast.
+Errors a user can fix (bad data, bad config, missing model) end the command with one line on
+stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Make a language model a domain specialist without losing its general skills.",
+)
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, OSError)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"aptune: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _console():  # noqa: ANN202
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the model registry (short names usable wherever a model is asked for)."""
+    from rich.table import Table
+
+    from aptune.models import DEFAULT_MODEL, cache_dir, describe_registry
+
+    table = Table(title=f"models (cache: {cache_dir()})")
+    for col in ("name", "state", "description"):
+        table.add_column(col)
+    for name, state, desc in describe_registry():
+        table.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), state, desc)
+    _console().print(table)
+    typer.echo("Any Hugging Face Hub id or local model folder is accepted as well.")
+
+
+@app.command("data")
+def data_cmd(
+    domain: Optional[str] = typer.Option(None, help="Only tasks of this domain."),
+) -> None:
+    """List the bundled offline tasks with their domains, sizes and splits."""
+    from rich.table import Table
+
+    from aptune.data import list_suites, list_tasks
+
+    table = Table(title="bundled tasks (train/dev/test assigned by seeded hash; see README)")
+    for col in ("task", "domain", "kind", "items", "train", "dev", "test", "source"):
+        table.add_column(col, justify="right" if col in {"items", "train", "dev", "test"} else "left")
+    for info in list_tasks():
+        if domain and info.domain != domain:
+            continue
+        sizes = info.split_sizes
+        table.add_row(
+            info.name, info.domain, info.kind, str(info.size),
+            str(sizes.get("train", "")), str(sizes.get("dev", "")), str(sizes.get("test", "")),
+            info.source,
+        )
+    console = _console()
+    console.print(table)
+    for name, tasks in list_suites().items():
+        console.print(f"suite [bold]{name}[/bold]: {', '.join(tasks)}")
+
+
+def _metric_cell(metrics: dict, key: str) -> str:
+    interval = metrics.get(key)
+    return interval.format() if interval is not None else "-"
+
+
+def _histogram(hist: dict[int, int]) -> str:
+    if not hist:
+        return "-"
+    total = sum(hist.values())
+    return " ".join(f"{chr(65 + k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option("smollm2-135m", help="Registry name, Hub id or local folder."),
+    tasks: Optional[str] = typer.Option(
+        None, help="Comma-separated task names or data files (JSONL/CSV/Parquet)."
+    ),
+    suite: Optional[str] = typer.Option(
+        None, help="A named suite (see `aptune data`); used when --tasks is not given."
+    ),
+    split: str = typer.Option("test", help="train, dev, test, or source (all, source order)."),
+    limit: Optional[int] = typer.Option(None, help="At most this many items per task."),
+    precision: str = typer.Option("auto", help="auto (bf16 where the CPU has it), bf16, fp32."),
+    template: str = typer.Option("auto", help="Prompt template: auto, chat, plain."),
+    mc_format: str = typer.Option("cloze", help="cloze (score the answer text) or letter."),
+    metric: str = typer.Option("acc", help="MC answer rule: acc or acc_norm."),
+    out: Path = typer.Option(Path("runs/eval"), help="Output folder for predictions + metrics."),
+    seed: int = typer.Option(0, help="Seed for splits and bootstrap."),
+    trust_remote_code: bool = typer.Option(False, help="Allow model repository code (off)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Evaluate a model: accuracy with 95% intervals, position bias, per-item predictions."""
+    _setup_logging(verbose)
+    from aptune.data import load_suite, load_task
+    from aptune.evaluate.runner import EvalSettings, evaluate
+    from aptune.models import load_model, load_tokenizer, resolve_precision
+    from aptune.prompts import PromptFormat
+
+    try:
+        settings = EvalSettings(
+            prompt=PromptFormat(template=template, mc_format=mc_format),  # type: ignore[arg-type]
+            mc_metric=metric,  # type: ignore[arg-type]
+            seed=seed,
+        )
+        if metric not in ("acc", "acc_norm"):
+            raise ValueError(f"--metric must be acc or acc_norm, not {metric!r}")
+        if tasks:
+            names = [t.strip() for t in tasks.split(",") if t.strip()]
+            data = {n: load_task(n, split=split, limit=limit, seed=seed) for n in names}
+        else:
+            data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=seed)
+        dtype = resolve_precision(precision)  # type: ignore[arg-type]
+        started = time.time()
+        lm = load_model(model, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    report = evaluate(lm, tokenizer, data, settings, dtype)
+    elapsed = time.time() - started
+    from aptune.provenance import provenance
+
+    report.write(
+        out,
+        extra={
+            "model": model,
+            "split": split,
+            "limit": limit,
+            "precision": str(dtype).replace("torch.", ""),
+            "prompt": {"template": template, "mc_format": mc_format, "mc_metric": metric},
+            "seed": seed,
+            "seconds": round(elapsed, 1),
+            "provenance": provenance(),
+        },
+    )
+    from rich.table import Table
+
+    table = Table(title=f"{model} · split={split} · {str(dtype).replace('torch.', '')} · 95% bootstrap CI")
+    for col in ("task", "domain", "n", "acc", "acc_norm", "majority-position", "predicted positions"):
+        table.add_column(col)
+    for name, tm in report.metrics.items():
+        pos = tm.positions
+        table.add_row(
+            name,
+            tm.domain,
+            str(tm.n),
+            _metric_cell(tm.metrics, "acc" if "acc" in tm.metrics else "accuracy"),
+            _metric_cell(tm.metrics, "acc_norm"),
+            f"{100 * pos.majority_baseline:.1f}" if pos else "-",
+            _histogram(pos.predicted_histogram) if pos else "-",
+        )
+    console = _console()
+    console.print(table)
+    console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'} ({elapsed:.0f} s)")
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

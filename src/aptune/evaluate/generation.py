@@ -1,0 +1,90 @@
+"""Batched greedy generation with the KV cache and left padding.
+
+This is the default generation backend (transformers' ``generate``). Prompts are rendered by
+``aptune.prompts`` so that what the model generates in evaluation is what mining judges and
+what training later treats as the model's own answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from aptune.models import autocast
+
+log = logging.getLogger(__name__)
+
+
+def _stop_token_ids(tokenizer: Any) -> list[int]:
+    """EOS plus the chat template's end-of-turn token where it differs (e.g. <|im_end|>)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for token in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>"):
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+            ids.add(tid)
+    return sorted(ids)
+
+
+@torch.no_grad()
+def generate_greedy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    max_prompt_tokens: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[str]:
+    """Greedy completions of ``prompts`` (already rendered), in input order.
+
+    Prompts are sorted by length so each batch pads little, left-padded so every row's last
+    token is real, and cut from the left to ``max_prompt_tokens`` when given (the question's
+    end and the assistant header matter most).
+    """
+    device = next(model.parameters()).device
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if max_prompt_tokens is not None:
+        for i, ids in enumerate(encoded):
+            if len(ids) > max_prompt_tokens:
+                log.warning("prompt %d has %d tokens; keeping the last %d", i, len(ids), max_prompt_tokens)
+                encoded[i] = ids[-max_prompt_tokens:]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stops = _stop_token_ids(tokenizer)
+    outputs: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            seq = encoded[i]
+            ids[r, width - len(seq) :] = torch.tensor(seq)
+            mask[r, width - len(seq) :] = 1
+        with autocast(dtype, device):
+            out = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=stops,
+                pad_token_id=pad_id,
+                use_cache=True,
+            )
+        for r, i in enumerate(rows):
+            outputs[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True).strip()
+        bar.update(len(rows))
+    bar.close()
+    model.train(was_training)
+    return outputs

@@ -1,0 +1,224 @@
+"""Evaluate a model on named tasks: per-item predictions, per-task metrics with intervals.
+
+Multiple-choice tasks are scored by log-likelihood (``scoring.py``); generative tasks are
+answered greedily (``generation.py``) and graded by a judge. The same functions produce the
+per-item correctness that APT's mining stage turns into weakness cases, so "wrong" means the
+same thing in evaluation and in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from aptune.data.example import Example
+from aptune.evaluate.generation import generate_greedy
+from aptune.evaluate.metrics import TaskMetrics, bootstrap_mean, position_stats
+from aptune.evaluate.scoring import score_choices
+from aptune.io import write_json_atomic, write_jsonl_atomic
+from aptune.prompts import PromptFormat, render_prompt
+
+log = logging.getLogger(__name__)
+
+MCMetric = Literal["acc", "acc_norm"]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How answers are produced and graded; shared by ``aptune eval`` and APT mining."""
+
+    prompt: PromptFormat = field(default_factory=PromptFormat)
+    mc_metric: MCMetric = "acc"  # which MC prediction counts as "the model's answer"
+    max_new_tokens: int = 64
+    max_tokens_per_batch: int = 4096
+    generation_batch_size: int = 16
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    judge: str | None = None  # None: choice for MC, final_number/exact_match for generative
+
+
+@dataclass
+class ItemResult:
+    """One item's outcome: the answer the model gave and whether it is right."""
+
+    example: Example
+    correct: bool
+    prediction: int | str  # choice index (MC) or generated text
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answer_text(self) -> str:
+        """The model's answer as text (the rejected side of a preference pair when wrong)."""
+        if isinstance(self.prediction, int):
+            return self.example.choices[self.prediction]
+        return self.prediction
+
+    def to_row(self) -> dict[str, Any]:
+        ex = self.example
+        row: dict[str, Any] = {"id": ex.id, "task": ex.task, "domain": ex.domain}
+        if ex.is_multiple_choice:
+            row.update(gold=ex.gold, prediction=self.prediction)
+        else:
+            row.update(reference=ex.answer, prediction=self.prediction)
+        row["correct"] = self.correct
+        row.update(self.extra)
+        return row
+
+
+def answer_multiple_choice(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    settings: EvalSettings,
+    dtype: torch.dtype,
+    *,
+    progress: bool = True,
+    desc: str = "scoring",
+) -> list[ItemResult]:
+    """Score MC items; the prediction follows ``settings.mc_metric``."""
+    scores = score_choices(
+        model,
+        tokenizer,
+        examples,
+        settings.prompt,
+        dtype=dtype,
+        max_tokens=settings.max_tokens_per_batch,
+        progress=progress,
+        desc=desc,
+    )
+    results = []
+    for ex, sc in zip(examples, scores):
+        pred = sc.prediction_norm if settings.mc_metric == "acc_norm" else sc.prediction
+        extra = {
+            "pred_acc": sc.prediction,
+            "pred_acc_norm": sc.prediction_norm,
+            "correct_acc": sc.prediction == ex.gold,
+            "correct_acc_norm": sc.prediction_norm == ex.gold,
+            "logprobs": [round(x, 5) for x in sc.logprobs],
+        }
+        results.append(ItemResult(ex, pred == ex.gold, pred, extra))
+    return results
+
+
+def answer_generative(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    settings: EvalSettings,
+    dtype: torch.dtype,
+    *,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[ItemResult]:
+    """Generate greedy answers and grade them with the configured (or default) judge."""
+    from aptune.evaluate.judges import default_judge_for, get_judge
+
+    prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
+    outputs = generate_greedy(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.generation_batch_size,
+        dtype=dtype,
+        progress=progress,
+        desc=desc,
+    )
+    results = []
+    for ex, text in zip(examples, outputs):
+        judge = get_judge(settings.judge) if settings.judge else default_judge_for(ex)
+        verdict = judge.judge(ex, text)
+        extra = {"judge": type(judge).__name__, "judge_detail": verdict.detail}
+        if verdict.score is not None:
+            extra["judge_score"] = verdict.score
+        results.append(ItemResult(ex, verdict.correct, text, extra))
+    return results
+
+
+def answer(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    settings: EvalSettings,
+    dtype: torch.dtype,
+    *,
+    progress: bool = True,
+    desc: str = "answering",
+) -> list[ItemResult]:
+    """Answer a mixed list of items (MC by scoring, the rest by generation), input order kept."""
+    mc = [i for i, ex in enumerate(examples) if ex.is_multiple_choice]
+    gen = [i for i, ex in enumerate(examples) if not ex.is_multiple_choice]
+    out: list[ItemResult | None] = [None] * len(examples)
+    if mc:
+        for i, r in zip(mc, answer_multiple_choice(
+            model, tokenizer, [examples[i] for i in mc], settings, dtype, progress=progress, desc=desc
+        )):
+            out[i] = r
+    if gen:
+        for i, r in zip(gen, answer_generative(
+            model, tokenizer, [examples[i] for i in gen], settings, dtype, progress=progress, desc=desc
+        )):
+            out[i] = r
+    return [r for r in out if r is not None]
+
+
+def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) -> TaskMetrics:
+    """Accuracy (and acc_norm for MC) with bootstrap intervals and position statistics."""
+    domain = results[0].example.domain if results else ""
+    tm = TaskMetrics(task=task, domain=domain, n=len(results))
+    boot = {"resamples": settings.bootstrap_resamples, "seed": settings.seed}
+    tm.metrics["accuracy"] = bootstrap_mean([r.correct for r in results], **boot)
+    mc = [r for r in results if r.example.is_multiple_choice]
+    if mc and len(mc) == len(results):
+        tm.metrics["acc"] = bootstrap_mean([r.extra["correct_acc"] for r in mc], **boot)
+        tm.metrics["acc_norm"] = bootstrap_mean([r.extra["correct_acc_norm"] for r in mc], **boot)
+        tm.positions = position_stats(
+            [int(r.example.gold or 0) for r in mc], [int(r.prediction) for r in mc]
+        )
+    return tm
+
+
+@dataclass
+class EvalReport:
+    """Results of one evaluation: per task, the item results and the summary metrics."""
+
+    items: dict[str, list[ItemResult]]
+    metrics: dict[str, TaskMetrics]
+
+    def write(self, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write ``predictions.jsonl`` and ``metrics.json`` (atomically) into ``out_dir``."""
+        out = Path(out_dir)
+        rows = [r.to_row() for task in self.items.values() for r in task]
+        write_jsonl_atomic(out / "predictions.jsonl", rows)
+        payload = {"tasks": {t: m.to_dict() for t, m in self.metrics.items()}}
+        if extra:
+            payload.update(extra)
+        write_json_atomic(out / "metrics.json", payload)
+        return out
+
+
+def evaluate(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    tasks: Mapping[str, Sequence[Example]],
+    settings: EvalSettings,
+    dtype: torch.dtype,
+    *,
+    progress: bool = True,
+) -> EvalReport:
+    """Evaluate every task; an empty task is reported and skipped, never a crash."""
+    items: dict[str, list[ItemResult]] = {}
+    metrics: dict[str, TaskMetrics] = {}
+    for name, examples in tasks.items():
+        if not examples:
+            log.warning("task %s has no items; skipped", name)
+            continue
+        results = answer(model, tokenizer, examples, settings, dtype, progress=progress, desc=name)
+        items[name] = results
+        metrics[name] = summarize(name, results, settings)
+    return EvalReport(items, metrics)

@@ -1,0 +1,216 @@
+"""Batched log-likelihood scoring of multiple-choice items.
+
+Each item's prompt is run once and all its choices are scored in the same forward pass: the
+prompt tokens and every choice's tokens are packed into one sequence, with a 4D attention
+mask that lets each choice see the prompt and itself but not the other choices, and position
+ids that restart each choice where the prompt ends. A 4-way ARC item thus costs
+``prompt + sum(choices)`` tokens instead of ``4 × (prompt + choice)``; items are sorted by
+packed length and batched. The model inputs are exactly lm-eval's (same token split, see
+``aptune.prompts.encode_continuation``), so accuracies match it item by item.
+
+``packed=False`` scores each (prompt, choice) as its own right-padded row instead: the
+reference path used by the tests, and the fallback for adapters that cannot take a custom
+4D mask (they declare ``supports_packed_scoring = False`` on any submodule).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from aptune.data.example import Example
+from aptune.models import autocast
+from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """Summed log-probabilities of each choice's continuation, in choice order."""
+
+    logprobs: tuple[float, ...]
+    char_lengths: tuple[int, ...]  # lm-eval's acc_norm divides by the choice text's length
+    token_counts: tuple[int, ...]
+
+    @property
+    def prediction(self) -> int:
+        return max(range(len(self.logprobs)), key=lambda i: self.logprobs[i])
+
+    @property
+    def prediction_norm(self) -> int:
+        normed = [lp / max(n, 1) for lp, n in zip(self.logprobs, self.char_lengths)]
+        return max(range(len(normed)), key=lambda i: normed[i])
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    index: int
+    context: list[int]
+    continuations: list[list[int]]
+
+    @property
+    def packed_length(self) -> int:
+        return len(self.context) + sum(len(c) for c in self.continuations)
+
+
+def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int) -> _Encoded:
+    prompt = render_prompt(example, tokenizer, fmt)
+    conts = []
+    context: list[int] = []
+    for text in choice_continuations(example, tokenizer, fmt):
+        context, cont = encode_continuation(tokenizer, prompt, text)
+        if not cont:
+            raise ValueError(f"example {example.id!r}: a choice encodes to zero tokens")
+        conts.append(cont)
+    if not context:  # lm-eval conditions an empty context on the end-of-text token
+        context = [tokenizer.eos_token_id]
+    return _Encoded(index, context, conts)
+
+
+def _supports_packed(model: torch.nn.Module) -> bool:
+    return all(getattr(m, "supports_packed_scoring", True) for m in model.modules())
+
+
+def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor) -> float:
+    """Sum of log p(targets[i] | logits at positions[i]) for one continuation."""
+    picked = logits[positions].float().log_softmax(-1)
+    return picked.gather(-1, targets[:, None]).sum().item()
+
+
+def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
+    """Inputs for a batch of packed items: ids, 4D mask, position ids, and score slices."""
+    length = max(e.packed_length for e in batch)
+    ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(batch), length), dtype=torch.long)
+    allowed = torch.zeros((len(batch), length, length), dtype=torch.bool)
+    slices: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    for row, enc in enumerate(batch):
+        n_ctx = len(enc.context)
+        ids[row, :n_ctx] = torch.tensor(enc.context)
+        positions[row, :n_ctx] = torch.arange(n_ctx)
+        allowed[row, :n_ctx, :n_ctx] = torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool))
+        start = n_ctx
+        item_slices = []
+        for cont in enc.continuations:
+            n = len(cont)
+            end = start + n
+            ids[row, start:end] = torch.tensor(cont)
+            positions[row, start:end] = torch.arange(n_ctx, n_ctx + n)
+            allowed[row, start:end, :n_ctx] = True
+            allowed[row, start:end, start:end] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+            # token k of the choice is predicted by the logits one step before it: the last
+            # prompt token for k = 0, the choice's own previous token afterwards.
+            predictor = torch.cat([torch.tensor([n_ctx - 1]), torch.arange(start, end - 1)])
+            item_slices.append((predictor, torch.tensor(cont)))
+            start = end
+        # padding rows attend to themselves only, so no row is fully masked (NaN-free)
+        pad = torch.arange(start, length)
+        allowed[row, pad, pad] = True
+        slices.append(item_slices)
+    mask = allowed[:, None]
+    if not sdpa_bool_mask:
+        mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
+            ~allowed, torch.finfo(torch.float32).min
+        )[:, None]
+    return ids, mask, positions, slices
+
+
+def _separate_batch(batch: Sequence[_Encoded], pad_id: int):
+    """Inputs for scoring each (prompt, choice) as its own right-padded row."""
+    rows = [(e, c) for e in batch for c in e.continuations]
+    length = max(len(e.context) + len(c) for e, c in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), length), dtype=torch.long)
+    slices = []
+    for r, (enc, cont) in enumerate(rows):
+        seq = enc.context + cont
+        ids[r, : len(seq)] = torch.tensor(seq)
+        attn[r, : len(seq)] = 1
+        n_ctx = len(enc.context)
+        slices.append((torch.arange(n_ctx - 1, n_ctx - 1 + len(cont)), torch.tensor(cont)))
+    return ids, attn, slices
+
+
+def _batches(encoded: list[_Encoded], max_tokens: int, max_items: int) -> list[list[_Encoded]]:
+    """Greedy length-sorted batches bounded by padded tokens and item count."""
+    ordered = sorted(encoded, key=lambda e: -e.packed_length)
+    batches: list[list[_Encoded]] = []
+    current: list[_Encoded] = []
+    for enc in ordered:
+        width = current[0].packed_length if current else enc.packed_length
+        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_items):
+            batches.append(current)
+            current = []
+        current.append(enc)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@torch.no_grad()
+def score_choices(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    fmt: PromptFormat,
+    *,
+    dtype: torch.dtype = torch.float32,
+    max_tokens: int = 4096,
+    max_items: int = 32,
+    packed: bool | None = None,
+    progress: bool = True,
+    desc: str = "scoring",
+) -> list[ChoiceScores]:
+    """Score every choice of every multiple-choice example; results in input order."""
+    for ex in examples:
+        if not ex.is_multiple_choice:
+            raise ValueError(f"example {ex.id!r} of task {ex.task!r} is not multiple choice")
+    packed = _supports_packed(model) if packed is None else packed
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    sdpa = getattr(model.config, "_attn_implementation", "sdpa") != "eager"
+    encoded = [_encode(ex, tokenizer, fmt, i) for i, ex in enumerate(examples)]
+    results: list[ChoiceScores | None] = [None] * len(examples)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(examples), desc=desc, unit="item", disable=not progress, leave=False)
+    for batch in _batches(encoded, max_tokens, max_items):
+        with autocast(dtype, device):
+            if packed:
+                ids, mask, positions, slices = _packed_batch(batch, pad_id, sdpa)
+                logits = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    use_cache=False,
+                ).logits
+                per_item = [
+                    [_sum_logprobs(logits[r], t.to(device), p.to(device)) for p, t in item]
+                    for r, item in enumerate(slices)
+                ]
+            else:
+                ids, attn, flat = _separate_batch(batch, pad_id)
+                logits = model(
+                    input_ids=ids.to(device), attention_mask=attn.to(device), use_cache=False
+                ).logits
+                scores = [_sum_logprobs(logits[r], t.to(device), p.to(device)) for r, (p, t) in enumerate(flat)]
+                per_item, k = [], 0
+                for enc in batch:
+                    per_item.append(scores[k : k + len(enc.continuations)])
+                    k += len(enc.continuations)
+        for enc, lps in zip(batch, per_item):
+            ex = examples[enc.index]
+            lengths = tuple(len(c) for c in ex.choices)
+            results[enc.index] = ChoiceScores(
+                tuple(lps), lengths, tuple(len(c) for c in enc.continuations)
+            )
+        bar.update(len(batch))
+    bar.close()
+    model.train(was_training)
+    return [r for r in results if r is not None]

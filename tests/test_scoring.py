@@ -1,0 +1,77 @@
+"""Multiple-choice scoring: the packed (shared-prefix) path equals scoring each choice alone."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aptune.data.example import Example
+from aptune.evaluate.scoring import score_choices
+from aptune.prompts import PromptFormat, encode_continuation, render_answer, render_prompt
+from tiny import tiny_model
+
+ITEMS = [
+    Example("q1", "t", "science", "what is the sun?", ("a star", "a planet", "water"), 0),
+    Example("q2", "t", "science", "which is red?", ("fire", "the moon is not red at all", "sky", "tree"), 0),
+    Example("q3", "t", "general", "the cat and the dog", (" ran", " sat down", " ate"), 1, style="completion"),
+    Example("q4", "t", "general", "1 2 3 4 5 6 7 8 9 and then?", ("0", "10"), 1),
+]
+
+
+def _reference_logprob(model, tokenizer, example, choice, fmt) -> float:
+    """Unbatched, unpacked log p(choice | prompt): the definition the scorer must match."""
+    prompt = render_prompt(example, tokenizer, fmt)
+    ctx, cont = encode_continuation(tokenizer, prompt, render_answer(example, choice, tokenizer, fmt))
+    ids = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        logp = model(input_ids=ids).logits[0].log_softmax(-1)
+    return sum(logp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("template,mc_format", [("plain", "cloze"), ("chat", "cloze"), ("chat", "letter")])
+@pytest.mark.parametrize("packed", [True, False])
+def test_scores_equal_unbatched_reference(tokenizer, family, template, mc_format, packed):
+    model = tiny_model(family)
+    fmt = PromptFormat(template=template, mc_format=mc_format)
+    scores = score_choices(model, tokenizer, ITEMS, fmt, packed=packed, max_items=3, progress=False)
+    for ex, sc in zip(ITEMS, scores):
+        assert len(sc.logprobs) == len(ex.choices)
+        for i, lp in enumerate(sc.logprobs):
+            assert lp == pytest.approx(_reference_logprob(model, tokenizer, ex, i, fmt), abs=1e-4)
+
+
+def test_eager_attention_mask_path_matches_sdpa(tokenizer):
+    sdpa = tiny_model("llama")
+    eager = tiny_model("llama")
+    eager.config._attn_implementation = "eager"
+    fmt = PromptFormat(template="plain")
+    a = score_choices(sdpa, tokenizer, ITEMS, fmt, progress=False)
+    b = score_choices(eager, tokenizer, ITEMS, fmt, progress=False)
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+
+
+def test_prediction_and_length_normalised_prediction():
+    from aptune.evaluate.scoring import ChoiceScores
+
+    sc = ChoiceScores(logprobs=(-4.0, -6.0), char_lengths=(2, 6), token_counts=(1, 3))
+    assert sc.prediction == 0  # -4 > -6
+    assert sc.prediction_norm == 1  # -4/2 = -2 < -6/6 = -1
+
+
+def test_bf16_autocast_close_to_fp32(tokenizer, model):
+    fmt = PromptFormat(template="plain")
+    a = score_choices(model, tokenizer, ITEMS, fmt, progress=False)
+    b = score_choices(model, tokenizer, ITEMS, fmt, dtype=torch.bfloat16, progress=False)
+    for x, y in zip(a, b):
+        assert all(math.isfinite(v) for v in y.logprobs)
+        assert x.logprobs == pytest.approx(y.logprobs, rel=0.05, abs=0.3)
+
+
+def test_rejects_generative_items(tokenizer, model):
+    gen = Example("g", "t", "d", "what is 1 2?", answer="3")
+    with pytest.raises(ValueError, match="not multiple choice"):
+        score_choices(model, tokenizer, [gen], PromptFormat(), progress=False)

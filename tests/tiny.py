@@ -1,0 +1,60 @@
+"""Tiny random causal LMs and a tokenizer built in-process, for fast unit tests."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
+    """A character-level byte-BPE tokenizer (no merges) with ChatML specials; no downloads."""
+    words = (
+        "the a of to is what which answer question : ? . , yes no red blue green sun moon water "
+        "fire cat dog tree 1 2 3 4 5 6 7 8 9 0 A B C D continue text planet star"
+    ).split()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for w in words + [f"Ġ{w}" for w in words] + ["\n", "Ġ", "Question", "Answer", "user", "assistant", "system", "ĊĊ", "Ċ"]:
+        vocab.setdefault(w, len(vocab))
+    for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:?.,!'\"-":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault("Ġ" + ch, len(vocab))
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    from tokenizers import decoders
+
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tok.padding_side = "left"
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_model(family: str = "llama", vocab_size: int = 256, seed: int = 0) -> torch.nn.Module:
+    """A 2-layer random causal LM of the given family, in eval mode."""
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[family](**common)
+    model = AutoModelForCausalLM.from_config(config)
+    return model.eval()
