@@ -1,0 +1,100 @@
+"""The trainer's typed configuration and the summary it returns.
+
+The dataclass is the schema: the CLI and YAML configs map onto these fields one to one.
+Defaults are APT's (DPO sigmoid + 0.5 NLL, beta 0.1, linear schedule with 3% warmup), with a
+learning rate suited to LoRA on small models rather than the released 7B scripts' 1e-6.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aptune.models import Precision
+from aptune.train.losses import PREFERENCE_LOSSES, PreferenceLossKind
+from aptune.train.pairs import EosMode
+
+Scheduler = Literal["linear", "cosine", "constant"]
+
+
+@dataclass
+class TrainConfig:
+    """How to train an adapter on pairs (preference) or items (SFT)."""
+
+    loss: PreferenceLossKind = "sigmoid"  # sigmoid (DPO) | ipo | hinge | robust | cdpo
+    beta: float = 0.1
+    nll_weight: float = 0.5  # weight of the chosen-answer NLL term (0 = plain DPO)
+    label_smoothing: float = 0.0  # robust / cdpo only
+    lr: float = 2e-4
+    epochs: int = 2
+    batch_size: int = 8  # pairs (or SFT items) per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup_ratio: float = 0.03
+    scheduler: Scheduler = "linear"
+    weight_decay: float = 0.0
+    max_length: int = 512  # tokens of prompt + response; prompts are cut from the left
+    gradient_checkpointing: bool = False
+    precision: Precision = "auto"  # auto = bf16 autocast where the hardware has it
+    seed: int = 0
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    log_every: int = 1  # optimizer steps per JSONL record
+    max_nonfinite_steps: int = 3  # consecutive NaN/inf losses before giving up
+    disable_dropout: bool = True  # dropout off while training (policy and reference agree at step 0)
+    eos: EosMode = "auto"  # append the chat end-of-turn token to responses: auto | always | never
+    save_adapter: bool = True  # write out_dir/adapter at the end (and on divergence)
+    progress: bool = True  # tqdm bar
+
+    def __post_init__(self) -> None:
+        if self.loss not in PREFERENCE_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(PREFERENCE_LOSSES)}, not {self.loss!r}")
+        for name in ("epochs", "batch_size", "grad_accum", "log_every", "max_nonfinite_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, not {self.lr}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2, not {self.max_length}")
+        if self.scheduler not in ("linear", "cosine", "constant"):
+            raise ValueError(f"scheduler must be linear, cosine or constant, not {self.scheduler!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What one training call did; also written to ``out_dir/train_result.json``."""
+
+    steps: int  # optimizer steps taken (skipped non-finite steps excluded)
+    examples: int  # pairs (or items) processed, counting every epoch
+    tokens: int  # non-padding tokens through the forward pass (both sides of a pair)
+    final_loss: float
+    mean_loss: float
+    mean_margin: float | None  # None for SFT
+    wall_s: float
+    peak_rss_mb: float  # process peak resident memory so far
+    skipped_steps: int = 0
+    reference_s: float = 0.0  # time spent computing reference log-probs
+    adapter_dir: str | None = None
+    metrics_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["examples_per_s"] = self.examples_per_s
+        return row
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Raised after too many consecutive non-finite losses; the last good adapter is kept."""
