@@ -54,7 +54,7 @@ def tiny_lora(seed: int = 0, random_b: bool = False, dropout: float = 0.0):
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if "lora_B" in name:
-                    p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+                    p.copy_(torch.randn(p.shape, generator=gen) * 1.0)
     return model
 
 
