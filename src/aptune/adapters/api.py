@@ -1,0 +1,136 @@
+"""One adapter API for the trainer, the round loop and the CLI, whatever the adapter kind.
+
+LoRA comes from PEFT (``get_peft_model``, ``disable_adapter``, ``save_pretrained``,
+``PeftModel.from_pretrained``, ``merge_and_unload``); ALoRA is aptune's own
+(``adapters.attention_lora``). Callers never branch on the kind themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+
+from aptune.adapters.attention_lora import io as attn_io
+from aptune.adapters.attention_lora import model as attn_model
+from aptune.adapters.attention_lora.model import AdapterMergeError
+from aptune.adapters.config import AdapterConfig
+
+log = logging.getLogger(__name__)
+
+PEFT_CONFIG_NAME = "adapter_config.json"
+
+
+def _is_peft(model: nn.Module) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def adapter_kind(model: nn.Module) -> Literal["lora", "alora"] | None:
+    """Which adapter ``model`` carries: "lora" (PEFT), "alora" (attention LoRA) or None."""
+    if _is_peft(model):
+        return "lora"
+    if attn_model.adapter_configs(model):
+        return "alora"
+    return None
+
+
+def attach_adapter(model: nn.Module, cfg: AdapterConfig, name: str = "default") -> nn.Module:
+    """Return ``model`` with a fresh adapter whose parameters are the only trainable ones.
+
+    LoRA returns a ``PeftModel`` wrapping ``model``; ALoRA modifies ``model`` in place and
+    returns it (stacking on a previous ALoRA adapter if there is one). A fresh adapter of
+    either kind leaves the outputs exactly the base model's (B = 0).
+    """
+    current = adapter_kind(model)
+    if cfg.kind == "lora":
+        if current is not None:
+            raise ValueError(f"model already carries a {current} adapter; merge it first (ALoRA cannot be merged)")
+        from peft import LoraConfig, get_peft_model
+
+        targets = cfg.target_modules if isinstance(cfg.target_modules, str) else list(cfg.target_modules)
+        lora = LoraConfig(
+            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM"
+        )
+        return get_peft_model(model, lora, adapter_name=name)
+    if current == "lora":
+        raise ValueError("model carries an unmerged LoRA adapter; merge_adapter() it before attaching ALoRA")
+    return attn_model.attach(model, cfg, name)
+
+
+@contextlib.contextmanager
+def disabled_adapter(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the newest adapter adds nothing: exactly the model it was attached to."""
+    kind = adapter_kind(model)
+    if kind == "lora":
+        with model.disable_adapter():
+            yield model
+    elif kind == "alora":
+        with attn_model.disabled(model):
+            yield model
+    else:
+        raise ValueError(f"{type(model).__name__} carries no adapter to disable")
+
+
+def save_adapter(model: nn.Module, folder: str | os.PathLike) -> Path:
+    """Write the adapter (safetensors + config) to ``folder``; the base weights are not saved."""
+    kind = adapter_kind(model)
+    if kind == "lora":
+        model.save_pretrained(str(folder), safe_serialization=True)
+        return Path(folder)
+    if kind == "alora":
+        return attn_io.save(model, folder)
+    raise ValueError(f"{type(model).__name__} carries no adapter to save")
+
+
+def load_adapter(base_model: nn.Module, folder: str | os.PathLike, trainable: bool = False) -> nn.Module:
+    """Load a saved adapter of either kind onto a freshly loaded base model.
+
+    ``trainable=True`` is for resuming training (the adapter's parameters require grad).
+    """
+    folder = Path(folder)
+    if attn_io.is_attn_lora_folder(folder):
+        return attn_io.load(base_model, folder, trainable=trainable)
+    if (folder / PEFT_CONFIG_NAME).exists():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+    raise ValueError(f"{folder}: no adapter found (expected {attn_io.CONFIG_NAME} or {PEFT_CONFIG_NAME})")
+
+
+def merge_adapter(model: nn.Module) -> nn.Module:
+    """Fold a LoRA adapter into the base weights and return the plain base model.
+
+    ALoRA raises AdapterMergeError: its attention mixes tokens, so no weight can absorb it;
+    the round loop keeps it stacked and attaches the next adapter on top instead.
+    """
+    kind = adapter_kind(model)
+    if kind == "lora":
+        return model.merge_and_unload()
+    if kind == "alora":
+        return attn_model.merge(model)
+    raise ValueError(f"{type(model).__name__} carries no adapter to merge")
+
+
+def trainable_parameter_count(model: nn.Module) -> int:
+    """Number of parameters that require grad (the adapter's, after attach_adapter)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = [
+    "AdapterConfig",
+    "AdapterMergeError",
+    "adapter_kind",
+    "attach_adapter",
+    "disabled_adapter",
+    "load_adapter",
+    "merge_adapter",
+    "save_adapter",
+    "trainable_parameter_count",
+]

@@ -1,0 +1,199 @@
+"""Per-call state shared by all attention-LoRA layers of one model: mask, positions, cache.
+
+An adapted ``nn.Linear`` only sees its input ``x``; the rank-space attention also needs to
+know which positions are padding, where packed sequences start, and (during cached
+generation) the rank-space keys/values of earlier tokens. A forward pre-hook on the model's
+decoder records the call's ``attention_mask``/``position_ids`` here before any layer runs, and
+a forward post-hook keeps or drops the layers' new keys/values depending on whether the call
+returned a KV cache. Continuation is recognised by identity of the ``past_key_values`` object
+the previous call returned (``generate`` passes the same object every step), so a new call
+with a fresh cache always starts clean.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+KV = tuple[torch.Tensor, torch.Tensor]
+
+
+class AttnLoraCacheError(RuntimeError):
+    """A cached call whose past does not match what the adapter's own cache holds."""
+
+
+@dataclass
+class CallState:
+    """What the layers of one forward call need: sizes, masks and the past keys/values."""
+
+    batch: int
+    new_len: int
+    past_len: int = 0
+    key_mask: torch.Tensor | None = None  # (batch, past_len + new_len) bool, True = real token
+    segments: torch.Tensor | None = None  # (batch, new_len) packed-sequence ids, or None
+    past: dict[str, KV] = field(default_factory=dict)
+    present: dict[str, KV] = field(default_factory=dict)
+    _mask: torch.Tensor | None = None
+    _mask_done: bool = False
+
+    def attention_mask(self, device: torch.device) -> torch.Tensor | None:
+        """Boolean (batch|1, 1, new_len, past_len+new_len) mask, True = may attend; None = plain causal.
+
+        Built once per call and shared by every adapted layer. A query always may attend to
+        itself, so padded rows never become all-masked (which would give NaN); their outputs
+        are ignored downstream anyway.
+        """
+        if self._mask_done:
+            return self._mask
+        self._mask_done = True
+        if self.key_mask is None and self.segments is None:
+            if self.past_len == 0 or self.new_len == 1:
+                self._mask = None  # causal without past (is_causal) or one query seeing all keys
+                return None
+        total = self.past_len + self.new_len
+        q_pos = torch.arange(self.past_len, total, device=device)
+        k_pos = torch.arange(total, device=device)
+        allowed = (k_pos[None, :] <= q_pos[:, None])[None]  # (1, T, Tk)
+        if self.key_mask is not None:
+            allowed = allowed & self.key_mask.to(device)[:, None, :]
+        if self.segments is not None:  # packed sequences: no attention across a boundary
+            seg = self.segments.to(device)
+            allowed = allowed & (seg[:, :, None] == seg[:, None, :])
+        allowed = allowed | (k_pos[None, :] == q_pos[:, None])[None]
+        self._mask = allowed[:, None]
+        return self._mask
+
+
+def _packed_segments(position_ids: torch.Tensor | None, batch: int, new_len: int) -> torch.Tensor | None:
+    """Segment ids where position_ids restart (packed sequences), or None for one sequence per row."""
+    if position_ids is None or position_ids.dim() != 2 or new_len < 2:
+        return None
+    pos = position_ids.expand(batch, new_len) if position_ids.shape[0] == 1 else position_ids
+    restarts = pos[:, 1:] != pos[:, :-1] + 1
+    if not bool(restarts.any()):
+        return None
+    first = torch.zeros(batch, 1, dtype=torch.long, device=pos.device)
+    return torch.cumsum(torch.cat([first, restarts.long()], dim=1), dim=1)
+
+
+class CallContext:
+    """Owns the per-call state and the adapter's own rank-space KV cache for one model."""
+
+    def __init__(self) -> None:
+        self.state: CallState | None = None
+        self.enabled: dict[str, bool] = {}  # adapter name -> enabled
+        self._cache: dict[str, KV] = {}
+        self._cached_len = 0
+        self._owner: weakref.ReferenceType | None = None
+        self._signature: inspect.Signature | None = None
+        self._handles: list[Any] = []
+
+    # --- hooks -------------------------------------------------------------------------
+    def install(self, decoder: nn.Module) -> None:
+        """Register the pre/post hooks on the module that receives attention_mask and the cache."""
+        self._signature = inspect.signature(decoder.forward)
+        self._handles.append(decoder.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+        self._handles.append(decoder.register_forward_hook(self._post_hook, with_kwargs=True))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the rank-space cache (a new generation starts from scratch)."""
+        self._cache = {}
+        self._cached_len = 0
+        self._owner = None
+
+    def _bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        assert self._signature is not None
+        try:
+            return dict(self._signature.bind_partial(*args, **kwargs).arguments)
+        except TypeError:
+            return dict(kwargs)
+
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not any(self.enabled.values()):
+            return  # adapters disabled (e.g. the DPO reference pass): leave state for backward
+        call = self._bind(args, kwargs)
+        ids, embeds = call.get("input_ids"), call.get("inputs_embeds")
+        ref = ids if ids is not None else embeds
+        if ref is None:
+            raise AttnLoraCacheError("attention LoRA needs input_ids or inputs_embeds in the forward call")
+        batch, new_len = int(ref.shape[0]), int(ref.shape[1])
+        mask = call.get("attention_mask")
+        if mask is not None and mask.dim() != 2:
+            raise AttnLoraCacheError(
+                f"attention LoRA needs a 2-D (batch, length) attention_mask, got shape {tuple(mask.shape)}"
+            )
+        past_kv = call.get("past_key_values")
+        past_len, past = self._resolve_past(past_kv, mask, new_len, batch)
+        key_mask = None
+        if mask is not None:
+            if mask.shape[1] != past_len + new_len:
+                raise AttnLoraCacheError(
+                    f"attention_mask covers {mask.shape[1]} tokens but the adapter expects "
+                    f"{past_len} cached + {new_len} new"
+                )
+            key_mask = mask.bool()
+            if bool(key_mask.all()):
+                key_mask = None
+        segments = None
+        if mask is None and past_len == 0:
+            segments = _packed_segments(call.get("position_ids"), batch, new_len)
+        self.state = CallState(batch, new_len, past_len, key_mask, segments, past=past)
+
+    def _resolve_past(
+        self, past_kv: Any, mask: torch.Tensor | None, new_len: int, batch: int
+    ) -> tuple[int, dict[str, KV]]:
+        """Continue the adapter cache when the call continues the previous one; else start clean."""
+        owner = self._owner() if self._owner is not None else None
+        if past_kv is not None and owner is past_kv and self._cached_len > 0:
+            past_len = self._cached_len
+            if mask is not None and mask.shape[1] - new_len < past_len:  # cache was cropped
+                past_len = mask.shape[1] - new_len
+                self._cache = {k: (a[:, :, :past_len], b[:, :, :past_len]) for k, (a, b) in self._cache.items()}
+            some = next(iter(self._cache.values()), None)
+            if some is not None and some[0].shape[0] != batch:
+                raise AttnLoraCacheError(
+                    f"cached batch {some[0].shape[0]} != call batch {batch}; beam search reorders the "
+                    "model cache, which attention LoRA does not follow: use greedy or sampling"
+                )
+            return past_len, self._cache
+        seen = 0
+        if past_kv is not None and hasattr(past_kv, "get_seq_length"):
+            seen = int(past_kv.get_seq_length())
+        if seen > 0:
+            raise AttnLoraCacheError(
+                f"past_key_values holds {seen} tokens this model's attention LoRA did not see; continue "
+                "only from the past_key_values returned by the previous call"
+            )
+        self.reset()
+        return 0, {}
+
+    def _post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        state = self.state
+        if state is None or not any(self.enabled.values()):
+            return
+        past_kv = getattr(output, "past_key_values", None)
+        if past_kv is None and isinstance(output, tuple) and len(output) > 1:
+            past_kv = output[1] if hasattr(output[1], "get_seq_length") else None
+        if past_kv is not None:
+            self._cache = state.present
+            self._cached_len = state.past_len + state.new_len
+            self._owner = weakref.ref(past_kv)
+        else:
+            self.reset()
+        # Keep sizes and masks (gradient-checkpointing recomputation reads them during
+        # backward) but drop references to keys/values.
+        state.past, state.present = {}, {}
