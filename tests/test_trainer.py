@@ -1,0 +1,216 @@
+"""Tokenisation, batching, log-probs and the trainer loop on a tiny random model (seconds)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+
+import pytest
+import torch
+from test_trainer_tiny import chat_prompt, tiny_lora, tiny_model, tiny_tokenizer
+
+from aptune.train import (
+    PreferencePair,
+    SFTItem,
+    TrainConfig,
+    TrainingDivergedError,
+    train_preference,
+    train_sft,
+)
+from aptune.train.batching import collate_pairs, length_grouped_batches
+from aptune.train.logprobs import response_logps
+from aptune.train.pairs import end_of_turn_id, tokenize_items, tokenize_pairs
+from aptune.train.reference import adapter_disabled
+
+FAST = dict(precision="fp32", progress=False, lr=1e-2)
+
+
+def _pairs(tok, n: int = 8) -> list[PreferencePair]:  # noqa: ANN001
+    return [
+        PreferencePair(f"p{i}", chat_prompt(tok, f"What is {i} plus {i}?" + " Think." * (i % 3)), f"{2 * i}", f"{2 * i + 1}")
+        for i in range(n)
+    ]
+
+
+def _lora_state(model) -> dict[str, torch.Tensor]:  # noqa: ANN001
+    return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_" in k}
+
+
+# --- tokenisation ---------------------------------------------------------------------------
+
+
+def test_chat_prompts_get_end_of_turn_plain_prompts_do_not() -> None:
+    tok = tiny_tokenizer()
+    eot = end_of_turn_id(tok)
+    assert eot == tok.convert_tokens_to_ids("<|im_end|>")
+    chat = PreferencePair("c", chat_prompt(tok, "Q?"), "yes", "no")
+    plain = PreferencePair("p", "Question: Q?\nAnswer:", " yes", " no")
+    tc, tp = tokenize_pairs(tok, [chat, plain], max_length=128)
+    assert tc.chosen_ids[-1] == eot and tc.rejected_ids[-1] == eot
+    assert tok.decode(tc.chosen_ids[:-1]) == "yes"
+    assert tok.decode(tp.chosen_ids) == " yes" and eot not in tp.chosen_ids
+    (never,) = tokenize_pairs(tok, [chat], max_length=128, eos="never")
+    assert never.chosen_ids[-1] != eot
+
+
+def test_truncation_keeps_prompt_end_and_whole_response() -> None:
+    tok = tiny_tokenizer(chat=False)
+    pair = PreferencePair("x", "abcdefghij", "XY", "Z")
+    (t,) = tokenize_pairs(tok, [pair], max_length=6)
+    assert tok.decode(t.prompt_ids) == "ghij" and tok.decode(t.chosen_ids) == "XY" and t.length == 6
+    (t,) = tokenize_pairs(tok, [PreferencePair("y", "ab", "LONGANSWER", "N")], max_length=4)
+    assert len(t.prompt_ids) == 1 and tok.decode(t.chosen_ids) == "LON"  # response cut only when it must be
+
+
+def test_bad_items_raise_naming_the_item() -> None:
+    tok = tiny_tokenizer(chat=False)
+    with pytest.raises(ValueError, match="pair 'e'.*non-empty"):
+        tokenize_pairs(tok, [PreferencePair("e", "Q", "", "no")], max_length=16)
+    with pytest.raises(ValueError, match="appears twice"):
+        tokenize_pairs(tok, [PreferencePair("d", "Q", "a", "b")] * 2, max_length=16)
+    with pytest.raises(ValueError, match="SFT item 's'.*prompt must be non-empty"):
+        tokenize_items(tok, [SFTItem("", "a", id="s")], max_length=16)
+
+
+# --- batching and log-probs -----------------------------------------------------------------
+
+
+def test_left_padded_logps_equal_unpadded_scoring() -> None:
+    """Each row's summed response log-prob equals scoring that sequence alone with full logits."""
+    tok = tiny_tokenizer()
+    model = tiny_model(0)
+    pairs = tokenize_pairs(tok, _pairs(tok, 3), max_length=128)
+    batch = collate_pairs(pairs, tok.pad_token_id)
+    assert batch.input_ids.shape[0] == 6 and batch.attention_mask[:, 0].min() == 0  # padded on the left
+    logps, lengths = response_logps(model, batch)
+    rows = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    for i, (prompt, response) in enumerate(rows):
+        ids = torch.tensor([list(prompt) + list(response)])
+        with torch.no_grad():
+            lp = model(input_ids=ids).logits.log_softmax(-1)[0]
+        expected = sum(lp[len(prompt) - 1 + j, t].item() for j, t in enumerate(response))
+        assert logps[i].item() == pytest.approx(expected, abs=1e-4)
+        assert lengths[i].item() == len(response)
+
+
+def test_length_grouped_batches_cover_everything_deterministically() -> None:
+    lengths = [5, 50, 7, 48, 6, 49, 8, 47, 3, 51]
+    a = length_grouped_batches(lengths, 2, torch.Generator().manual_seed(1), window=5)
+    b = length_grouped_batches(lengths, 2, torch.Generator().manual_seed(1), window=5)
+    assert a == b and sorted(i for batch in a for i in batch) == list(range(10))
+    assert length_grouped_batches(lengths, 3)[0] == [9, 1, 5]  # no generator: longest first
+
+
+# --- the trainer ----------------------------------------------------------------------------
+
+
+def test_preference_training_starts_at_log2_and_learns(tmp_path) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    model = tiny_lora(0)
+    cfg = TrainConfig(epochs=6, batch_size=4, nll_weight=0.0, beta=0.5, **FAST)
+    result = train_preference(model, tok, _pairs(tok), cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "train_metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["preference_loss"] == pytest.approx(math.log(2), abs=1e-5)  # policy == reference at step 0
+    assert result.steps == 12 and result.examples == 48 and len(rows) == 12
+    assert result.final_loss < math.log(2) - 0.05 and rows[-1]["reward_acc"] > 0.5
+    assert {"step", "loss", "margin", "reward_acc", "lr", "nll"} <= rows[0].keys()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "train_result.json").read_text())["steps"] == 12
+    assert result.tokens > 0 and result.peak_rss_mb > 0
+
+
+def test_same_seed_same_adapter(tmp_path) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    cfg = TrainConfig(epochs=2, batch_size=2, save_adapter=False, **FAST)
+    states = []
+    for run in range(2):
+        model = tiny_lora(0, dropout=0.1)
+        train_preference(model, tok, _pairs(tok), cfg, tmp_path / str(run))
+        states.append(_lora_state(model))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_reference_is_computed_once_or_taken_as_given(tmp_path) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    calls = []
+
+    def counting(model):  # noqa: ANN001, ANN202
+        calls.append(1)
+        return adapter_disabled(model)
+
+    cfg = TrainConfig(epochs=3, batch_size=4, save_adapter=False, **FAST)
+    train_preference(tiny_lora(0), tok, _pairs(tok), cfg, tmp_path / "a", reference_context=counting)
+    assert len(calls) == 1
+
+    @contextlib.contextmanager
+    def forbidden(model):  # noqa: ANN001, ANN202
+        raise AssertionError("reference pass should not run when all log-probs are given")
+        yield
+
+    given = {p.id: (-1.0, -2.0) for p in _pairs(tok)}
+    result = train_preference(tiny_lora(0), tok, _pairs(tok), cfg, tmp_path / "b", given, forbidden)
+    assert result.reference_s == 0.0
+
+
+def test_nonfinite_steps_are_skipped_then_abort_keeping_last_good_adapter(tmp_path) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    pairs = _pairs(tok, 4)
+    cfg = TrainConfig(epochs=1, batch_size=1, max_nonfinite_steps=2, **FAST)
+    # One poisoned pair: its step is skipped and logged, training goes on.
+    ref = {p.id: (0.0, 0.0) for p in pairs}
+    ref["p0"] = (float("nan"), 0.0)
+    model = tiny_lora(0)
+    result = train_preference(model, tok, pairs, cfg, tmp_path / "one", ref)
+    assert result.skipped_steps == 1 and result.steps == 3
+    assert "nonfinite" in (tmp_path / "one" / "train_metrics.jsonl").read_text()
+    # Every pair poisoned: two in a row abort, with the untouched adapter saved.
+    model = tiny_lora(0)
+    before = _lora_state(model)
+    with pytest.raises(TrainingDivergedError, match="2 non-finite steps in a row"):
+        train_preference(model, tok, pairs, cfg, tmp_path / "all", {p.id: (math.inf, 0.0) for p in pairs})
+    assert all(torch.equal(before[k], v) for k, v in _lora_state(model).items())
+    assert (tmp_path / "all" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_grad_accum_and_checkpointing(tmp_path) -> None:  # noqa: ANN001
+    """Accumulating 2 micro-batches halves the optimizer steps; checkpointing leaves step 0 unchanged."""
+    tok = tiny_tokenizer()
+    base = TrainConfig(epochs=1, batch_size=2, save_adapter=False, **FAST)
+    plain = train_preference(tiny_lora(0), tok, _pairs(tok), base, tmp_path / "a")
+    accum = train_preference(
+        tiny_lora(0), tok, _pairs(tok), TrainConfig(**{**base.to_dict(), "grad_accum": 2}), tmp_path / "b"
+    )
+    ckpt = train_preference(
+        tiny_lora(0), tok, _pairs(tok), TrainConfig(**{**base.to_dict(), "gradient_checkpointing": True}),
+        tmp_path / "c",
+    )
+    assert plain.steps == 4 and accum.steps == 2 and accum.examples == 8
+    first = [json.loads((tmp_path / d / "train_metrics.jsonl").read_text().splitlines()[0]) for d in "ac"]
+    assert first[0]["loss"] == pytest.approx(first[1]["loss"], abs=1e-5)
+    assert ckpt.final_loss == pytest.approx(plain.final_loss, abs=1e-4)
+
+
+def test_sft_lowers_nll(tmp_path) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    items = [SFTItem(chat_prompt(tok, f"Say {w}"), w) for w in ["red", "green", "blue", "cyan"]]
+    cfg = TrainConfig(epochs=30, batch_size=2, **FAST)
+    result = train_sft(tiny_lora(0), tok, items, cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "train_metrics.jsonl").read_text().splitlines()]
+    assert result.mean_margin is None and result.steps == 60
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
+
+
+def test_config_and_input_errors(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(loss="kto")  # type: ignore[arg-type]
+    tok = tiny_tokenizer()
+    frozen = tiny_model(0).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train_preference(frozen, tok, _pairs(tok), TrainConfig(**FAST), tmp_path)
+    with pytest.raises(ValueError, match="no adapter to disable"):  # full model: no implicit reference
+        train_preference(tiny_model(0), tok, _pairs(tok), TrainConfig(**FAST), tmp_path)
+    with pytest.raises(ValueError, match="no preference pairs"):
+        train_preference(tiny_lora(0), tok, [], TrainConfig(**FAST), tmp_path)
