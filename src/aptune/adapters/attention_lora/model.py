@@ -79,7 +79,12 @@ def attach(
     for param in model.parameters():
         param.requires_grad_(False)
     for target in targets:
-        wrapped = AttnLoraLinear(model.get_submodule(target), cfg, context, name, f"{name}:{target}")
+        try:
+            original = model.get_submodule(target)
+        except AttributeError as exc:
+            raise ValueError(f"adapter module {target!r} does not exist in {type(model).__name__}") from exc
+        wrapped = AttnLoraLinear(original, cfg, context, name, f"{name}:{target}")
+        wrapped.train(original.training)  # a fresh module defaults to training mode (dropout on)
         _set_module(model, target, wrapped)
     context.enabled[name] = True
     configs[name] = (cfg, list(targets))
