@@ -243,3 +243,25 @@ def test_real_encoder_finds_the_topical_neighbour(tmp_path: Path) -> None:
     got = retrieve_similar(pool, ["e0", "e2"], "knn", s=1, cache_dir=tmp_path)
     assert [(c.id, c.source_case_id) for c in got] == [("e1", "e0"), ("e3", "e2")]
     assert all(0.0 < c.score <= 1.0 + 1e-6 for c in got)
+
+
+def test_ranked_many_matches_ranked_when_the_first_batch_is_shallow() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(40, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(vectors)
+    exclude = {0, 1, 2}
+    many = index.ranked_many(vectors[:3], exclude, depth=2)  # forces several deeper searches
+    for query, stream in zip(vectors[:3], many):
+        assert list(stream) == list(index.ranked(query, exclude))
+
+
+def test_knn_with_fewer_slots_than_cases_serves_a_seeded_subset() -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    index = VectorIndex(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    cases = list(range(20))
+    sources = {seed: [p.source for p in knn(index, cases, budget=5, seed=seed)] for seed in (0, 1)}
+    assert all(len(set(s)) == 5 for s in sources.values())  # one neighbour each for 5 cases
+    assert sources[0] != sorted(cases)[:5] or sources[1] != sorted(cases)[:5]
+    assert sources[0] == [p.source for p in knn(index, cases, budget=5, seed=0)]

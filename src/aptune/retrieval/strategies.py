@@ -50,25 +50,24 @@ def budget_for(n_cases: int, s: float) -> int:
     return int(math.floor(s * n_cases + 0.5))
 
 
-def _nearest_case(index: VectorIndex, row: int, case_rows: Sequence[int]) -> int:
-    """The weakness-case row most similar to ``row`` (first one on ties)."""
-    sims = index.embeddings[list(case_rows)] @ index.embeddings[row]
-    return int(case_rows[int(np.argmax(sims))])
+def _nearest_cases(index: VectorIndex, rows: Sequence[int], case_rows: Sequence[int]) -> list[int]:
+    """For each of ``rows``, the weakness-case row most similar to it (first one on ties)."""
+    if not rows:
+        return []
+    sims = index.embeddings[list(rows)] @ index.embeddings[list(case_rows)].T  # one BLAS call
+    return [int(case_rows[j]) for j in np.argmax(sims, axis=1)]
 
 
 def _round_robin(
-    streams: list[Iterator[tuple[int, float]]],
-    quotas: list[int],
-    total: int,
-    taken: set[int],
-    source_of: Callable[[int, int], int],
-) -> list[Pick]:
+    streams: list[Iterator[tuple[int, float]]], quotas: list[int], total: int, taken: set[int]
+) -> list[tuple[int, float, int]]:
     """Streams take turns, each taking its next untaken row, until ``total`` picks are made.
 
-    A stream stops at its quota or when it has seen the whole pool. ``taken`` is the shared
-    exclusion set the streams read; it grows as rows are picked, which is the deduplication.
+    Returns (row, score, stream number) in pick order. A stream stops at its quota or when it
+    has seen the whole pool. ``taken`` is the shared exclusion set the streams read; it grows
+    as rows are picked, which is the deduplication.
     """
-    picks: list[Pick] = []
+    picks: list[tuple[int, float, int]] = []
     remaining = list(quotas)
     active = [i for i, q in enumerate(remaining) if q > 0]
     while active and len(picks) < total:
@@ -81,7 +80,7 @@ def _round_robin(
                 continue  # this stream has seen the whole pool
             row, score = choice
             taken.add(row)
-            picks.append(Pick(row, score, source_of(i, row)))
+            picks.append((row, score, i))
             remaining[i] -= 1
             if remaining[i] > 0:
                 still.append(i)
@@ -90,15 +89,24 @@ def _round_robin(
 
 
 def knn(index: VectorIndex, case_rows: Sequence[int], budget: int, seed: int = 0) -> list[Pick]:
-    """Per-case nearest neighbours, round-robin over the cases in the order given."""
-    del seed  # exact search: nothing random
+    """Per-case nearest neighbours, round-robin over the cases in the order given.
+
+    With a budget below the number of cases (s < 1) not every case can contribute; the turn
+    order is then a seeded shuffle, so the cases served are a random subset rather than the
+    first ones in pool order.
+    """
     if budget <= 0 or not case_rows:
         return []
+    if budget < len(case_rows):
+        order = np.random.default_rng(seed).permutation(len(case_rows))
+        case_rows = [case_rows[i] for i in order]
     taken = set(case_rows)
-    streams = [index.ranked(index.embeddings[row], taken) for row in case_rows]
+    per_case = -(-budget // len(case_rows))  # ceil: what each case takes on average
+    streams = index.ranked_many(index.embeddings[list(case_rows)], taken, depth=4 * per_case + 16)
     # No per-case quota: cases take turns until the budget is spent or the pool runs out.
     quotas = [budget] * len(case_rows)
-    return _round_robin(streams, quotas, budget, taken, lambda i, _row: int(case_rows[i]))
+    picks = _round_robin(streams, quotas, budget, taken)
+    return [Pick(row, score, int(case_rows[i])) for row, score, i in picks]
 
 
 def centroid(index: VectorIndex, case_rows: Sequence[int], budget: int, seed: int = 0) -> list[Pick]:
@@ -111,10 +119,9 @@ def centroid(index: VectorIndex, case_rows: Sequence[int], budget: int, seed: in
         log.warning("weakness embeddings average to zero; centroid ranking is arbitrary")
     query = normalize_rows(mean)[0]
     taken = set(case_rows)
-    return _round_robin(
-        [index.ranked(query, taken)], [budget], budget, taken,
-        lambda _i, row: _nearest_case(index, row, case_rows),
-    )
+    picks = _round_robin([index.ranked(query, taken)], [budget], budget, taken)
+    sources = _nearest_cases(index, [row for row, _, _ in picks], case_rows)
+    return [Pick(row, score, source) for (row, score, _), source in zip(picks, sources)]
 
 
 def _cluster(vectors: np.ndarray, seed: int) -> np.ndarray:
@@ -157,12 +164,14 @@ def kmeans(index: VectorIndex, case_rows: Sequence[int], budget: int, seed: int 
     log.info("kmeans retrieval: %d clusters of sizes %s, quotas %s",
              len(members), [len(m) for m in members], quotas)
     taken = set(int(r) for r in rows)
-    streams = [index.ranked(c, taken) for c in centroids]
+    streams = index.ranked_many(centroids, taken, depth=2 * max(quotas) + len(taken) + 16)
     cluster_rows = [rows[m].tolist() for m in members]
-    return _round_robin(
-        streams, quotas, budget, taken,
-        lambda i, row: _nearest_case(index, row, cluster_rows[i]),
-    )
+    picks = _round_robin(streams, quotas, budget, taken)
+    source: dict[int, int] = {}
+    for i, members_rows in enumerate(cluster_rows):
+        rows_i = [row for row, _, j in picks if j == i]
+        source.update(zip(rows_i, _nearest_cases(index, rows_i, members_rows)))
+    return [Pick(row, score, source[row]) for row, score, _ in picks]
 
 
 STRATEGIES: dict[str, Strategy] = {"knn": knn, "centroid": centroid, "kmeans": kmeans}
