@@ -244,7 +244,7 @@ class LLMJudge(Judge):
         self,
         generate: GenerateFn | None = None,
         *,
-        threshold: int = 3,
+        threshold: float = 3,
         rubric: str = DEFAULT_RUBRIC,
         batch_size: int = 8,
     ):
@@ -285,7 +285,7 @@ class LLMJudge(Judge):
             return Verdict(False, None, f"unparsable judge output: {output[:80]!r}")
         correct = score >= self.threshold
         relation = ">=" if correct else "<"
-        return Verdict(correct, float(score), f"score {score} {relation} threshold {self.threshold}")
+        return Verdict(correct, float(score), f"score {score} {relation} threshold {self.threshold:g}")
 
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
         return self.judge_many([example], [prediction])[0]
