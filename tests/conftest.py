@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models/tokenizers, offline mode, one thread per test process."""
+"""Shared fixtures: tiny models and tokenizers built in-process; offline mode."""
 
 from __future__ import annotations
 
@@ -23,10 +23,3 @@ def tokenizer():
 @pytest.fixture
 def model():
     return tiny_model("llama")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's derived artefacts out of the user's cache, unless it asks for it."""
-    if "APTUNE_TEST_REAL_CACHE" not in os.environ:
-        monkeypatch.setenv("APTUNE_CACHE_TEST_DIR", str(tmp_path_factory.getbasetemp()))

@@ -58,3 +58,30 @@ def tiny_model(family: str = "llama", vocab_size: int = 256, seed: int = 0) -> t
     config = {"llama": LlamaConfig, "qwen2": Qwen2Config}[family](**common)
     model = AutoModelForCausalLM.from_config(config)
     return model.eval()
+
+
+def save_tiny(folder, family: str = "llama", seed: int = 0) -> str:
+    """Save a tiny random model + tokenizer as a local model folder (safetensors)."""
+    model = tiny_model(family, seed=seed)
+    model.save_pretrained(folder, safe_serialization=True)
+    tiny_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+WORDS = "red blue green sun moon water fire cat dog tree planet star".split()
+
+
+def tiny_mc_rows(n: int, seed: int = 0, split: str | None = None) -> list[dict]:
+    """Multiple-choice rows over the tiny vocabulary (for user-file tests)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        choices = rng.sample(WORDS, 3)
+        row = {"id": f"item-{i}", "question": f"what is the {rng.choice(WORDS)} {rng.choice(WORDS)}?",
+               "choices": choices, "gold": rng.randrange(3)}
+        if split:
+            row["split"] = split
+        rows.append(row)
+    return rows

@@ -185,6 +185,119 @@ def eval_cmd(
     console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'} ({elapsed:.0f} s)")
 
 
+def _load_run(config: Optional[Path], run_dir: Optional[Path]):  # noqa: ANN202
+    """The run config (from a file, or the one a run directory was started with) and its folder."""
+    from aptune.apt.run_dir import RunDir
+    from aptune.config import RunConfig, load_run_config
+    from aptune.config_loader import build
+
+    if config is None and run_dir is not None and (run_dir / "manifest.json").exists():
+        cfg = build(RunConfig, RunDir(run_dir).config(), source=str(run_dir / "manifest.json"))
+        return cfg, run_dir
+    # no file: the schema's defaults are the shipped demo (configs/demo.yaml spells them out)
+    cfg = load_run_config(config) if config is not None else RunConfig()
+    return cfg, run_dir or Path("runs") / cfg.name
+
+
+@app.command("run")
+def run_cmd(
+    config: Optional[Path] = typer.Argument(None, help="Run config YAML (default: the shipped demo)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<name>)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run APT end to end (or resume it): rounds of mine → retrieve → pairs → train → eval → gate."""
+    _setup_logging(verbose)
+    try:
+        from aptune.apt.loop import APTRun
+
+        cfg, root = _load_run(config, out)
+        run = APTRun(cfg, root)
+        run.dir.start(cfg.to_dict(), {})
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    from aptune.train.config import TrainingDivergedError
+
+    try:
+        decision = run.run(on_stage=lambda t, stage: typer.echo(f"[round {t}] {stage}"))
+    except TrainingDivergedError as exc:
+        _fail(str(exc))
+        return
+    typer.echo((root / "report.md").read_text())
+    typer.echo(f"stopped: {decision.get('reason', 'done')}\nreport: {root / 'report.html'}")
+
+
+def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], verbose: bool) -> None:
+    _setup_logging(verbose)
+    try:
+        from aptune.apt.loop import APTRun
+
+        cfg, root = _load_run(config, run_dir)
+        run = APTRun(cfg, root)
+        run.dir.start(cfg.to_dict(), {})
+        if stage == "eval":
+            run.stage_eval(round_index)
+        else:
+            getattr(run, f"stage_{stage}")(round_index)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"{stage} finished: {run.dir.round_dir(round_index)}")
+
+
+_RUN_DIR = typer.Option(..., "--run-dir", help="The run directory.")
+_ROUND = typer.Option(1, "--round", help="Round number (1-based; 0 = the starting model).")
+_CONFIG = typer.Option(None, "--config", help="Config for a new run directory.")
+
+
+@app.command("mine")
+def mine_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
+             verbose: bool = typer.Option(False, "-v")) -> None:
+    """Stage 1: the round's model answers the domain pool; writes answers/weakness JSONL."""
+    _stage("mine", run_dir, round, config, verbose)
+
+
+@app.command("retrieve")
+def retrieve_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
+                 verbose: bool = typer.Option(False, "-v")) -> None:
+    """Stage 2: retrieve similar cases for the weakness cases; writes retrieved.jsonl."""
+    _stage("retrieve", run_dir, round, config, verbose)
+
+
+@app.command("pairs")
+def pairs_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
+              verbose: bool = typer.Option(False, "-v")) -> None:
+    """Stage 3: build preference pairs (gold vs the model's own wrong answer); writes pairs.jsonl."""
+    _stage("pairs", run_dir, round, config, verbose)
+
+
+@app.command("train")
+def train_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
+              verbose: bool = typer.Option(False, "-v")) -> None:
+    """Stage 4: train the adapter with DPO (+NLL) on the round's pairs; writes train/."""
+    _stage("train", run_dir, round, config, verbose)
+
+
+@app.command("evaluate-round")
+def eval_round_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
+                   verbose: bool = typer.Option(False, "-v")) -> None:
+    """Stage 5: evaluate the round's model on domain, general and dev views."""
+    _stage("eval", run_dir, round, config, verbose)
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="The run directory.")) -> None:
+    """Redraw a run's report (Markdown, HTML, PNG) from the files in its run directory."""
+    from aptune.report.apt_report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    typer.echo(path.read_text())
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

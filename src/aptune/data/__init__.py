@@ -1,5 +1,7 @@
 """Data layer: the Example type, bundled offline tasks, users' own files, splits."""
 
 from aptune.data.example import Example
+from aptune.data.files import DataError, load_file
+from aptune.data.loading import TaskInfo, list_suites, list_tasks, load_suite, load_task
 
-__all__ = ["Example"]
+__all__ = ["DataError", "Example", "TaskInfo", "list_suites", "list_tasks", "load_file", "load_suite", "load_task"]

@@ -1,0 +1,106 @@
+"""The run directory: where every stage reads its inputs and writes its outputs.
+
+Layout (one folder per round; a stage is finished exactly when its output file exists,
+because every file is written atomically)::
+
+    RUN/manifest.json              config, versions, seeds, stage status
+    RUN/config.yaml                the resolved config this run was started with
+    RUN/round-0/eval/metrics.json  the starting model, evaluated once
+    RUN/round-N/answers.jsonl      mine:     every pool item, the model's answer, correct?
+    RUN/round-N/weakness.jsonl     mine:     the items it got wrong, with its own answer
+    RUN/round-N/retrieved.jsonl    retrieve: similar cases (id, score, for which case)
+    RUN/round-N/pairs.jsonl        pairs:    preference pairs (prompt, chosen, rejected)
+    RUN/round-N/train/             train:    adapter/, train_metrics.jsonl, train_result.json
+    RUN/round-N/eval/metrics.json  eval:     domain, general and dev accuracy after training
+    RUN/round-N/decision.json      gate:     accepted or rolled back, and whether to stop
+    RUN/report.md, report.html, plots/
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aptune.io import read_json, write_json_atomic, write_text_atomic
+
+STAGES: tuple[str, ...] = ("mine", "retrieve", "pairs", "train", "eval", "decide")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used (unwritable, or started with another config)."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def round_dir(self, round_index: int) -> Path:
+        return self.root / f"round-{round_index}"
+
+    def stage_output(self, round_index: int, stage: str) -> Path:
+        """The file whose existence marks ``stage`` of ``round_index`` as finished."""
+        r = self.round_dir(round_index)
+        return {
+            "mine": r / "weakness.jsonl",
+            "retrieve": r / "retrieved.jsonl",
+            "pairs": r / "pairs.jsonl",
+            "train": r / "train" / "train_result.json",
+            "eval": r / "eval" / "metrics.json",
+            "decide": r / "decision.json",
+        }[stage]
+
+    def is_done(self, round_index: int, stage: str) -> bool:
+        return self.stage_output(round_index, stage).exists()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def adapter_dir(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "train" / "adapter"
+
+    def check_writable(self) -> None:
+        """Fail before any work when the folder cannot be created or written to."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirError(f"{self.root}: run directory is not writable ({exc.strerror or exc})") from None
+
+    def start(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
+        """Create or reopen the run; a rerun must use the same config (resume, not overwrite)."""
+        self.check_writable()
+        if self.manifest_path.exists():
+            previous = read_json(self.manifest_path).get("config")
+            if previous != config:
+                changed = sorted(k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k))
+                raise RunDirError(
+                    f"{self.manifest_path}: this run was started with a different config "
+                    f"(changed: {', '.join(changed)}); use a new output folder"
+                )
+            return
+        write_text_atomic(self.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        write_json_atomic(
+            self.manifest_path,
+            {"config": config, "provenance": provenance, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}},
+        )
+
+    def mark(self, round_index: int, stage: str, **info: Any) -> None:
+        """Record a finished stage in the manifest (status only; outputs are the truth)."""
+        manifest = read_json(self.manifest_path)
+        manifest.setdefault("stages", {})[f"round-{round_index}/{stage}"] = {
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **info,
+        }
+        write_json_atomic(self.manifest_path, manifest)
+
+    def config(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            raise RunDirError(f"{self.root}: not a run directory (no manifest.json); start it with `aptune run`")
+        return read_json(self.manifest_path)["config"]

@@ -1,0 +1,138 @@
+"""The run configuration: one typed schema for YAML files, the CLI and the docs.
+
+Every shipped YAML under ``configs/`` is parsed against these dataclasses by a test. The
+defaults are the shipped demo's: APT on science QA (SciQ + ARC-Easy), where SmolLM2-135M is
+clearly above chance, with a general suite of tasks the domain never touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aptune.adapters.config import AdapterConfig
+from aptune.config_loader import load_config
+from aptune.models import DEFAULT_MODEL, Precision
+from aptune.prompts import MCFormat, Template
+from aptune.train.config import TrainConfig
+
+
+@dataclass
+class TaskSet:
+    """Tasks (bundled names or data files, relative to the config file) read from one split."""
+
+    tasks: list[str] = field(default_factory=list)
+    split: str = "test"
+    limit: int | None = None  # per task
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "dev", "test", "source"):
+            raise ValueError(f"split must be train, dev, test or source, not {self.split!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, not {self.limit}")
+
+
+@dataclass
+class PromptConfig:
+    template: Template = "auto"
+    mc_format: MCFormat = "cloze"
+    system_prompt: str | None = None
+
+
+@dataclass
+class MiningConfig:
+    """How the model answers the pool and who decides it was wrong."""
+
+    judge: str | None = None  # None: choice for MC, final_number / exact_match for generative
+    judge_model: str | None = None  # for judge: llm (any local model); default = the policy
+    judge_threshold: float = 3.0  # llm judge: correct when score >= threshold (1-5 scale)
+    mc_metric: Literal["acc", "acc_norm"] = "acc"
+    max_new_tokens: int = 64
+
+
+@dataclass
+class RetrievalConfig:
+    strategy: Literal["knn", "centroid", "kmeans", "none"] = "knn"
+    s: float = 1.0  # budget = s × number of weakness cases
+    embed: Literal["question", "question+answer"] = "question"
+    encoder: str | None = None  # default: the offline all-MiniLM-L6-v2
+
+
+@dataclass
+class PairsConfig:
+    """Rejected side for similar cases the model already gets right."""
+
+    similar_negative: Literal["model_wrong", "other_gold"] = "model_wrong"
+    permute_options: bool = True  # letter format: shuffle option order per pair (seeded)
+
+
+@dataclass
+class RoundsConfig:
+    max_rounds: int = 3
+    between: Literal["merge", "stack"] = "merge"  # merge LoRA into the weights, or keep one adapter
+    reference: Literal["round_start", "original"] = "round_start"
+    general_tolerance: float = 0.02  # roll back a round whose general accuracy drops more
+    patience: int = 1  # rounds without dev improvement before stopping
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, not {self.max_rounds}")
+        if not 0.0 <= self.general_tolerance <= 1.0:
+            raise ValueError(f"general_tolerance is a fraction in [0, 1], not {self.general_tolerance}")
+
+
+@dataclass
+class RunConfig:
+    """Everything an APT run needs. Paths are resolved relative to the config file."""
+
+    name: str = "demo"
+    model: str = DEFAULT_MODEL
+    precision: Precision = "auto"
+    seed: int = 0
+    trust_remote_code: bool = False
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    pool: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "train", 300))
+    dev: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "dev", 100))
+    domain_eval: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "test", 250))
+    general_eval: TaskSet = field(
+        default_factory=lambda: TaskSet(["hellaswag", "piqa", "winogrande", "boolq", "commonsense_qa", "social_iqa"], "test", 100)
+    )
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+
+    def __post_init__(self) -> None:
+        if self.adapter.kind == "alora" and self.rounds.between == "merge":
+            raise ValueError("rounds.between: merge is impossible for adapter kind alora (it mixes tokens); use stack")
+        if self.rounds.between == "stack" and self.rounds.reference == "round_start":
+            # one adapter trained across rounds: its round-start state is not a separate model
+            raise ValueError("rounds.reference: round_start needs rounds.between: merge; with stack use original")
+        if not self.pool.tasks:
+            raise ValueError("pool.tasks is empty: APT needs a domain training pool")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolve_paths(self, base: Path) -> "RunConfig":
+        """Make data-file task entries relative to ``base`` (the config file's folder)."""
+        for ts in (self.pool, self.dev, self.domain_eval, self.general_eval):
+            ts.tasks = [_resolve(t, base) for t in ts.tasks]
+        return self
+
+
+def _resolve(task: str, base: Path) -> str:
+    looks_like_file = any(task.endswith(ext) for ext in (".jsonl", ".json", ".csv", ".parquet"))
+    if looks_like_file and not Path(task).is_absolute():
+        return str((base / task).resolve())
+    return task
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Parse and validate a run config YAML (file:line errors), resolving its data paths."""
+    path = Path(path)
+    return load_config(RunConfig, path).resolve_paths(path.parent)

