@@ -369,3 +369,17 @@ def test_gradient_checkpointing_and_a_reference_pass_keep_gradients_exact() -> N
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_beam_search_with_cache_matches_uncached(family) -> None:
+    """Beam search reorders the model's cache each step; the adapter's cache must follow."""
+    model = with_alora(family, "residual", "bottleneck", 2)
+    randomize(model)
+    gen = torch.Generator().manual_seed(8)
+    ids, mask = left_padded([torch.randint(1, VOCAB, (n,), generator=gen) for n in (3, 6)])
+    kw = dict(attention_mask=mask, max_new_tokens=6, num_beams=3, do_sample=False,
+              output_scores=True, return_dict_in_generate=True)
+    cached, plain = model.generate(ids, use_cache=True, **kw), model.generate(ids, use_cache=False, **kw)
+    assert torch.equal(cached.sequences, plain.sequences)
+    torch.testing.assert_close(cached.sequences_scores, plain.sequences_scores, atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ with a fresh cache always starts clean.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import weakref
@@ -165,10 +166,7 @@ class CallContext:
                 self._cache = {k: (a[:, :, :past_len], b[:, :, :past_len]) for k, (a, b) in self._cache.items()}
             some = next(iter(self._cache.values()), None)
             if some is not None and some[0].shape[0] != batch:
-                raise AttnLoraCacheError(
-                    f"cached batch {some[0].shape[0]} != call batch {batch}; beam search reorders the "
-                    "model cache, which attention LoRA does not follow: use greedy or sampling"
-                )
+                raise AttnLoraCacheError(f"cached batch {some[0].shape[0]} != call batch {batch}")
             return past_len, self._cache
         seen = 0
         if past_kv is not None and hasattr(past_kv, "get_seq_length"):
@@ -181,6 +179,27 @@ class CallContext:
         self.reset()
         return 0, {}
 
+    def _follow_reorder(self, past_kv: Any) -> None:
+        """Make beam search's ``past_key_values.reorder_cache(beam_idx)`` reorder our cache too."""
+        original = getattr(past_kv, "reorder_cache", None)
+        if original is None or getattr(original, "_aptune_follows", False):
+            return
+        context = weakref.ref(self)
+
+        def reorder_cache(beam_idx: torch.Tensor) -> Any:
+            result = original(beam_idx)
+            owner = context()
+            if owner is not None:
+                owner._cache = {
+                    key: (k.index_select(0, beam_idx.to(k.device)), v.index_select(0, beam_idx.to(v.device)))
+                    for key, (k, v) in owner._cache.items()
+                }
+            return result
+
+        reorder_cache._aptune_follows = True  # type: ignore[attr-defined]
+        with contextlib.suppress(AttributeError):
+            past_kv.reorder_cache = reorder_cache
+
     def _post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         state = self.state
         if state is None or not any(self.enabled.values()):
@@ -192,6 +211,7 @@ class CallContext:
             self._cache = state.present
             self._cached_len = state.past_len + state.new_len
             self._owner = weakref.ref(past_kv)
+            self._follow_reorder(past_kv)
         else:
             self.reset()
         # Keep sizes and masks (gradient-checkpointing recomputation reads them during
