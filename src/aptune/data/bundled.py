@@ -70,7 +70,7 @@ def hellaswag(domain: str) -> list[Example]:
         ctx = r["ctx_a"] + " " + r["ctx_b"].capitalize()
         query = _hellaswag_clean(r["activity_label"] + ": " + ctx)
         endings = tuple(_hellaswag_clean(e) for e in _listish(r["endings"]))
-        out.append(Example(f"hellaswag-{r.get('ind', i)}", "hellaswag", domain, query, endings, int(r["label"]),
+        out.append(Example(f"hellaswag-{i}", "hellaswag", domain, query, endings, int(r["label"]),
                            style="completion"))
     return out
 
