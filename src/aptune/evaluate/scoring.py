@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from aptune.data.example import Example
 from aptune.models import autocast
+from aptune.shapes import bucketed
 from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
 
 log = logging.getLogger(__name__)
@@ -83,19 +84,9 @@ def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, positions: torch.
     return picked.gather(-1, targets[:, None]).sum().item()
 
 
-#: Sequence lengths are padded up to a multiple of this. CPU kernels (oneDNN, bf16 especially)
-#: are built per input shape; without bucketing, every new length pays a kernel build and a
-#: long varied task ran 10-20x slower (measured: 64 HellaSwag items 60 s vs 4 s bucketed).
-LENGTH_BUCKET = 32
-
-
-def _bucket(length: int) -> int:
-    return -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
-
-
 def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
     """Inputs for a batch of packed items: ids, 4D mask, position ids, and score slices."""
-    length = _bucket(max(e.packed_length for e in batch))
+    length = bucketed(max(e.packed_length for e in batch))
     ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
     positions = torch.zeros((len(batch), length), dtype=torch.long)
     allowed = torch.zeros((len(batch), length, length), dtype=torch.bool)
@@ -134,7 +125,7 @@ def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
 def _separate_batch(batch: Sequence[_Encoded], pad_id: int):
     """Inputs for scoring each (prompt, choice) as its own right-padded row."""
     rows = [(e, c) for e in batch for c in e.continuations]
-    length = _bucket(max(len(e.context) + len(c) for e, c in rows))
+    length = bucketed(max(len(e.context) + len(c) for e, c in rows))
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     attn = torch.zeros((len(rows), length), dtype=torch.long)
     slices = []

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from aptune.shapes import bucketed
 from aptune.train.pairs import TokenizedItem, TokenizedPair
 
 
@@ -54,8 +55,8 @@ class Batch:
 
 def collate(sequences: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int, ids: list[str]) -> Batch:
     """Left-pad (prompt_ids, response_ids) rows into one Batch."""
-    total = max(len(p) + len(r) for p, r in sequences)
-    k = max(len(r) for _, r in sequences)
+    k = bucketed(max(len(r) for _, r in sequences), 8)
+    total = bucketed(max(max(len(p) + len(r) for p, r in sequences), k + 1))
     n = len(sequences)
     input_ids = torch.full((n, total), pad_id, dtype=torch.long)
     attention = torch.zeros((n, total), dtype=torch.long)
@@ -64,7 +65,7 @@ def collate(sequences: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: in
         seq = list(prompt) + list(response)
         input_ids[row, total - len(seq) :] = torch.tensor(seq, dtype=torch.long)
         attention[row, total - len(seq) :] = 1
-        response_mask[row, k - len(response) :] = True
+        response_mask[row, k - len(response) :] = True  # padding inside the last k is masked
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
     return Batch(input_ids, attention, position_ids, input_ids[:, total - k :].clone(), response_mask, ids)
 
