@@ -133,18 +133,34 @@ class APTRun:
         for view, ts in (("domain", self.cfg.domain_eval), ("general", self.cfg.general_eval), ("dev", self.cfg.dev)):
             for name, examples in load_taskset(ts, self.cfg.seed).items():
                 tasks[f"{view}/{name}"] = examples
-        report = evaluate(model, self.tokenizer, tasks, self.settings, self.dtype, progress=self.progress)
+        report = evaluate(model, self.tokenizer, tasks, self.settings, self.dtype, judge=self.judge(model),
+                          progress=self.progress)
         rows = {t: [r.to_row() for r in rs] for t, rs in report.items.items()}
         summary = summarize_views(rows, self.cfg.seed)
         report.write(self.dir.round_dir(round_index) / "eval", extra={"summary": summary, "round": round_index})
         self.dir.mark(round_index, "eval", **{v: s["accuracy"] for v, s in summary.items()})
         return summary
 
+    def judge(self, policy: torch.nn.Module) -> Any:
+        """The mining judge; an ``llm`` judge runs ``mining.judge_model`` (default: the policy)."""
+        from aptune.evaluate.generation import make_generate_fn
+        from aptune.evaluate.judges import get_judge
+
+        m = self.cfg.mining
+        if m.judge != "llm":
+            return get_judge(m.judge or "auto")
+        if m.judge_model:
+            judge_model, judge_tok = load_model(m.judge_model), load_tokenizer(m.judge_model)
+        else:
+            judge_model, judge_tok = policy, self.tokenizer
+        generate = make_generate_fn(judge_model, judge_tok, dtype=self.dtype)
+        return get_judge("llm", generate=generate, threshold=m.judge_threshold)
+
     def stage_mine(self, round_index: int) -> None:
         model = self.start_model(round_index)
         pool = [ex for exs in load_taskset(self.cfg.pool, self.cfg.seed).values() for ex in exs]
         _, weakness = mine(model, self.tokenizer, pool, self.settings, self.dtype,
-                           self.dir.round_dir(round_index), progress=self.progress)
+                           self.dir.round_dir(round_index), judge=self.judge(model), progress=self.progress)
         self.dir.mark(round_index, "mine", pool=len(pool), weakness=len(weakness))
 
     def stage_retrieve(self, round_index: int) -> None:

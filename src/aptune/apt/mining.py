@@ -37,12 +37,13 @@ def mine(
     dtype: torch.dtype,
     round_dir: Path,
     *,
+    judge: Any = None,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Answer ``pool``, write ``answers.jsonl`` then ``weakness.jsonl``; return both row lists."""
     if not pool:
         raise ValueError("the domain pool is empty: nothing to mine")
-    results = answer(model, tokenizer, pool, settings, dtype, progress=progress, desc="mining")
+    results = answer(model, tokenizer, pool, settings, dtype, judge=judge, progress=progress, desc="mining")
     rows = [answer_row(r) for r in results]
     weakness = [row for row in rows if not row["correct"]]
     write_jsonl_atomic(round_dir / "answers.jsonl", rows)

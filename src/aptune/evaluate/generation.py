@@ -88,3 +88,29 @@ def generate_greedy(
     bar.close()
     model.train(was_training)
     return outputs
+
+
+def make_generate_fn(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    dtype: torch.dtype = torch.float32,
+    chat: bool = True,
+):  # noqa: ANN201  (Callable[[list[str]], list[str]])
+    """A ``generate(prompts) -> completions`` function over a local model, for the LLM judge.
+
+    Each raw prompt becomes a user turn of the model's chat template when it has one.
+    """
+
+    def generate(prompts: list[str]) -> list[str]:
+        rendered = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            if chat and getattr(tokenizer, "chat_template", None) else p
+            for p in prompts
+        ]
+        return generate_greedy(model, tokenizer, rendered, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               dtype=dtype, progress=False)
+
+    return generate

@@ -112,12 +112,18 @@ def answer_generative(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
+    judge: Any = None,
     progress: bool = True,
     desc: str = "generating",
 ) -> list[ItemResult]:
-    """Generate greedy answers and grade them with the configured (or default) judge."""
-    from aptune.evaluate.judges import default_judge_for, get_judge
+    """Generate greedy answers and grade them in one batch with ``judge``.
 
+    ``judge`` defaults to ``get_judge(settings.judge or "auto")``: the exact check that fits
+    each item. An ``llm`` judge needs a generate function, so callers build it and pass it in.
+    """
+    from aptune.evaluate.judges import get_judge
+
+    judge = judge or get_judge(settings.judge or "auto")
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
     outputs = generate_greedy(
         model,
@@ -130,10 +136,8 @@ def answer_generative(
         desc=desc,
     )
     results = []
-    for ex, text in zip(examples, outputs):
-        judge = get_judge(settings.judge) if settings.judge else default_judge_for(ex)
-        verdict = judge.judge(ex, text)
-        extra = {"judge": type(judge).__name__, "judge_detail": verdict.detail}
+    for ex, text, verdict in zip(examples, outputs, judge.judge_many(examples, outputs)):
+        extra: dict[str, Any] = {"judge": judge.name, "judge_detail": verdict.detail}
         if verdict.score is not None:
             extra["judge_score"] = verdict.score
         results.append(ItemResult(ex, verdict.correct, text, extra))
@@ -147,6 +151,7 @@ def answer(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
+    judge: Any = None,
     progress: bool = True,
     desc: str = "answering",
 ) -> list[ItemResult]:
@@ -161,7 +166,7 @@ def answer(
             out[i] = r
     if gen:
         for i, r in zip(gen, answer_generative(
-            model, tokenizer, [examples[i] for i in gen], settings, dtype, progress=progress, desc=desc
+            model, tokenizer, [examples[i] for i in gen], settings, dtype, judge=judge, progress=progress, desc=desc
         )):
             out[i] = r
     return [r for r in out if r is not None]
@@ -209,6 +214,7 @@ def evaluate(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
+    judge: Any = None,
     progress: bool = True,
 ) -> EvalReport:
     """Evaluate every task; an empty task is reported and skipped, never a crash."""
@@ -218,7 +224,7 @@ def evaluate(
         if not examples:
             log.warning("task %s has no items; skipped", name)
             continue
-        results = answer(model, tokenizer, examples, settings, dtype, progress=progress, desc=name)
+        results = answer(model, tokenizer, examples, settings, dtype, judge=judge, progress=progress, desc=name)
         items[name] = results
         metrics[name] = summarize(name, results, settings)
     return EvalReport(items, metrics)
