@@ -42,3 +42,10 @@ def test_encode_continuation_moves_trailing_space(tokenizer):
     ctx, cont = encode_continuation(tokenizer, "Answer: ", "red")
     assert tokenizer.decode(ctx) == "Answer:"
     assert tokenizer.decode(cont) == " red"
+
+
+def test_context_passage_precedes_the_question(tokenizer):
+    ex = Example("3", "t", "d", "is it red?", ("no", "yes"), 1, context="The sun is red.")
+    assert render_prompt(ex, tokenizer, PromptFormat(template="plain")) == "The sun is red.\nQuestion: is it red?\nAnswer:"
+    chat = render_prompt(ex, tokenizer, PromptFormat(template="chat"))
+    assert "The sun is red.\n\nis it red?" in chat

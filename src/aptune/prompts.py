@@ -59,16 +59,19 @@ def _question_text(example: Example, fmt: PromptFormat) -> str:
 def render_prompt(example: Example, tokenizer: Any, fmt: PromptFormat) -> str:
     """Text up to (not including) the answer, as the model sees it."""
     question = _question_text(example, fmt)
+    passage = f"{example.context}\n" if example.context else ""
     if not fmt.uses_chat(tokenizer):
         if example.style == "completion" and fmt.mc_format == "cloze":
-            return question
-        return f"Question: {question}\nAnswer:"
+            return passage + question
+        return f"{passage}Question: {question}\nAnswer:"
     if example.style == "completion" and fmt.mc_format == "cloze":
         user = f"Continue the text:\n{question}"
     elif example.is_multiple_choice and fmt.mc_format == "letter":
         user = f"{question}\nAnswer with the letter of the correct option."
     else:
         user = question
+    if example.context:
+        user = f"{example.context}\n\n{user}"
     messages = []
     if fmt.system_prompt is not None:
         messages.append({"role": "system", "content": fmt.system_prompt})

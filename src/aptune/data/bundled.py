@@ -4,10 +4,10 @@ Question texts and choices follow lm-evaluation-harness's zero-shot templates wh
 them, so that ``template: plain`` reproduces lm-eval's inputs (ARC-Easy is checked item by
 item against lm-eval in tests/test_lm_eval_parity.py). Deliberate differences, documented:
 
-- SciQ: lm-eval prepends the support passage and always lists the correct answer last. We
-  ask the question alone (a knowledge test, not reading comprehension; the passage is kept in
-  ``meta["support"]``) and order the four options by a hash of the item id, so the gold
-  position is not constant and the majority-position baseline means something.
+- SciQ: lm-eval lists the correct answer last. We order the four options by a hash of the
+  item id, so the gold position is not constant and the majority-position baseline means
+  something. The support passage is the item's ``context``, as in lm-eval (items without one
+  are plain questions).
 - Winogrande: lm-eval scores the sentence's suffix after each option-filled prefix. We score
   "option + suffix" after the shared prefix (``style="completion"``), which fits aptune's one
   context / many continuations shape; accuracies are close but not identical to lm-eval's.
@@ -86,8 +86,9 @@ def sciq(domain: str) -> list[Example]:
         rid = f"sciq-{i}"
         options = [r["distractor1"], r["distractor2"], r["distractor3"], r["correct_answer"]]
         order = _stable_order(rid, 4)
+        support = (r.get("support") or "").strip() or None
         out.append(Example(rid, "sciq", domain, r["question"], tuple(options[j] for j in order), order.index(3),
-                           meta={"support": r.get("support", "")}))
+                           context=support))
     return out
 
 
@@ -96,7 +97,8 @@ def boolq(domain: str) -> list[Example]:
     for i, r in enumerate(read_hf_split("boolq/none", "validation")):
         label = r.get("label", r.get("answer"))
         gold = int(label in (True, "True", "true", 1, "1"))
-        out.append(Example(f"boolq-{i}", "boolq", domain, f"{r['passage']}\n{r['question']}?", ("no", "yes"), gold))
+        out.append(Example(f"boolq-{i}", "boolq", domain, f"{r['question']}?", ("no", "yes"), gold,
+                           context=r["passage"]))
     return out
 
 

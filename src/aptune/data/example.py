@@ -27,6 +27,7 @@ class Example:
     gold: int | None = None
     answer: str | None = None
     style: Style = "qa"
+    context: str | None = None  # a passage the question is about (SciQ support, BoolQ passage)
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +63,7 @@ class Example:
             "gold": self.gold,
             "answer": self.answer,
             "style": self.style,
+            "context": self.context,
             "meta": self.meta,
         }
 
@@ -76,5 +78,6 @@ class Example:
             gold=row.get("gold"),
             answer=row.get("answer"),
             style=row.get("style", "qa"),
+            context=row.get("context"),
             meta=dict(row.get("meta") or {}),
         )

@@ -5,6 +5,7 @@ Schema (one item per row/line):
   choices   list of answer texts (CSV: a JSON list, or columns choice_0.. / A, B, C...)
   gold      index into choices (0-based) or a letter ("B")  — required with choices
   answer    reference answer for generative items (instead of choices + gold)
+  context   optional passage shown before the question
   id        optional; defaults to "<file stem>-<line>"
   task, domain, style ("qa" | "completion"), split ("train" | "dev" | "test") — optional
 
@@ -134,12 +135,12 @@ def load_file(path: str | Path, task: str | None = None, domain: str = "custom")
         if choices is not None:
             gold = _gold(path, line, row.get("gold"), len(choices))
             ex = Example(rid, str(row.get("task") or task), str(row.get("domain") or domain), question,
-                         tuple(choices), gold, style=style, meta=meta)
+                         tuple(choices), gold, style=style, context=row.get("context") or None, meta=meta)
         else:
             answer = row.get("answer")
             if answer is None or (isinstance(answer, str) and not answer.strip()):
                 raise _err(path, line, "answer", "missing: give choices + gold, or an answer")
             ex = Example(rid, str(row.get("task") or task), str(row.get("domain") or domain), question,
-                         answer=str(answer), style=style, meta=meta)
+                         answer=str(answer), style=style, context=row.get("context") or None, meta=meta)
         out.append(ex)
     return out
