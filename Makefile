@@ -6,7 +6,7 @@ STAMP := $(VENV)/.aptune-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo eval test bench clean
 
 setup: $(STAMP)
 
@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml requirements/assets.txt
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/aptune eval --model smollm2-135m --suite default --limit 200 --out runs/demo-eval
+	$(VENV)/bin/aptune run --out runs/demo
+
+eval: setup
+	$(VENV)/bin/aptune eval --model smollm2-135m --tasks arc_easy,hellaswag,medmcqa --limit 200 --out runs/eval
 
 test: setup
 	$(VENV)/bin/pytest -q
 
 bench: setup
 	$(PY) bench/eval_throughput.py
+	$(PY) bench/dpo_throughput.py
+	$(PY) bench/alora.py
 
 clean:
 	rm -rf $(VENV) runs
