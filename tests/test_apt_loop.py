@@ -79,6 +79,7 @@ def test_full_run_writes_every_stage_and_report(run_config: Path, tmp_path: Path
     assert "round-start model" in manifest["stages"]["round-1/train"]["reference"]
     report = (root / "report.md").read_text()
     assert "| 1 |" in report and "domain acc" in report
+    assert "one SFT epoch on the full pool is" in report
     assert (root / "plots" / "accuracy.png").stat().st_size > 1000
     assert "<table>" in (root / "report.html").read_text()
 

@@ -35,7 +35,7 @@ from aptune.evaluate.metrics import bootstrap_mean
 from aptune.evaluate.runner import EvalSettings, evaluate
 from aptune.io import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from aptune.models import load_model, load_tokenizer, resolve_precision
-from aptune.prompts import PromptFormat
+from aptune.prompts import PromptFormat, render_answer, render_prompt
 from aptune.provenance import provenance
 from aptune.train.pairs import PreferencePair
 from aptune.train.trainer import reference_logps_for_pairs, train_preference
@@ -161,7 +161,16 @@ class APTRun:
         pool = [ex for exs in load_taskset(self.cfg.pool, self.cfg.seed).values() for ex in exs]
         _, weakness = mine(model, self.tokenizer, pool, self.settings, self.dtype,
                            self.dir.round_dir(round_index), judge=self.judge(model), progress=self.progress)
-        self.dir.mark(round_index, "mine", pool=len(pool), weakness=len(weakness))
+        self.dir.mark(round_index, "mine", pool=len(pool), weakness=len(weakness),
+                      sft_pool_tokens=self._sft_tokens(pool))
+
+    def _sft_tokens(self, pool: list[Example]) -> int:
+        """Tokens one SFT epoch on the whole pool would process (prompt + gold answer): the
+        data-efficiency yardstick the report sets APT's training tokens against."""
+        fmt = self.settings.prompt
+        texts = [render_prompt(ex, self.tokenizer, fmt) + render_answer(
+            ex, ex.gold if ex.is_multiple_choice else ex.reference, self.tokenizer, fmt) for ex in pool]
+        return sum(len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"])
 
     def stage_retrieve(self, round_index: int) -> None:
         from aptune.retrieval import retrieve_similar

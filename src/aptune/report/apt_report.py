@@ -116,6 +116,19 @@ def table_rows(rows: list[RoundRow]) -> list[list[str]]:
     return out
 
 
+def data_efficiency(rows: list[RoundRow]) -> str:
+    """APT's training examples and tokens against one SFT epoch on the whole pool."""
+    trained = [r.stages["train"] for r in rows if "train" in r.stages]
+    mined = [r.stages["mine"] for r in rows if "mine" in r.stages]
+    if not trained or not mined or "sft_pool_tokens" not in mined[0]:
+        return ""
+    examples = sum(t["examples"] for t in trained)
+    tokens = sum(t["tokens"] for t in trained)
+    pool, pool_tokens = mined[0]["pool"], mined[0]["sft_pool_tokens"]
+    return (f"Data used: APT trained on {examples} pair-examples ({tokens:,} tokens, both sides of each pair, "
+            f"all rounds and epochs); one SFT epoch on the full pool is {pool} examples ({pool_tokens:,} tokens).")
+
+
 def plot(rows: list[RoundRow], path: Path) -> Path | None:
     """Domain and general accuracy per round with 95% intervals."""
     import matplotlib
@@ -166,6 +179,9 @@ def write_report(root: str | Path) -> Path:
           "view; intervals are 95% percentile bootstrap over items.", "",
           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     md += ["| " + " | ".join(cells) + " |" for cells in body]
+    efficiency = data_efficiency(rows)
+    if efficiency:
+        md += ["", efficiency]
     if png:
         md += ["", f"![accuracy per round](plots/{png.name})"]
     write_text_atomic(root / "report.md", "\n".join(md) + "\n")
@@ -177,7 +193,8 @@ def write_report(root: str | Path) -> Path:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}</style></head><body>"
         f"<h1>{html.escape(title.replace('`', ''))}</h1><p>{html.escape(md[2])}</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>{img}</body></html>\n"
+        + (f"<p>{html.escape(efficiency)}</p>" if efficiency else "")
+        + f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>{img}</body></html>\n"
     )
     write_text_atomic(root / "report.html", page)
     log.info("report written to %s", root / "report.md")
