@@ -7,11 +7,11 @@ learning rate suited to LoRA on small models rather than the released 7B scripts
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aptune.io import write_json_atomic
 from aptune.models import Precision
 from aptune.train.losses import PREFERENCE_LOSSES, PreferenceLossKind
 from aptune.train.pairs import EosMode
@@ -93,7 +93,8 @@ class TrainResult:
         return row
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Atomically: the APT loop treats this file's existence as "training finished"."""
+        write_json_atomic(path, self.to_dict())
 
 
 class TrainingDivergedError(RuntimeError):
