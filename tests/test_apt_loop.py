@@ -131,3 +131,23 @@ def test_kill_and_resume_gives_same_metrics(run_config: Path, tmp_path: Path):
                    capture_output=True, timeout=600)
     assert _final_metrics(killed) == _final_metrics(clean)
     assert read_jsonl(killed / "round-2" / "pairs.jsonl") == read_jsonl(clean / "round-2" / "pairs.jsonl")
+
+
+def test_each_stage_runs_alone_from_the_cli(run_config: Path, tmp_path: Path):
+    """`aptune mine/retrieve/pairs/train/evaluate-round/report` each read and write the run dir."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    root = tmp_path / "stages"
+    expected = {
+        "mine": root / "round-1" / "weakness.jsonl",
+        "retrieve": root / "round-1" / "retrieved.jsonl",
+        "pairs": root / "round-1" / "pairs.jsonl",
+        "train": root / "round-1" / "train" / "train_result.json",
+        "evaluate-round": root / "round-1" / "eval" / "metrics.json",
+    }
+    for i, (command, output) in enumerate(expected.items()):
+        args = [command, "--run-dir", str(root), "--round", "1"] + (["--config", str(run_config)] if i == 0 else [])
+        proc = subprocess.run(_aptune(*args), env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert output.exists(), command
+    proc = subprocess.run(_aptune("report", str(root)), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "| 1 |" in proc.stdout

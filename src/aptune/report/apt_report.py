@@ -47,8 +47,8 @@ def collect(root: Path) -> list[RoundRow]:
     manifest = read_json(root / "manifest.json")
     stages = manifest.get("stages", {})
     rows = []
-    r = 0
-    while (root / f"round-{r}").exists():
+    numbers = sorted(int(p.name.split("-", 1)[1]) for p in root.glob("round-*") if p.name.split("-", 1)[1].isdigit())
+    for r in numbers:
         rd = root / f"round-{r}"
         metrics_path = rd / "eval" / "metrics.json"
         metrics = read_json(metrics_path) if metrics_path.exists() else {}
@@ -60,7 +60,6 @@ def collect(root: Path) -> list[RoundRow]:
             decision=read_json(rd / "decision.json") if (rd / "decision.json").exists() else None,
         )
         rows.append(row)
-        r += 1
     return rows
 
 
@@ -84,7 +83,7 @@ HEADER = ["round", "weakness cases", "pairs (weak+similar)", "train examples", "
 
 
 def table_rows(rows: list[RoundRow]) -> list[list[str]]:
-    base = rows[0].summary if rows else {}
+    base = rows[0].summary if rows and rows[0].round == 0 else {}
     out = []
     for row in rows:
         st = row.stages
