@@ -40,9 +40,11 @@ def _fail(message: str) -> None:
 
 
 def _console():  # noqa: ANN202
+    """Rich console; wide tables when output goes to a file or pipe (rich assumes 80 there)."""
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 @app.command("models")
