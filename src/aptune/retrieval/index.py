@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aptune.retrieval.encoder import TextEncoder, normalize_rows
+from aptune.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +131,6 @@ class PoolIndex:
         return self.index.embeddings
 
 
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _load_cached(folder: Path, key: str, n: int) -> VectorIndex | None:
     """The cached index for ``key``, or None when absent, incomplete or inconsistent."""
     import faiss
@@ -188,8 +175,8 @@ def build_pool_index(
     index = VectorIndex(embeddings)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / f"{key}.npy", lambda p: _save_npy(p, embeddings))
-        _atomic_write(folder / f"{key}.faiss", lambda p: faiss.write_index(index.faiss_index, str(p)))
+        write_atomic(folder / f"{key}.npy", lambda p: _save_npy(p, embeddings))
+        write_atomic(folder / f"{key}.faiss", lambda p: faiss.write_index(index.faiss_index, str(p)))
         meta = {
             "key": key,
             "version": CACHE_VERSION,
@@ -198,7 +185,7 @@ def build_pool_index(
             "dim": int(embeddings.shape[1]),
             "index": "IndexFlatIP",
         }
-        _atomic_write(folder / f"{key}.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+        write_atomic(folder / f"{key}.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return PoolIndex(key, encoder.name, index, from_cache=False)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 from aptune.adapters.attention_lora import model as attn_model
 from aptune.adapters.config import AdapterConfig
+from aptune.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +52,10 @@ def save(model: nn.Module, folder: str | os.PathLike) -> Path:
             {"name": name, "config": cfg.to_dict(), "modules": modules} for name, (cfg, modules) in configs.items()
         ],
     }
-    _atomic(folder / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-    _atomic(folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    write_atomic(folder / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     log.info("saved %d attention LoRA tensors to %s", len(tensors), folder)
     return folder
-
-
-def _atomic(target: Path, write) -> None:  # noqa: ANN001
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load(base_model: nn.Module, folder: str | os.PathLike, trainable: bool = False) -> nn.Module:
