@@ -252,39 +252,24 @@ _ROUND = typer.Option(1, "--round", help="Round number (1-based; 0 = the startin
 _CONFIG = typer.Option(None, "--config", help="Config for a new run directory.")
 
 
-@app.command("mine")
-def mine_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
-             verbose: bool = typer.Option(False, "-v")) -> None:
-    """Stage 1: the round's model answers the domain pool; writes answers/weakness JSONL."""
-    _stage("mine", run_dir, round, config, verbose)
+STAGES = {
+    "mine": ("mine", "Stage 1: the round's model answers the domain pool; writes answers/weakness JSONL."),
+    "retrieve": ("retrieve", "Stage 2: retrieve similar cases for the weakness cases; writes retrieved.jsonl."),
+    "pairs": ("pairs", "Stage 3: build preference pairs (gold vs the model's own wrong answer); writes pairs.jsonl."),
+    "train": ("train", "Stage 4: train the adapter with DPO (+NLL) on the round's pairs; writes train/."),
+    "evaluate-round": ("eval", "Stage 5: evaluate the round's model on domain, general and dev views."),
+}
 
 
-@app.command("retrieve")
-def retrieve_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
-                 verbose: bool = typer.Option(False, "-v")) -> None:
-    """Stage 2: retrieve similar cases for the weakness cases; writes retrieved.jsonl."""
-    _stage("retrieve", run_dir, round, config, verbose)
+def _register_stage(command: str, stage: str, help_text: str) -> None:
+    @app.command(command, help=help_text)
+    def stage_command(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
+                      verbose: bool = typer.Option(False, "-v")) -> None:
+        _stage(stage, run_dir, round, config, verbose)
 
 
-@app.command("pairs")
-def pairs_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
-              verbose: bool = typer.Option(False, "-v")) -> None:
-    """Stage 3: build preference pairs (gold vs the model's own wrong answer); writes pairs.jsonl."""
-    _stage("pairs", run_dir, round, config, verbose)
-
-
-@app.command("train")
-def train_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
-              verbose: bool = typer.Option(False, "-v")) -> None:
-    """Stage 4: train the adapter with DPO (+NLL) on the round's pairs; writes train/."""
-    _stage("train", run_dir, round, config, verbose)
-
-
-@app.command("evaluate-round")
-def eval_round_cmd(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
-                   verbose: bool = typer.Option(False, "-v")) -> None:
-    """Stage 5: evaluate the round's model on domain, general and dev views."""
-    _stage("eval", run_dir, round, config, verbose)
+for _command, (_stage_name, _help) in STAGES.items():
+    _register_stage(_command, _stage_name, _help)
 
 
 @app.command("report")
