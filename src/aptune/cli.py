@@ -139,7 +139,8 @@ def eval_cmd(
             raise ValueError(f"--metric must be acc or acc_norm, not {metric!r}")
         if tasks:
             names = [t.strip() for t in tasks.split(",") if t.strip()]
-            data = {n: load_task(n, split=split, limit=limit, seed=seed) for n in names}
+            loaded = [load_task(n, split=split, limit=limit, seed=seed) for n in names]
+            data = {(items[0].task if items else n): items for n, items in zip(names, loaded)}
         else:
             data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=seed)
         dtype = resolve_precision(precision)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 Precision = Literal["auto", "bf16", "fp32"]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ValueError):
     """A model name, path or file that cannot be turned into a causal LM."""
 
 
