@@ -151,3 +151,16 @@ def test_each_stage_runs_alone_from_the_cli(run_config: Path, tmp_path: Path):
         assert output.exists(), command
     proc = subprocess.run(_aptune("report", str(root)), env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "| 1 |" in proc.stdout
+
+
+def test_alora_run_stacks_one_adapter_across_rounds(run_config: Path, tmp_path: Path):
+    """`adapter: alora` changes nothing else: same stages, reference = original model."""
+    cfg = load_run_config(run_config)
+    cfg.adapter = type(cfg.adapter)(kind="alora", r=4, alpha=8.0, heads=2)
+    cfg.rounds.between, cfg.rounds.reference = "stack", "original"
+    root = tmp_path / "alora"
+    APTRun(cfg, root, progress=False).run()
+    assert (root / "round-1" / "train" / "adapter" / "attn_lora_config.json").exists()
+    manifest = read_json(root / "manifest.json")
+    assert "original model" in manifest["stages"]["round-1/train"]["reference"]
+    assert (root / "report.md").exists()
