@@ -164,3 +164,13 @@ def test_alora_run_stacks_one_adapter_across_rounds(run_config: Path, tmp_path: 
     manifest = read_json(root / "manifest.json")
     assert "original model" in manifest["stages"]["round-1/train"]["reference"]
     assert (root / "report.md").exists()
+
+
+def test_bad_pool_file_fails_before_any_work(run_config: Path, tmp_path: Path):
+    (tmp_path / "domain.jsonl").write_text('{"question": "q", "choices": ["a", "b"], "gold": 9}\n')
+    out = tmp_path / "never"
+    proc = subprocess.run(_aptune("run", str(run_config), "--out", str(out)), capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert proc.returncode == 2
+    assert "domain.jsonl:1: field 'gold': index 9 out of range for 2 choices" in proc.stderr
+    assert not out.exists()

@@ -213,9 +213,12 @@ def run_cmd(
     try:
         from aptune.apt.loop import APTRun
 
+        from aptune.provenance import provenance
+
         cfg, root = _load_run(config, out)
         run = APTRun(cfg, root)
-        run.dir.start(cfg.to_dict(), {})
+        run.validate()
+        run.dir.start(cfg.to_dict(), provenance())
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
@@ -237,7 +240,9 @@ def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], 
 
         cfg, root = _load_run(config, run_dir)
         run = APTRun(cfg, root)
-        run.dir.start(cfg.to_dict(), {})
+        from aptune.provenance import provenance
+
+        run.dir.start(cfg.to_dict(), provenance())
         if stage == "eval":
             run.stage_eval(round_index)
         else:

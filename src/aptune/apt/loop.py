@@ -274,8 +274,21 @@ class APTRun:
     def rounds(self) -> Iterator[int]:
         return iter(range(1, self.cfg.rounds.max_rounds + 1))
 
+    def validate(self) -> None:
+        """Load every task set and check the model path before any work: bad data or a
+        missing model fails here with its one-line error, not an hour into the run."""
+        from aptune.models import resolve_model_path
+
+        for label, ts in (("pool", self.cfg.pool), ("dev", self.cfg.dev), ("domain_eval", self.cfg.domain_eval),
+                          ("general_eval", self.cfg.general_eval)):
+            sets = load_taskset(ts, self.cfg.seed)
+            if label == "pool" and not any(sets.values()):
+                raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
+        resolve_model_path(self.cfg.model)
+
     def run(self, on_stage: Callable[[int, str], None] | None = None) -> dict[str, Any]:
         """Run (or resume) every round until a stopping rule fires; then write the report."""
+        self.validate()
         self.dir.start(self.cfg.to_dict(), provenance())
         if not self.dir.is_done(0, "eval"):
             self.stage_eval(0)
