@@ -110,7 +110,14 @@ class APTRun:
         return model
 
     def trainable_model(self, round_index: int) -> torch.nn.Module:
-        """The round's starting model with the adapter to train attached."""
+        """The round's starting model with the adapter to train attached.
+
+        The RNG is seeded right before the adapter is created: its random init (LoRA's A) must
+        not depend on what else this process happened to do first (a resumed run does less).
+        """
+        from transformers import set_seed
+
+        set_seed(self._train_cfg(round_index).seed)
         if self.cfg.rounds.between == "stack":
             accepted = self.accepted_rounds(round_index)
             if accepted:  # one adapter, trained on across rounds
