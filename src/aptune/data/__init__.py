@@ -2,6 +2,10 @@
 
 from aptune.data.example import Example
 from aptune.data.files import DataError, load_file
-from aptune.data.loading import TaskInfo, list_suites, list_tasks, load_suite, load_task
+from aptune.data.loading import TaskInfo, list_suites, list_tasks, load_suite, load_task, task_info
+from aptune.data.splits import SPLITS, assign_split
 
-__all__ = ["DataError", "Example", "TaskInfo", "list_suites", "list_tasks", "load_file", "load_suite", "load_task"]
+__all__ = [
+    "SPLITS", "DataError", "Example", "TaskInfo", "assign_split", "list_suites", "list_tasks", "load_file",
+    "load_suite", "load_task", "task_info",
+]

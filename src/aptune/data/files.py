@@ -1,91 +1,157 @@
-"""Users' own tasks from JSONL, CSV or Parquet files.
+"""Users' own tasks from JSONL, CSV or Parquet files, validated row by row.
 
-Schema (one item per row/line):
-  question  (required) the question, or the context to continue when style is "completion"
-  choices   list of answer texts (CSV: a JSON list, or columns choice_0.. / A, B, C...)
-  gold      index into choices (0-based) or a letter ("B")  — required with choices
-  answer    reference answer for generative items (instead of choices + gold)
-  context   optional passage shown before the question
-  id        optional; defaults to "<file stem>-<line>"
-  task, domain, style ("qa" | "completion"), split ("train" | "dev" | "test") — optional
+Schema (one item per JSONL line / CSV row / Parquet row):
 
-Every problem is a ``DataError`` whose one-line message names the file, the line (1-based;
-for CSV the header is line 1) and the field.
+  question  required  the question; for style "completion", the text to continue
+  choices   MC        list of answer texts; in CSV a JSON list string, or columns
+                      choice_0, choice_1, ... or A, B, C, ...
+  gold      MC        index into choices (0-based) or a letter "A".."Z"
+  answer    gen.      reference answer of a generative item (instead of choices + gold)
+  id        optional  unique in the file; default "<file stem>-<line>"
+  context   optional  a passage shown before the question
+  task      optional  default: the file stem (or load_file's ``task``)
+  domain    optional  default: load_file's ``domain`` ("custom")
+  style     optional  "qa" (default; rendered "Question: ..\\nAnswer:") or "completion"
+  split     optional  "train", "dev" or "test"; overrides the hash split for that row
+
+Every problem raises ``DataError`` with a one-line message "<file>:<line>: field '<f>': <what>"
+(lines are 1-based; a CSV's header is line 1, so its first item is line 2; Parquet rows count
+from 1). A ``.json`` file is read as JSON Lines.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 import string
 from pathlib import Path
 from typing import Any
 
 from aptune.data.example import Example
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet")
+STYLES: tuple[str, ...] = ("qa", "completion")
+SPLIT_NAMES: tuple[str, ...] = ("train", "dev", "test")
+_NUMBERED = re.compile(r"choice_(\d+)$")
 
 
 class DataError(ValueError):
-    """A data file that does not match the documented schema."""
+    """Input data that does not match the documented schema; the message is one line."""
 
 
 def _err(path: Path, line: int, field: str, message: str) -> DataError:
     return DataError(f"{path}:{line}: field '{field}': {message}")
 
 
-def _rows(path: Path) -> list[tuple[int, Any]]:
-    """(line number, raw row) pairs."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        rows = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append((number, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        return rows
-    if suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            return [(i + 2, dict(r)) for i, r in enumerate(csv.DictReader(handle))]
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
+
+def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    rows = []
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    return rows
+
+
+def _read_csv(path: Path) -> list[tuple[int, Any]]:
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
         try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise DataError(f"{path}:1: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-        return [(i + 1, r) for i, r in enumerate(table.to_pylist())]
-    raise DataError(f"{path}:1: unsupported file type {suffix!r} (use {', '.join(SUFFIXES)})")
+            for row in reader:
+                line = reader.line_num  # last physical line of this record (quoted fields may span lines)
+                if None in row:
+                    raise DataError(f"{path}:{line}: more values than header columns ({len(reader.fieldnames or [])})")
+                if any(v not in (None, "") for v in row.values()):
+                    rows.append((line, row))
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV ({_one_line(exc)})") from None
+    return rows
 
 
-def _choices(path: Path, line: int, row: dict[str, Any]) -> list[str] | None:
+def _read_parquet(path: Path) -> list[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{path}:1: not a readable Parquet file ({_one_line(exc)[:200]})") from None
+    return [(i + 1, r) for i, r in enumerate(table.to_pylist())]
+
+
+def _rows(path: Path) -> list[tuple[int, Any]]:
+    """(1-based line number, raw row) pairs."""
+    suffix = path.suffix.lower()
+    readers = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}
+    if suffix not in readers:
+        raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(SUFFIXES)})")
+    try:
+        return readers[suffix](path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def _choice_columns(row: dict[str, Any]) -> list[str]:
+    """choice_0, choice_1, ... (numeric order) if present, else single letters A, B, ..."""
+    numbered = sorted((int(m.group(1)), k) for k in row if (m := _NUMBERED.match(str(k))))
+    if numbered:
+        return [k for _, k in numbered]
+    return [c for c in string.ascii_uppercase if c in row]
+
+
+def _choices(path: Path, line: int, row: dict[str, Any], from_csv: bool) -> list[str] | None:
+    """The item's choices, or None when it has none (a generative item)."""
     raw = row.get("choices")
-    if raw is None or raw == "":
-        numbered = [row[k] for k in sorted(row, key=str) if str(k).startswith("choice_") and row[k] not in (None, "")]
-        lettered = [row[c] for c in string.ascii_uppercase if row.get(c) not in (None, "")]
-        return numbered or lettered or None
-    if isinstance(raw, str):
+    if _is_blank(raw):
+        columns = _choice_columns(row)
+        values = [row[c] for c in columns]
+        while values and _is_blank(values[-1]):
+            values.pop()
+        if not values:
+            return None
+        for column, value in zip(columns, values):
+            if _is_blank(value):
+                raise _err(path, line, column, "empty, but a later choice column is filled")
+        raw = [str(v) for v in values]
+    elif isinstance(raw, str):
+        if not from_csv:
+            raise _err(path, line, "choices", f"not a list (got text {raw[:40]!r})")
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError:
-            raise _err(path, line, "choices", "not a list (in CSV, write a JSON list like [\"a\", \"b\"])") from None
+            raise _err(path, line, "choices", 'not a list (in CSV, write a JSON list like ["a", "b"])') from None
     if not isinstance(raw, (list, tuple)):
-        raise _err(path, line, "choices", f"expected a list, got {type(raw).__name__}")
+        raise _err(path, line, "choices", f"not a list (got {type(raw).__name__})")
     if len(raw) < 2:
         raise _err(path, line, "choices", f"needs at least 2 choices, got {len(raw)}")
-    for i, c in enumerate(raw):
-        if not isinstance(c, str) or not c.strip():
+    for i, choice in enumerate(raw):
+        if not isinstance(choice, str) or not choice.strip():
             raise _err(path, line, "choices", f"choice {i} is empty or not text")
     return list(raw)
 
 
 def _gold(path: Path, line: int, value: Any, n: int) -> int:
-    if value is None or value == "":
+    """A 0-based index from an int, an integral float, a digit string or a letter."""
+    if _is_blank(value):
         raise _err(path, line, "gold", "missing (required with choices)")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, str):
         text = value.strip()
         if len(text) == 1 and text.upper() in string.ascii_uppercase:
@@ -101,46 +167,61 @@ def _gold(path: Path, line: int, value: Any, n: int) -> int:
     return value
 
 
+def _optional_text(path: Path, line: int, row: dict[str, Any], field: str, allowed: tuple[str, ...]) -> str | None:
+    value = row.get(field)
+    if _is_blank(value):
+        return None
+    if value not in allowed:
+        raise _err(path, line, field, f"must be {' or '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _example(path: Path, line: int, row: Any, task: str, domain: str, from_csv: bool) -> Example:
+    """One validated row → an Example (the id is checked for uniqueness by the caller)."""
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{line}: expected an object with a 'question' field, got {type(row).__name__}")
+    question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise _err(path, line, "question", "missing or empty" if _is_blank(question) else "must be text")
+    rid = f"{path.stem}-{line}" if _is_blank(row.get("id")) else str(row["id"]).strip()
+    style = _optional_text(path, line, row, "style", STYLES) or "qa"
+    split = _optional_text(path, line, row, "split", SPLIT_NAMES)
+    meta = {"split": split} if split else {}
+    context = None if _is_blank(row.get("context")) else str(row["context"])
+    task = task if _is_blank(row.get("task")) else str(row["task"])
+    domain = domain if _is_blank(row.get("domain")) else str(row["domain"])
+    choices = _choices(path, line, row, from_csv)
+    if choices is not None:
+        gold = _gold(path, line, row.get("gold"), len(choices))
+        return Example(rid, task, domain, question, tuple(choices), gold, style=style,  # type: ignore[arg-type]
+                       context=context, meta=meta)
+    if not _is_blank(row.get("gold")):
+        raise _err(path, line, "choices", "missing, but 'gold' is given")
+    answer = row.get("answer")
+    if _is_blank(answer):
+        raise _err(path, line, "answer", "missing: give choices + gold, or an answer")
+    return Example(rid, task, domain, question, answer=str(answer), style=style,  # type: ignore[arg-type]
+                   context=context, meta=meta)
+
+
 def load_file(path: str | Path, task: str | None = None, domain: str = "custom") -> list[Example]:
-    """Read a user task file into Examples, validating every row (see module docstring)."""
+    """Read a user task file into Examples in file order, validating every row (schema above).
+
+    ``task`` defaults to the file stem; a row's own ``task``/``domain`` columns win.
+    """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}:0: file not found")
-    task = task or path.stem
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     rows = _rows(path)
     if not rows:
         raise DataError(f"{path}:1: the file has no items")
+    from_csv = path.suffix.lower() == ".csv"
     seen: dict[str, int] = {}
     out = []
     for line, row in rows:
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{line}: expected an object with a 'question' field, got {type(row).__name__}")
-        question = row.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise _err(path, line, "question", "missing or empty")
-        rid = str(row.get("id") or f"{path.stem}-{line}")
-        if rid in seen:
-            raise _err(path, line, "id", f"duplicate id {rid!r} (first on line {seen[rid]})")
-        seen[rid] = line
-        style = row.get("style") or "qa"
-        if style not in ("qa", "completion"):
-            raise _err(path, line, "style", f"must be qa or completion, got {style!r}")
-        meta: dict[str, Any] = {}
-        split = row.get("split")
-        if split not in (None, ""):
-            if split not in ("train", "dev", "test"):
-                raise _err(path, line, "split", f"must be train, dev or test, got {split!r}")
-            meta["split"] = split
-        choices = _choices(path, line, row)
-        if choices is not None:
-            gold = _gold(path, line, row.get("gold"), len(choices))
-            ex = Example(rid, str(row.get("task") or task), str(row.get("domain") or domain), question,
-                         tuple(choices), gold, style=style, context=row.get("context") or None, meta=meta)
-        else:
-            answer = row.get("answer")
-            if answer is None or (isinstance(answer, str) and not answer.strip()):
-                raise _err(path, line, "answer", "missing: give choices + gold, or an answer")
-            ex = Example(rid, str(row.get("task") or task), str(row.get("domain") or domain), question,
-                         answer=str(answer), style=style, context=row.get("context") or None, meta=meta)
+        ex = _example(path, line, row, task or path.stem, domain, from_csv)
+        if ex.id in seen:
+            raise _err(path, line, "id", f"duplicate id {ex.id!r} (first on line {seen[ex.id]})")
+        seen[ex.id] = line
         out.append(ex)
     return out

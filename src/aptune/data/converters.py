@@ -1,0 +1,161 @@
+"""One converter per source format: a raw row of a bundled dataset → an ``Example``.
+
+Each converter mirrors lm-evaluation-harness 0.4.13's zero-shot task (``lm_eval/tasks/<task>``)
+for the question text, the passage and the choice texts, so that ``template: plain`` with
+cloze scoring reproduces lm-eval's inputs. ``aptune.prompts`` adds the "Question: ..\\nAnswer:"
+wrapper for ``style="qa"`` and nothing for ``style="completion"``. Deliberate differences:
+
+- SciQ: lm-eval lists the correct answer last. We order the four options by a hash of the
+  item id, so the gold position varies and the majority-position baseline means something
+  (cloze accuracy does not depend on the order).
+- Winogrande: lm-eval ("partial evaluation") builds one context per option, prefix + option,
+  and scores the shared suffix. aptune scores one context against many continuations, so we
+  use the prefix as the context and "option + suffix" as each continuation
+  (``style="completion"``). The rendered text is the same sentence; the scored span also
+  covers the option, so accuracies are close to lm-eval's but not identical.
+- Social IQa: lm-eval writes "Q: ..\\nA:"; we use the shared "Question: ..\\nAnswer:" wrapper.
+- CommonsenseQA, MMLU, MedMCQA, MedQA: lm-eval scores letters after a lettered option list.
+  We keep the option texts as choices; ``mc_format: letter`` renders the lettered list
+  (for CommonsenseQA that is exactly lm-eval's prompt) and cloze scores the texts.
+
+Ids are the source's own id where it has a unique one, otherwise "<prefix>-<row>"; they key
+the split hash (``splits.py``), so they must never change for an existing item.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aptune.data.example import Example, Style
+
+#: (raw row, row index within its source split, source split, task name, domain) → Example.
+Converter = Callable[[dict[str, Any], int, str, str, str], Example]
+
+
+def _listish(value: Any) -> list[Any]:
+    """Arrow lists come back as lists; a few sources store them as Python-literal strings."""
+    if isinstance(value, str):
+        return list(ast.literal_eval(value))
+    return list(value)
+
+
+def _dictish(value: Any) -> dict[str, Any]:
+    return ast.literal_eval(value) if isinstance(value, str) else dict(value)
+
+
+def _stable_order(item_id: str, n: int) -> list[int]:
+    """A fixed pseudo-random permutation of range(n), derived from the item id alone."""
+    digest = hashlib.sha256(item_id.encode()).digest()
+    return sorted(range(n), key=lambda i: (digest[i % len(digest)], i))
+
+
+def _hellaswag_clean(text: str) -> str:
+    """lm-eval's HellaSwag preprocessing (WikiHow "[title]"/"[step]" artefacts removed)."""
+    text = text.strip().replace(" [title]", ". ")
+    text = re.sub(r"\[.*?\]", "", text)
+    return text.replace("  ", " ")
+
+
+def labelled_choices(question_field: str = "question", strip: bool = False, style: Style = "qa") -> Converter:
+    """ARC, CommonsenseQA, OpenBookQA: ``choices = {label: [...], text: [...]}`` + ``answerKey``.
+
+    ``strip`` and ``style`` follow each lm-eval template: ARC uses the question as is,
+    CommonsenseQA strips it, OpenBookQA scores the bare stem as a completion.
+    """
+
+    def convert(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+        choices = _dictish(row["choices"])
+        labels = [str(label).strip() for label in _listish(choices["label"])]
+        gold = labels.index(str(row["answerKey"]).strip())
+        question = row[question_field].strip() if strip else row[question_field]
+        return Example(str(row["id"]), task, domain, question, tuple(_listish(choices["text"])), gold, style=style)
+
+    return convert
+
+
+_QUERY = re.compile(r"Question: (.*)\nAnswer:", re.S)
+
+
+def oe_query_choices(style: Style = "qa") -> Converter:
+    """oe-eval rc docs of ARC/OpenBookQA (``id``, ``query`` = "Question: q\nAnswer:", ``choices``, ``gold``).
+
+    Only the test splits need this (the validation splits are read from hf_datasets); the
+    question is cut out of ``query``, which reproduces the hf text exactly on every
+    validation item of ARC-Easy, ARC-Challenge and OpenBookQA (checked in the tests).
+    """
+
+    def convert(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+        match = _QUERY.fullmatch(doc["query"])
+        if match is None:
+            raise ValueError(f"{task} {split} row {index}: unexpected oe-eval query format {doc['query'][:60]!r}")
+        return Example(str(doc["id"]), task, domain, match.group(1), tuple(_listish(doc["choices"])),
+                       int(doc["gold"]), style=style)
+
+    return convert
+
+
+def hellaswag(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """The context is the question (style completion); ``ind`` is not unique, so ids use the row."""
+    ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
+    query = _hellaswag_clean(row["activity_label"] + ": " + ctx)
+    endings = tuple(_hellaswag_clean(e) for e in _listish(row["endings"]))
+    return Example(f"hellaswag-{index}", task, domain, query, endings, int(row["label"]), style="completion")
+
+
+def piqa(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    return Example(f"piqa-{index}", task, domain, row["goal"], (row["sol1"], row["sol2"]), int(row["label"]))
+
+
+def sciq(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """Support passage as context (lm-eval: ``support.lstrip()``); options in a per-item order."""
+    rid = f"sciq-{index}"
+    options = [row["distractor1"], row["distractor2"], row["distractor3"], row["correct_answer"]]
+    order = _stable_order(rid, 4)
+    support = (row.get("support") or "").lstrip() or None
+    return Example(rid, task, domain, row["question"], tuple(options[j] for j in order), order.index(3),
+                   context=support)
+
+
+def boolq(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """lm-eval: "{passage}\\nQuestion: {question}?\\nAnswer:" with choices no/yes."""
+    label = row.get("label", row.get("answer"))
+    gold = int(label in (True, "True", "true", 1, "1"))
+    return Example(f"boolq-{index}", task, domain, f"{row['question']}?", ("no", "yes"), gold,
+                   context=row["passage"])
+
+
+def winogrande(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """Prefix before "_" as context, "option + suffix" as choices (see the module docstring)."""
+    prefix, _, suffix = row["sentence"].partition("_")
+    choices = (f"{row['option1']}{suffix}".strip(), f"{row['option2']}{suffix}".strip())
+    return Example(f"winogrande-{index}", task, domain, prefix.strip(), choices, int(row["answer"]) - 1,
+                   style="completion")
+
+
+def social_iqa(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    return Example(f"siqa-{index}", task, domain, f"{row['context']} {row['question']}",
+                   (row["answerA"], row["answerB"], row["answerC"]), int(row["label"]) - 1)
+
+
+def mmlu(row: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """hails/mmlu_no_train: question, choices (4), answer index; ids carry the source split."""
+    subject = task.removeprefix("mmlu_")
+    return Example(f"mmlu-{subject}-{split}-{index}", task, domain, row["question"].strip(),
+                   tuple(_listish(row["choices"])), int(row["answer"]))
+
+
+def medmcqa(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval MedMCQA doc: question, opa..opd, cop (0-based); the dataset's UUID is the id."""
+    return Example(str(doc["id"]), task, domain, doc["question"].strip(),
+                   (doc["opa"], doc["opb"], doc["opc"], doc["opd"]), int(doc["cop"]),
+                   meta={"subject": doc.get("subject_name")})
+
+
+def medqa(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval MedQA-en doc (rc variant: option texts in ``choices``, 5 options, ``answer_idx``)."""
+    return Example(f"medqa-{doc['index']}", task, domain, doc["question"].strip(), tuple(_listish(doc["choices"])),
+                   int(doc["answer_idx"]))
