@@ -103,7 +103,10 @@ class RunConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1))  # demo: fits 20 min
+    # demo budget: 1 epoch per round; micro-batches of 2 pairs x 4 accumulation steps (= 8 pairs
+    # per update) peak at 4.2 GB RSS on the demo's longest pairs, where 8 x 1 peaked at 13.5 GB
+    # and was slower on this CPU (see README, "Memory")
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=2, grad_accum=4))
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
 
     def __post_init__(self) -> None:
