@@ -198,7 +198,8 @@ class EvalReport:
     def write(self, out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
         """Write ``predictions.jsonl`` and ``metrics.json`` (atomically) into ``out_dir``."""
         out = Path(out_dir)
-        rows = [r.to_row() for task in self.items.values() for r in task]
+        # "task" is the name the item was evaluated under (e.g. "dev/sciq" in an APT round)
+        rows = [{**r.to_row(), "task": name} for name, results in self.items.items() for r in results]
         write_jsonl_atomic(out / "predictions.jsonl", rows)
         payload = {"tasks": {t: m.to_dict() for t, m in self.metrics.items()}}
         if extra:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aptune.io import read_json, write_text_atomic
+from aptune.evaluate.metrics import paired_bootstrap_delta
+from aptune.io import read_json, read_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 class RoundRow:
     round: int
     summary: dict[str, Any]
+    correct: dict[str, dict[str, bool]] = field(default_factory=dict)  # view -> "task/id" -> correct
     positions: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] | None = None
@@ -52,9 +54,16 @@ def collect(root: Path) -> list[RoundRow]:
         rd = root / f"round-{r}"
         metrics_path = rd / "eval" / "metrics.json"
         metrics = read_json(metrics_path) if metrics_path.exists() else {}
+        predictions = rd / "eval" / "predictions.jsonl"
+        correct: dict[str, dict[str, bool]] = {}
+        if predictions.exists():
+            for item in read_jsonl(predictions):
+                view = item["task"].split("/", 1)[0]
+                correct.setdefault(view, {})[f"{item['task']}/{item['id']}"] = bool(item["correct"])
         row = RoundRow(
             round=r,
             summary=metrics.get("summary", {}),
+            correct=correct,
             positions={v: _positions(metrics, v) for v in ("domain", "general")},
             stages={k.split("/", 1)[1]: v for k, v in stages.items() if k.startswith(f"round-{r}/")},
             decision=read_json(rd / "decision.json") if (rd / "decision.json").exists() else None,
@@ -78,8 +87,8 @@ def _hist(pos: dict[str, Any]) -> str:
 
 
 HEADER = ["round", "weakness cases", "pairs (weak+similar)", "train examples", "train tokens",
-          "mean loss", "mean margin", "domain acc % [95% CI]", "Δ domain", "general acc % [95% CI]",
-          "Δ general", "domain majority-pos %", "domain predicted positions", "decision"]
+          "mean loss", "mean margin", "domain acc % [95% CI]", "Δ domain (paired 95% CI)", "general acc % [95% CI]",
+          "Δ general (paired 95% CI)", "domain majority-pos %", "domain predicted positions", "decision"]
 
 
 def table_rows(rows: list[RoundRow]) -> list[list[str]]:
@@ -90,9 +99,15 @@ def table_rows(rows: list[RoundRow]) -> list[list[str]]:
         mine, pairs, train = st.get("mine", {}), st.get("pairs", {}), st.get("train", {})
 
         def delta(view: str) -> str:
-            if row.round == 0 or view not in row.summary or view not in base:
+            """Change against round 0 with a paired bootstrap interval over the same items."""
+            if row.round == 0 or not rows or rows[0].round != 0:
                 return "–"
-            return f"{100 * (row.summary[view]['accuracy'] - base[view]['accuracy']):+.1f}"
+            before, after = rows[0].correct.get(view, {}), row.correct.get(view, {})
+            keys = sorted(before.keys() & after.keys())
+            if not keys:
+                return "–"
+            iv = paired_bootstrap_delta([after[k] for k in keys], [before[k] for k in keys])
+            return f"{100 * iv.value:+.1f} [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
 
         pos = row.positions.get("domain", {})
         decision = "start" if row.round == 0 else (
@@ -135,7 +150,7 @@ def plot(rows: list[RoundRow], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.6, 4.0), dpi=120)
     drawn = False
     for view, colour in (("domain", "tab:blue"), ("general", "tab:orange"), ("dev", "tab:green")):
         pts = [(r.round, r.summary[view]) for r in rows if view in r.summary]
@@ -153,7 +168,7 @@ def plot(rows: list[RoundRow], path: Path) -> Path | None:
     ax.set_ylabel("accuracy % (95% bootstrap CI)")
     ax.set_xticks([r.round for r in rows])
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
