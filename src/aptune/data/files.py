@@ -56,7 +56,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                rows.append((number, json.loads(line)))
+                rows.append((number, json.loads(line.rstrip("\r\n"))))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     return rows
@@ -88,6 +88,16 @@ def _read_parquet(path: Path) -> list[tuple[int, Any]]:
     return [(i + 1, r) for i, r in enumerate(table.to_pylist())]
 
 
+def _first_non_utf8_line(path: Path) -> int:
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
 def _rows(path: Path) -> list[tuple[int, Any]]:
     """(1-based line number, raw row) pairs."""
     suffix = path.suffix.lower()
@@ -96,8 +106,8 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
         raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(SUFFIXES)})")
     try:
         return readers[suffix](path)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{_first_non_utf8_line(path)}: not UTF-8 text (save the file as UTF-8)") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
