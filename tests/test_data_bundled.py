@@ -11,9 +11,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pytest

@@ -9,7 +9,14 @@ from collections import Counter
 
 import pytest
 
-from aptune.data import DataError, Example, assign_split, list_tasks, load_task, task_info
+from aptune.data import (
+    DataError,
+    Example,
+    assign_split,
+    list_tasks,
+    load_task,
+    task_info,
+)
 from aptune.data.splits import FRACTIONS, select
 
 TASKS_TO_CHECK = ["arc_easy", "sciq", "hellaswag", "medmcqa", "mmlu_professional_law"]

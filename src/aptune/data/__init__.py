@@ -2,7 +2,14 @@
 
 from aptune.data.example import Example
 from aptune.data.files import DataError, load_file
-from aptune.data.loading import TaskInfo, list_suites, list_tasks, load_suite, load_task, task_info
+from aptune.data.loading import (
+    TaskInfo,
+    list_suites,
+    list_tasks,
+    load_suite,
+    load_task,
+    task_info,
+)
 from aptune.data.splits import SPLITS, assign_split
 
 __all__ = [

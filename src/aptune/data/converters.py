@@ -77,7 +77,7 @@ def labelled_choices(question_field: str = "question", strip: bool = False, styl
     return convert
 
 
-_QUERY = re.compile(r"Question: (.*)\nAnswer:", re.S)
+_QUERY = re.compile(r"Question: (.*)\nAnswer:", re.DOTALL)
 
 
 def oe_query_choices(style: Style = "qa") -> Converter:

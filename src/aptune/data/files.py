@@ -83,7 +83,7 @@ def _read_parquet(path: Path) -> list[tuple[int, Any]]:
 
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
+    except Exception as exc:  # noqa: BLE001 -- pyarrow raises several types for a corrupt file
         raise DataError(f"{path}:1: not a readable Parquet file ({_one_line(exc)[:200]})") from None
     return [(i + 1, r) for i, r in enumerate(table.to_pylist())]
 

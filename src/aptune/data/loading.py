@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from aptune.data.bundled import SUITES, TASKS
@@ -16,9 +16,12 @@ from aptune.data.splits import SPLITS, select, split_of
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bundled(name: str) -> tuple[Example, ...]:
-    """A bundled task's items, read once per process (the package files never change under us)."""
+    """A bundled task's items, read once per process (the package files never change under us).
+
+    The Examples are shared between callers: treat their ``meta`` as read-only.
+    """
     return tuple(TASKS[name].load())
 
 

