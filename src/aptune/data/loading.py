@@ -46,10 +46,9 @@ def load_task(name: str, split: str = "test", limit: int | None = None, seed: in
     ``source`` (all items in source order) or ``source:<name>`` (one source split);
     ``limit`` takes the first items of that order. See ``aptune.data.splits``.
     """
+    every = _all_items(name)  # raises DataError with its own file/line message
     try:
-        items = select(_all_items(name), split, limit, seed)
-    except DataError:
-        raise
+        items = select(every, split, limit, seed)
     except ValueError as exc:
         raise DataError(f"task {name!r}: {exc}") from None
     log.debug("loaded %d items of %s (split=%s, limit=%s, seed=%d)", len(items), name, split, limit, seed)
