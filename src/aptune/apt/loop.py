@@ -74,6 +74,9 @@ def summarize_views(items_by_task: dict[str, list[dict[str, Any]]], seed: int) -
 class APTRun:
     """One APT run over a run directory; each ``stage_*`` method is one resumable stage."""
 
+    #: the stages of one round, in order; a baseline (``aptune.methods``) runs a subset
+    round_stages: tuple[str, ...] = ("mine", "retrieve", "pairs", "train", "eval")
+
     def __init__(self, cfg: RunConfig, root: str | Path, *, progress: bool = True) -> None:
         self.cfg = cfg
         self.dir = RunDir(Path(root))
@@ -306,7 +309,7 @@ class APTRun:
                 if last["stop"]:
                     break
                 continue
-            for stage in ("mine", "retrieve", "pairs", "train", "eval"):
+            for stage in self.round_stages:
                 if self.dir.is_done(t, stage):
                     continue
                 if stage == "retrieve" and not read_jsonl(self.dir.stage_output(t, "mine")):
