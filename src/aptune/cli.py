@@ -291,6 +291,51 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="The run directory.")) -
     typer.echo(path.read_text())
 
 
+@app.command("compare")
+def compare_cmd(
+    config: Path = typer.Argument(..., help="Compare config YAML (e.g. configs/compare-science.yaml)."),
+    quick: bool = typer.Option(False, "--quick", help="Apply the file's `quick:` profile (small, 1 seed)."),
+    out: Optional[Path] = typer.Option(None, help="Compare folder (default: runs/<name>[-quick])."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run baselines and APT (methods x seeds) on one domain; reuse finished runs; write one report."""
+    _setup_logging(verbose)
+    from aptune.train.config import TrainingDivergedError
+
+    try:
+        from aptune.methods.compare import describe, load_compare_config, run_compare
+
+        loaded = load_compare_config(config, quick=quick)
+        root = out or Path("runs") / (loaded.config.name + ("-quick" if quick else ""))
+        plan = describe(loaded)
+        typer.echo(f"compare {loaded.config.name}: {len(plan)} methods x seeds {loaded.config.seeds} -> {root}")
+        for row in plan:
+            typer.echo(f"  {row['method']}: {row['kind']}, adapter {row['adapter']}, rounds {row['rounds']}, "
+                       f"lr {row['lr']:g}, epochs/round {row['epochs']}, batch {row['batch']}")
+        run_compare(loaded, root, on_run=lambda m, s, what: typer.echo(f"[{m} seed {s}] {what}"))
+    except TrainingDivergedError as exc:
+        _fail(str(exc))
+        return
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    typer.echo((root / "compare.md").read_text())
+    typer.echo(f"report: {root / 'compare.html'}")
+
+
+@app.command("compare-report")
+def compare_report_cmd(folder: Path = typer.Argument(..., help="A compare folder.")) -> None:
+    """Redraw a compare report (Markdown, HTML, PNG) from its folder, finished or not."""
+    from aptune.report.compare_report import write_compare_report
+
+    try:
+        path = write_compare_report(folder)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    typer.echo(path.read_text())
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 
