@@ -149,3 +149,9 @@ SUITES: dict[str, list[str]] = {
     "ethics": _mmlu_of("ethics"),
     "default": ["arc_easy", "sciq", "hellaswag", "piqa", "medmcqa"],
 }
+
+# The GCI legal suite (aptune.data.gci) builds on the tasks above; imported last for that reason.
+from aptune.data.gci import GCI_SUITES, GCI_TASKS  # noqa: E402
+
+TASKS.update(GCI_TASKS)
+SUITES.update(GCI_SUITES)
