@@ -43,9 +43,9 @@ class SeedRun:
     seed: int
     root: Path
     final_round: int
-    # view -> "task/id" -> correct, for round 0 and for the final model
-    before: dict[str, dict[str, bool]] = field(default_factory=dict)
-    after: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # view -> (task, id) -> correct, for round 0 and for the final model
+    before: dict[str, dict[tuple[str, str], bool]] = field(default_factory=dict)
+    after: dict[str, dict[tuple[str, str], bool]] = field(default_factory=dict)
     gold_hist: dict[str, Counter] = field(default_factory=dict)  # "view" and "view/task" -> gold positions
     pred_hist: dict[str, Counter] = field(default_factory=dict)  # of the final model
     train: dict[str, float] = field(default_factory=dict)
@@ -56,11 +56,12 @@ class SeedRun:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _correct_by_view(pred_path: Path) -> dict[str, dict[str, bool]]:
-    out: dict[str, dict[str, bool]] = defaultdict(dict)
+def _correct_by_view(pred_path: Path) -> dict[str, dict[tuple[str, str], bool]]:
+    """view -> (view-prefixed task, item id) -> correct."""
+    out: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
     for row in read_jsonl(pred_path):
         view = row["task"].split("/", 1)[0]
-        out[view][f"{row['task']}/{row['id']}"] = bool(row["correct"])
+        out[view][(row["task"], str(row["id"]))] = bool(row["correct"])
     return dict(out)
 
 
@@ -141,12 +142,12 @@ NAN = Stat(float("nan"), float("nan"), float("nan"), 0)
 def _item_means(runs: list[SeedRun], view: str, prefix: str | None = None) -> tuple[list[float], list[float]]:
     """Per item (keys in both round 0 and the final model of a seed): after and before,
     each averaged over the seeds that evaluated the item; items in sorted key order."""
-    after: dict[str, list[float]] = defaultdict(list)
-    before: dict[str, list[float]] = defaultdict(list)
+    after: dict[tuple[str, str], list[float]] = defaultdict(list)
+    before: dict[tuple[str, str], list[float]] = defaultdict(list)
     for run in runs:
         a, b = run.after.get(view, {}), run.before.get(view, {})
         for key in a.keys() & b.keys():
-            if prefix is None or key.startswith(prefix + "/"):
+            if prefix is None or key[0] == prefix:
                 after[key].append(float(a[key]))
                 before[key].append(float(b[key]))
     keys = sorted(after)
@@ -182,7 +183,7 @@ def _pred_positions(runs: list[SeedRun], key: str) -> str:
 
 
 def general_tasks(runs: list[SeedRun]) -> list[str]:
-    return sorted({k.rsplit("/", 1)[0] for run in runs for k in run.before.get("general", {})})
+    return sorted({k[0] for run in runs for k in run.before.get("general", {})})
 
 
 @dataclass
@@ -381,7 +382,7 @@ def main_rows(summaries: list[MethodSummary]) -> list[list[str]]:
 
 def task_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]]]:
     tasks = sorted({t for s in summaries for t in s.per_task})
-    header = ["method"] + [f"{t} acc % (Δ)" for t in tasks]
+    header = ["method"] + [f"{_short(t)} acc % (Δ)" for t in tasks]
     rows = []
     for s in summaries:
         cells = [s.method]
@@ -520,7 +521,8 @@ def _method_rows(meta: dict[str, Any], out: Path) -> list[dict[str, Any]]:
 
 
 def _short(task: str) -> str:
-    return Path(task).name if "/" in task else task
+    """A data-file task by its file name; bundled names as they are."""
+    return Path(task).name if "/" in task or "\\" in task else task
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,217 @@
+"""`aptune compare`: shipped configs parse, finished runs are reused (no training the second
+time), the report's HTML shows the tables and images that exist, deltas are paired on items."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aptune.io import read_json
+from aptune.methods import load_compare_config, run_compare
+from aptune.methods.compare import describe
+from aptune.report.compare_report import SeedRun, accuracy_and_delta, pareto_front, write_compare_report
+from test_methods import write_compare_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "configs").glob("compare-*.yaml"))
+
+
+# ----------------------------------------------------------------------------- shipped configs
+def test_compare_configs_are_shipped():
+    names = {p.name for p in SHIPPED}
+    assert {"compare-science.yaml", "compare-medical.yaml"} <= names
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_compare_config_parses(path: Path, quick: bool):
+    loaded = load_compare_config(path, quick=quick)
+    cfg = loaded.config
+    assert len(loaded.run_configs) == len(cfg.specs) * len(cfg.seeds)
+    assert "base" in {s.kind for s in cfg.specs}
+    rows = describe(loaded)
+    assert all(r["lr"] > 0 for r in rows)
+    if quick:
+        assert cfg.seeds == [cfg.seeds[0]], "the quick profile runs one seed"
+    else:
+        assert len(cfg.seeds) >= 3, "committed tables use 3 seeds"
+        for rc in loaded.run_configs.values():
+            held_out = rc.domain_eval
+            assert held_out.split == "test" and rc.general_eval.split == "test"
+
+
+def test_science_config_has_a_forgetting_budget():
+    loaded = load_compare_config(REPO / "configs" / "compare-science.yaml")
+    kinds = {s.label: s for s in loaded.config.specs}
+    forget = [s for s in kinds.values() if s.kind == "sft-lora" and s.label != "sft-lora"]
+    assert forget, "a documented sft-lora budget meant to forget"
+    hot = loaded.run_configs[(forget[0].label, loaded.config.seeds[0])].train
+    plain = loaded.run_configs[("sft-lora", loaded.config.seeds[0])].train
+    assert hot.lr * hot.epochs > plain.lr * plain.epochs
+
+
+# ----------------------------------------------------------------------------- reuse and report
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("compare")
+    path = write_compare_config(folder, ["base", "sft-lora", "apt-lora"], seeds=[0, 1],
+                                quick={"seeds": [5], "base": {"pool": {"limit": 12}}})
+    out = folder / "out"
+    first = run_compare(load_compare_config(path), out, progress=False)
+    return path, out, first
+
+
+def _train_mtimes(out: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in out.rglob("train_result.json")}
+
+
+def test_second_invocation_reuses_every_run_without_training(compared, monkeypatch: pytest.MonkeyPatch):
+    path, out, first = compared
+    assert not any(o.reused for o in first)
+    before = _train_mtimes(out)
+    assert len(before) == 4  # sft-lora and apt-lora, two seeds each
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a reused run must not train or load a model")
+
+    monkeypatch.setattr("aptune.methods.runs.train_sft", boom)
+    monkeypatch.setattr("aptune.apt.loop.train_preference", boom)
+    monkeypatch.setattr("aptune.apt.loop.load_model", boom)
+    second = run_compare(load_compare_config(path), out, progress=False)
+    assert all(o.reused for o in second) and len(second) == len(first)
+    assert _train_mtimes(out) == before
+    assert [o.wall_s for o in second] == [o.wall_s for o in first]
+
+
+def test_unfinished_run_resumes_at_its_missing_stage(compared, monkeypatch: pytest.MonkeyPatch):
+    path, out, _ = compared
+    root = out / "sft-lora" / "seed-1"
+    (root / "compare_run.json").unlink()
+    (root / "round-1" / "eval" / "metrics.json").unlink()
+    (root / "round-1" / "decision.json").unlink()
+    before = _train_mtimes(out)
+    monkeypatch.setattr("aptune.methods.runs.train_sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    outcomes = run_compare(load_compare_config(path), out, progress=False)
+    assert [(o.method, o.seed) for o in outcomes if not o.reused] == [("sft-lora", 1)]
+    assert (root / "round-1" / "eval" / "metrics.json").exists()
+    assert _train_mtimes(out) == before
+
+
+def test_html_has_the_table_and_existing_images(compared):
+    _, out, _ = compared
+    page = (out / "compare.html").read_text()
+    assert page.count("<table>") >= 3
+    assert "Δ domain vs base" in page and "majority-pos" in page
+    for method in ("base", "sft-lora", "apt-lora"):
+        assert f"<td>{method}</td>" in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert "plots/pareto.png" in images
+    for src in images:
+        assert (out / src).stat().st_size > 1000, src
+    md = (out / "compare.md").read_text()
+    assert "| method |" in md and "![domain change against general change](plots/pareto.png)" in md
+    results = read_json(out / "compare-results.json")
+    base = next(m for m in results["methods"] if m["method"] == "base")
+    assert base["domain_delta"]["value"] == 0.0 and base["train"] == {}
+    sft = next(m for m in results["methods"] if m["method"] == "sft-lora")
+    assert sft["train"]["steps"] > 0 and sft["train"]["tokens"] > 0 and sft["wall_s"] > 0
+    assert sft["domain_majority_baseline"] is not None
+
+
+def test_changed_base_config_needs_a_new_folder(compared, tmp_path: Path):
+    path, out, _ = compared
+    with pytest.raises(ValueError, match="different base config"):
+        run_compare(load_compare_config(path, quick=True), out, progress=False)
+
+
+def test_quick_section_overrides_the_file(compared):
+    path, _, _ = compared
+    loaded = load_compare_config(path, quick=True)
+    assert loaded.config.seeds == [5]
+    assert loaded.run_configs[("sft-lora", 5)].pool.limit == 12
+    assert loaded.run_configs[("sft-lora", 5)].train.lr == 0.05  # untouched keys stay
+
+
+# ----------------------------------------------------------------------------- statistics
+def _seed_run(seed: int, before: dict[str, bool], after: dict[str, bool]) -> SeedRun:
+    run = SeedRun("m", seed, Path("."), 1)
+    run.before = {"domain": {("domain/t", k): v for k, v in before.items()}}
+    run.after = {"domain": {("domain/t", k): v for k, v in after.items()}}
+    run.gold_hist = {"domain": Counter({0: 3, 1: 1})}
+    return run
+
+
+def test_paired_delta_uses_only_items_evaluated_before_and_after():
+    """Items a..d before, b..e after: Δ is over b, c, d only: (1-0)+(1-1)+(0-0) / 3 = 1/3."""
+    run = _seed_run(0, {"a": True, "b": False, "c": True, "d": False}, {"b": True, "c": True, "d": False, "e": True})
+    acc, delta = accuracy_and_delta([run], "domain")
+    assert delta.n == acc.n == 3
+    assert delta.value == pytest.approx(1 / 3)
+    assert acc.value == pytest.approx(2 / 3)
+    assert delta.low <= delta.value <= delta.high
+
+
+def test_paired_delta_averages_each_item_over_seeds():
+    """Item x: +1 in seed 0, 0 in seed 1 -> +0.5; item y: 0 and -1 -> -0.5; mean 0."""
+    s0 = _seed_run(0, {"x": False, "y": True}, {"x": True, "y": True})
+    s1 = _seed_run(1, {"x": True, "y": True}, {"x": True, "y": False})
+    acc, delta = accuracy_and_delta([s0, s1], "domain")
+    assert delta.n == 2 and delta.value == pytest.approx(0.0)
+    assert acc.value == pytest.approx(np.mean([1.0, 0.5]))
+
+
+def test_pareto_front():
+    pts = [(0.0, 0.0), (1.0, -1.0), (-1.0, 2.0), (-2.0, 1.0), (0.5, 0.5)]
+    assert pareto_front(pts) == [2, 4, 1]
+
+
+# ----------------------------------------------------------------------------- CLI
+def _aptune(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aptune.cli", *args]
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_cli_compare_runs_then_reuses(tmp_path: Path):
+    path = write_compare_config(tmp_path, ["base", "sft-lora"])
+    out = tmp_path / "out"
+    first = subprocess.run(_aptune("compare", str(path), "--out", str(out)), env=ENV, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "[sft-lora seed 0] running" in first.stdout and "compare.html" in first.stdout
+    second = subprocess.run(_aptune("compare", str(path), "--out", str(out)), env=ENV, capture_output=True,
+                            text=True, timeout=600)
+    assert second.returncode == 0 and "[sft-lora seed 0] reused" in second.stdout
+    redraw = subprocess.run(_aptune("compare-report", str(out)), env=ENV, capture_output=True, text=True, timeout=120)
+    assert redraw.returncode == 0 and "| sft-lora |" in redraw.stdout
+
+
+def test_cli_quick_without_a_quick_section_is_a_one_line_error(tmp_path: Path):
+    path = write_compare_config(tmp_path, ["base"])
+    proc = subprocess.run(_aptune("compare", str(path), "--quick", "--out", str(tmp_path / "o")), env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "quick" in proc.stderr and str(path) in proc.stderr
+
+
+def test_report_redraws_while_runs_are_missing(compared, tmp_path: Path):
+    _, out, _ = compared
+    meta = read_json(out / "compare.json")
+    meta["methods"].append({"kind": "dpo-all", "name": "dpo-all", "overrides": {}, "replay": {}})
+    partial = tmp_path / "partial"
+    import shutil
+
+    shutil.copytree(out, partial)
+    from aptune.io import write_json_atomic
+
+    write_json_atomic(partial / "compare.json", meta)
+    write_compare_report(partial)
+    assert "Not finished yet: dpo-all/seed-0, dpo-all/seed-1" in (partial / "compare.md").read_text()
