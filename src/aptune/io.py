@@ -22,6 +22,10 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     at all, and a failed write leaves no temporary file behind.
     """
     path = Path(path)
+    from aptune.distributed import is_main
+
+    if not is_main():  # under `accelerate launch` only the main process writes files
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

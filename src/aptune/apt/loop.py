@@ -31,6 +31,7 @@ from aptune.apt.run_dir import RunDir
 from aptune.config import RunConfig, TaskSet
 from aptune.data import load_task
 from aptune.data.example import Example
+from aptune.distributed import barrier, device, is_main
 from aptune.evaluate.metrics import bootstrap_mean
 from aptune.evaluate.runner import EvalSettings, evaluate
 from aptune.io import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
@@ -93,7 +94,7 @@ class APTRun:
         return self._tokenizer
 
     def base_model(self) -> torch.nn.Module:
-        return load_model(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code)
+        return load_model(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code, device=str(device()))
 
     def accepted_rounds(self, before: int) -> list[int]:
         return [
@@ -327,5 +328,7 @@ class APTRun:
                 break
         from aptune.report.apt_report import write_report
 
-        write_report(self.dir.root)
+        if is_main():
+            write_report(self.dir.root)
+        barrier()
         return last

@@ -18,6 +18,7 @@ because every file is written atomically)::
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from aptune.distributed import barrier
 from aptune.io import read_json, write_json_atomic, write_text_atomic
 
 STAGES: tuple[str, ...] = ("mine", "retrieve", "pairs", "train", "eval", "decide")
@@ -67,7 +69,7 @@ class RunDir:
         """Fail before any work when the folder cannot be created or written to."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
+            probe = self.root / f".write-test-{os.getpid()}"  # one per process under a launcher
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
@@ -76,7 +78,10 @@ class RunDir:
     def start(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
         """Create or reopen the run; a rerun must use the same config (resume, not overwrite)."""
         self.check_writable()
-        if self.manifest_path.exists():
+        barrier()  # every process sees the folder as it was before the main process writes
+        exists = self.manifest_path.exists()
+        barrier()
+        if exists:
             previous = read_json(self.manifest_path).get("config")
             if previous != config:
                 changed = sorted(k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k))
@@ -90,15 +95,20 @@ class RunDir:
             self.manifest_path,
             {"config": config, "provenance": provenance, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}},
         )
+        barrier()  # under a launcher only the main process wrote: the others wait for it
 
     def mark(self, round_index: int, stage: str, **info: Any) -> None:
-        """Record a finished stage in the manifest (status only; outputs are the truth)."""
+        """Record a finished stage in the manifest (status only; outputs are the truth).
+
+        Every stage ends here; under a launcher all processes then wait (``barrier``) until the
+        main process has written the stage's files, so the next stage reads them everywhere."""
         manifest = read_json(self.manifest_path)
         manifest.setdefault("stages", {})[f"round-{round_index}/{stage}"] = {
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **info,
         }
         write_json_atomic(self.manifest_path, manifest)
+        barrier()
 
     def config(self) -> dict[str, Any]:
         if not self.manifest_path.exists():

@@ -155,6 +155,25 @@ def answer(
     progress: bool = True,
     desc: str = "answering",
 ) -> list[ItemResult]:
+    """Answer a mixed list of items, input order kept; under ``accelerate launch`` each process
+    answers a slice and every process gets all results (``aptune.distributed.map_sharded``)."""
+    from aptune.distributed import is_main, map_sharded
+
+    return map_sharded(lambda part: _answer_local(model, tokenizer, part, settings, dtype, judge=judge,
+                                                  progress=progress and is_main(), desc=desc), examples)
+
+
+def _answer_local(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    settings: EvalSettings,
+    dtype: torch.dtype,
+    *,
+    judge: Any = None,
+    progress: bool = True,
+    desc: str = "answering",
+) -> list[ItemResult]:
     """Answer a mixed list of items (MC by scoring, the rest by generation), input order kept."""
     mc = [i for i, ex in enumerate(examples) if ex.is_multiple_choice]
     gen = [i for i, ex in enumerate(examples) if not ex.is_multiple_choice]

@@ -63,7 +63,7 @@ def compute_reference_logps(
     unwrap(model).eval()
     out: ReferenceLogps = {}
     try:
-        with context(model) if pairs else contextlib.nullcontext():
+        with context(unwrap(model)) if pairs else contextlib.nullcontext():  # DDP: the inner model
             for idx in length_grouped_batches([p.length for p in pairs], batch_size):
                 batch = collate_pairs([pairs[i] for i in idx], pad_id).to(device)
                 with autocast(dtype, device):

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import resource
 import sys
 import time
@@ -152,7 +153,7 @@ def _train_loop(
     unwrap(model).train()
 
     with (
-        open(metrics_path, "w") as metrics_file,
+        open(metrics_path if accelerator.is_main_process else os.devnull, "w") as metrics_file,
         dropout_disabled(model, cfg.disable_dropout),
         _checkpointing(model, cfg.gradient_checkpointing),
     ):
