@@ -151,7 +151,7 @@ SUITES: dict[str, list[str]] = {
 }
 
 # The GCI legal suite (aptune.data.gci) builds on the tasks above; imported last for that reason.
-from aptune.data.gci import GCI_SUITES, GCI_TASKS  # noqa: E402
+from aptune.data.gci import GCI_SUITES, GCI_TASKS
 
 TASKS.update(GCI_TASKS)
 SUITES.update(GCI_SUITES)

@@ -16,7 +16,15 @@ from decimal import Decimal as D
 from typing import Any
 
 from aptune.data.example import Example
-from aptune.data.gci.common import FAMILY, assemble, cents, item_rng, money, numeric_fallbacks, plain_number
+from aptune.data.gci.common import (
+    FAMILY,
+    assemble,
+    cents,
+    item_rng,
+    money,
+    numeric_fallbacks,
+    plain_number,
+)
 from aptune.data.gci.names import people
 
 TASK = "gci_reasoning_general_words"
@@ -48,8 +56,8 @@ def _change(rng: random.Random, fam: str) -> Built:
         q = (f"At the market, {name} picks {q1} melons costing {money(p1)} apiece and {q2} jars of honey costing "
              f"{money(p2)} apiece, handing over {money(D(bill))}. What change should {name} receive?")
     total = q1 * p1 + q2 * p2
-    return dict(q=q, gold=cents(bill - total), wrong=[cents(total), cents(bill - q1 * p1), cents(bill - p1 - p2),
-                                                       cents(bill - q1 * p2 - q2 * p1)], money=True, params={"bill": bill})
+    return {"q": q, "gold": cents(bill - total), "wrong": [cents(total), cents(bill - q1 * p1), cents(bill - p1 - p2),
+                                                       cents(bill - q1 * p2 - q2 * p1)], "money": True, "params": {"bill": bill}}
 
 
 def _travel(rng: random.Random, fam: str) -> Built:
@@ -64,8 +72,8 @@ def _travel(rng: random.Random, fam: str) -> Built:
         q = (f"A train carrying {name} runs {h1} hours at {s1} km/h, then speeds up to {s2} km/h for another {h2} "
              f"hours. What distance in km does it cover altogether?")
     gold = D(s1 * h1 + s2 * h2)
-    return dict(q=q, gold=gold, wrong=[D(s1 * (h1 + h2)), D(s2 * (h1 + h2)), D(s1 * h1 + s2 * h1), D(s1 + s2) * (h1 + h2)],
-                money=False, params={"speed": s1})
+    return {"q": q, "gold": gold, "wrong": [D(s1 * (h1 + h2)), D(s2 * (h1 + h2)), D(s1 * h1 + s2 * h1), D(s1 + s2) * (h1 + h2)],
+                "money": False, "params": {"speed": s1}}
 
 
 def _recipe(rng: random.Random, fam: str) -> Built:
@@ -79,8 +87,8 @@ def _recipe(rng: random.Random, fam: str) -> Built:
     else:
         q = f"{name}'s bread dough calls for {grams} g of flour and makes {serves} rolls. How much flour, in grams, does a batch of {target} rolls need?"
     gold = D(per * target)
-    return dict(q=q, gold=gold, wrong=[D(grams * target), D(grams + target - serves), D(grams * (target // serves + 1)),
-                                       D(per * (target + serves))], money=False, params={"serves": serves})
+    return {"q": q, "gold": gold, "wrong": [D(grams * target), D(grams + target - serves), D(grams * (target // serves + 1)),
+                                       D(per * (target + serves))], "money": False, "params": {"serves": serves}}
 
 
 def _savings(rng: random.Random, fam: str) -> Built:
@@ -95,9 +103,9 @@ def _savings(rng: random.Random, fam: str) -> Built:
         q = (f"Starting with {money(D(start))}, {name} puts aside {money(D(weekly))} each week. After {weeks} weeks "
              f"{name} buys concert tickets for {money(D(spent))}. How much does {name} have now?")
     gold = D(start + weekly * weeks - spent)
-    return dict(q=q, gold=cents(gold), wrong=[cents(D(start + weekly * weeks)), cents(D(weekly * weeks - spent)),
+    return {"q": q, "gold": cents(gold), "wrong": [cents(D(start + weekly * weeks)), cents(D(weekly * weeks - spent)),
                                               cents(D(start + weekly * (weeks - 1) - spent)), cents(D(start + weekly - spent))],
-                money=True, params={"weeks": weeks})
+                "money": True, "params": {"weeks": weeks}}
 
 
 def _discount(rng: random.Random, fam: str) -> Built:
@@ -110,9 +118,9 @@ def _discount(rng: random.Random, fam: str) -> Built:
     else:
         q = f"{name} orders {qty} lamps listed at {money(price)} each; the shop takes {pct} percent off the list price. What is the bill?"
     gold = cents(price * (100 - pct) / 100 * qty)
-    return dict(q=q, gold=gold, wrong=[cents(price * pct / 100 * qty), cents(price * (100 - pct) / 100),
+    return {"q": q, "gold": gold, "wrong": [cents(price * pct / 100 * qty), cents(price * (100 - pct) / 100),
                                        cents((price - pct) * qty), cents(price * (100 + pct) / 100 * qty)],
-                money=True, params={"pct": pct})
+                "money": True, "params": {"pct": pct}}
 
 
 def _shares(rng: random.Random, fam: str) -> Built:
@@ -124,8 +132,8 @@ def _shares(rng: random.Random, fam: str) -> Built:
         q = f"{name} bakes {total} cookies, eats {eaten}, and shares the rest equally among {n} friends. How many cookies does each friend get?"
     else:
         q = f"A crate holds {total} apples. {name} keeps {eaten} and splits the others evenly into {n} baskets. How many apples go in each basket?"
-    return dict(q=q, gold=D(each), wrong=[D(each + 1), D(total - n), D(each - 1) if each > 1 else D(each + 2), D(total // (n + 1))],
-                money=False, params={"people": n})
+    return {"q": q, "gold": D(each), "wrong": [D(each + 1), D(total - n), D(each - 1) if each > 1 else D(each + 2), D(total // (n + 1))],
+                "money": False, "params": {"people": n}}
 
 
 BUILDERS: dict[str, Callable[[random.Random, str], Built]] = {

@@ -35,7 +35,7 @@ def item_rng(seed: int, task: str, split: str, index: int) -> random.Random:
     return random.Random(f"aptune-gci:{seed}:{task}:{split}:{index}")
 
 
-def cents(value: Decimal | int | float | str) -> Decimal:
+def cents(value: Decimal | float | str) -> Decimal:
     """Round half up to cents, the way a court order states a sum."""
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 

@@ -56,7 +56,9 @@ def is_long_fact_pattern(ex: Example) -> bool:
 def derive(task: str, domain: str, group: str, view: str, parents: Sequence[str],
            keep: Callable[[Example], bool]) -> list[Example]:
     """The parents' items (source order) that ``keep`` accepts, renamed to ``task``, parent split kept."""
-    from aptune.data.loading import load_task  # lazy: loading imports the registry that imports us
+    from aptune.data.loading import (
+        load_task,  # lazy: loading imports the registry that imports us
+    )
 
     out = []
     for parent in parents:

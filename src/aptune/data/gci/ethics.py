@@ -70,8 +70,8 @@ def _gift(rng: random.Random, fam: str) -> Built:
         actions = ["Take the gift with no further step.", "Take the gift and enter it in the gift register.",
                    "Refuse the gift.", "Take the gift once the mandate is over."]
     gold = 0 if value <= report else 1 if (value <= limit or related) else 2
-    return dict(rule=rule, situation=situation, actions=actions, gold=gold,
-                params={"limit": limit, "report": report}, calc={"value": value, "related": related})
+    return {"rule": rule, "situation": situation, "actions": actions, "gold": gold,
+                "params": {"limit": limit, "report": report}, "calc": {"value": value, "related": related}}
 
 
 def _confidentiality(rng: random.Random, fam: str) -> Built:
@@ -106,8 +106,8 @@ def _confidentiality(rng: random.Random, fam: str) -> Built:
         actions = ["Disclose what is strictly necessary to prevent the harm.", "Say nothing and keep the secret.",
                    "Terminate the mandate and keep the secret.", "Tell the press the whole story."]
     gold = [0, 0, 2, 1, 1][case]
-    return dict(rule=rule, situation=stories[case], actions=actions, gold=gold, params={"loss": loss_limit},
-                calc={"case": case, "loss": loss})
+    return {"rule": rule, "situation": stories[case], "actions": actions, "gold": gold, "params": {"loss": loss_limit},
+                "calc": {"case": case, "loss": loss}}
 
 
 def _trust_fee(rng: random.Random, fam: str) -> Built:
@@ -137,8 +137,8 @@ def _trust_fee(rng: random.Random, fam: str) -> Built:
         actions = [f"Transfer all {money(fee)} now.", f"Transfer {money(fee - disputed)} now and keep {money(disputed)} on the client account.",
                    "Keep the whole sum on the client account for now.", f"Transfer all {money(fee)} now and repay {money(disputed)} later if necessary."]
     gold = [0, 1, 2, 2][case]
-    return dict(rule=rule, situation=situation, actions=actions, gold=gold, params={"wait": wait},
-                calc={"days": days, "case": case, "fee": str(fee), "disputed": str(disputed)})
+    return {"rule": rule, "situation": situation, "actions": actions, "gold": gold, "params": {"wait": wait},
+                "calc": {"days": days, "case": case, "fee": str(fee), "disputed": str(disputed)}}
 
 
 def _represented(rng: random.Random, fam: str) -> Built:
@@ -167,7 +167,7 @@ def _represented(rng: random.Random, fam: str) -> Built:
                    f"Approach {other} only through {counsel}.", f"Negotiate with {other} directly, keeping it from {counsel}."]
         if case == 1:
             actions[2] = f"Approach {other} only through counsel appointed for {other}."
-    return dict(rule=rule, situation=situation, actions=actions, gold=[0, 1, 2][case], params={}, calc={"case": case})
+    return {"rule": rule, "situation": situation, "actions": actions, "gold": [0, 1, 2][case], "params": {}, "calc": {"case": case}}
 
 
 def contingency_cap(recovery: D, tiers: tuple[int, int, int]) -> D:
@@ -204,8 +204,8 @@ def _contingency(rng: random.Random, fam: str) -> Built:
         actions = [f"Charge the agreed {money(agreed)}.", f"Charge {money(cap)}, the maximum.",
                    "Charge nothing, as the fee agreement is void.", f"Charge {money(agreed)} after notifying the bar."]
     gold = 0 if agreed <= cap else 1
-    return dict(rule=rule, situation=situation, actions=actions, gold=gold, params={"tiers": list(tiers)},
-                calc={"recovery": str(recovery), "agreed_pct": agreed_pct, "cap": str(cap), "agreed": str(agreed)})
+    return {"rule": rule, "situation": situation, "actions": actions, "gold": gold, "params": {"tiers": list(tiers)},
+                "calc": {"recovery": str(recovery), "agreed_pct": agreed_pct, "cap": str(cap), "agreed": str(agreed)}}
 
 
 BUILDERS: dict[str, Callable[[random.Random, str], Built]] = {

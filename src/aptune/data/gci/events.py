@@ -100,15 +100,15 @@ def _narrative(rng: random.Random, fam: str) -> dict[str, Any]:
         "signed": "The contract was signed.", "breach": breach[0].upper() + breach[1:] + ".",
         "demand": "The demand letter was sent.", "filed": "The complaint was filed.", "trial": "The trial is scheduled.",
     }
-    return dict(scenario=scenario, text=text, plaintiff=p_name, defendant=d_name, third=third, third_role=third_role,
-                judge=judge, dates=dict(zip(events, dates)), events=events, amounts=amounts, claims=claims)
+    return {"scenario": scenario, "text": text, "plaintiff": p_name, "defendant": d_name, "third": third, "third_role": third_role,
+                "judge": judge, "dates": dict(zip(events, dates)), "events": events, "amounts": amounts, "claims": claims}
 
 
 def _question(rng: random.Random, qtype: str, n: dict[str, Any]) -> tuple[str, str, list[str], str]:
     """(question, gold text, distractor texts, asked field)."""
     p, d = n["plaintiff"], n["defendant"]
     if qtype == "party":
-        roles = {"plaintiff": (f"Who filed the complaint?", p), "defendant": (f"Against whom was the complaint filed?", d),
+        roles = {"plaintiff": ("Who filed the complaint?", p), "defendant": ("Against whom was the complaint filed?", d),
                  "third": (f"Who was the {n['third_role']}?", n["third"]), "judge": ("Who will preside at the trial?", n["judge"])}
         field = rng.choice(list(roles))
         q, gold = roles[field]

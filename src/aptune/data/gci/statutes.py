@@ -47,7 +47,7 @@ PARAMS: dict[str, dict[str, dict[str, list[Any]]]] = {
     "late_interest": {"train": {"rate": [4, 5, 6, 8]}, "test": {"rate": [3, 7, 9, 10]}},
     "appeal_deadline": {"train": {"days": [14, 21, 30]}, "test": {"days": [10, 28, 60]}},
     "damages_cap": {"train": {"cap": [250000, 350000, 500000], "fault": [0, 10, 20, 25, 30]},
-                    "test": {"cap": [200000, 300000, 750000], "fault": [0, 15, 35, 40]}},
+                    "test": {"cap": [200000, 300000, 750000], "fault": [5, 15, 35, 40]}},
     "tax_brackets": {"train": {"a": [10000, 20000], "b": [50000, 80000], "rates": [(10, 20, 30), (5, 15, 25)]},
                      "test": {"a": [12000, 25000], "b": [60000, 90000], "rates": [(8, 18, 28), (6, 16, 36)]}},
     "notice_pay": {"train": {"base": [1, 2], "cap": [8, 10]}, "test": {"base": [3, 4], "cap": [6, 12]}},
@@ -86,8 +86,8 @@ def _late_interest(rng: random.Random, fam: str) -> Built:
         question = f"What late-payment interest is {creditor} entitled to under the Act?"
     gold = interest(days)
     wrong = [interest(days + 1), interest(days, 360), cents(principal * rate / 100), interest(days - 1)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="money",
-                params={"rate": rate}, calc={"principal": str(principal), "days": days})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "money",
+                "params": {"rate": rate}, "calc": {"principal": str(principal), "due": due.isoformat(), "paid": paid.isoformat()}}
 
 
 def _next_weekday(day: dt.date) -> dt.date:
@@ -121,8 +121,8 @@ def _appeal_deadline(rng: random.Random, fam: str) -> Built:
     friday = raw - dt.timedelta(days=raw.weekday() - 4) if raw.weekday() >= 5 else raw - dt.timedelta(days=1)
     wrong = [raw, _next_weekday(raw - dt.timedelta(days=1)) if raw.weekday() < 5 else friday,
              _next_weekday(raw + dt.timedelta(days=1)), gold + dt.timedelta(days=7), gold - dt.timedelta(days=7)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="date",
-                params={"days": n}, calc={"entered": entered.isoformat()})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "date",
+                "params": {"days": n}, "calc": {"entered": entered.isoformat()}}
 
 
 def _damages_cap(rng: random.Random, fam: str) -> Built:
@@ -154,8 +154,8 @@ def _damages_cap(rng: random.Random, fam: str) -> Built:
     gold = cents((econ + min(nonecon, cap)) * keep)
     wrong = [cents((econ + nonecon) * keep), cents(econ + min(nonecon, cap)), cents(min(econ + nonecon, cap) * keep),
              cents(econ * keep + min(nonecon * keep, cap)), cents(econ + nonecon)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="money",
-                params={"cap": int(cap), "fault": fault}, calc={"econ": str(econ), "nonecon": str(nonecon)})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "money",
+                "params": {"cap": int(cap), "fault": fault}, "calc": {"econ": str(econ), "nonecon": str(nonecon)}}
 
 
 def bracket_tax(income: D, a: int, b: int, rates: tuple[int, int, int]) -> D:
@@ -189,8 +189,8 @@ def _tax_brackets(rng: random.Random, fam: str) -> Built:
     gold = bracket_tax(income, a, b, rates)
     wrong = [cents(income * marginal / 100), cents(D(r1) / 100 * a + D(r2) / 100 * (income - a)),
              cents(D(r1) / 100 * a + D(r3) / 100 * (income - a)), cents(income * r2 / 100), cents(income * r1 / 100)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="money",
-                params={"a": a, "b": b, "rates": list(rates)}, calc={"income": str(income)})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "money",
+                "params": {"a": a, "b": b, "rates": list(rates)}, "calc": {"income": str(income)}}
 
 
 def full_years(start: dt.date, end: dt.date) -> int:
@@ -226,8 +226,9 @@ def _notice_pay(rng: random.Random, fam: str) -> Built:
     gold = wage * min(base + years, cap)
     wrong = [wage * (base + years), wage * min(base + years + 1, cap), wage * min(years, cap), wage * cap,
              wage * (base + years + 1)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="money",
-                params={"base": base, "cap": cap}, calc={"years": years, "wage": str(wage)})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "money",
+                "params": {"base": base, "cap": cap},
+                "calc": {"hired": hired.isoformat(), "ended": ended.isoformat(), "years": years, "wage": str(wage)}}
 
 
 def _deposit(rng: random.Random, fam: str) -> Built:
@@ -268,8 +269,9 @@ def _deposit(rng: random.Random, fam: str) -> Built:
     other = mult if factor == 1 else 1
     wrong = [cents((balance - wear) * factor), cents(balance * other), cents(deposit * mult), cents((deposit - rent) * factor),
              cents((balance - wear) * other)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="money",
-                params={"days": limit, "mult": mult}, calc={"balance": str(balance), "elapsed": elapsed})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "money",
+                "params": {"days": limit, "mult": mult},
+                "calc": {"deposit": str(deposit), "rent": str(rent), "damage": str(damage), "wear": str(wear), "elapsed": elapsed}}
 
 
 def _overtime(rng: random.Random, fam: str) -> Built:
@@ -294,8 +296,8 @@ def _overtime(rng: random.Random, fam: str) -> Built:
     gold = cents(rate * min(hours, limit) + rate * mult * extra)
     wrong = [cents(rate * hours), cents(rate * mult * hours), cents(rate * limit + rate * (mult - 1) * extra),
              cents(rate * min(hours, limit) + rate * 2 * extra), cents(rate * (hours + 1))]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="money",
-                params={"hours": limit, "mult": str(mult)}, calc={"rate": str(rate), "worked": hours})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "money",
+                "params": {"hours": limit, "mult": str(mult)}, "calc": {"rate": str(rate), "worked": hours}}
 
 
 def _limitation(rng: random.Random, fam: str) -> Built:
@@ -323,9 +325,9 @@ def _limitation(rng: random.Random, fam: str) -> Built:
         question = f"Until what date may {owner} bring the claim against {engineer}?"
     wrong = [add_years(discovered, years), add_years(act, years), add_years(act, repose), add_years(discovered, repose),
              add_years(gold, 1), gold - dt.timedelta(days=1)]
-    return dict(statute=statute, facts=facts, question=question, gold=gold, wrong=wrong, unit="date",
-                params={"years": years, "repose": repose},
-                calc={"act": act.isoformat(), "discovered": discovered.isoformat()})
+    return {"statute": statute, "facts": facts, "question": question, "gold": gold, "wrong": wrong, "unit": "date",
+                "params": {"years": years, "repose": repose},
+                "calc": {"act": act.isoformat(), "discovered": discovered.isoformat()}}
 
 
 BUILDERS: dict[str, Callable[[random.Random, str], Built]] = {
