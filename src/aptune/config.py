@@ -38,6 +38,7 @@ class PromptConfig:
     template: Template = "auto"
     mc_format: MCFormat = "cloze"
     system_prompt: str | None = None
+    too_long: Literal["truncate", "error"] = "truncate"  # beyond the model's context: cut from the left, or fail
 
 
 @dataclass
@@ -49,6 +50,7 @@ class MiningConfig:
     judge_threshold: float = 3.0  # llm judge: correct when score >= threshold (1-5 scale)
     mc_metric: Literal["acc", "acc_norm"] = "acc"
     max_new_tokens: int = 64
+    generation_backend: str = "transformers"  # generative items; see aptune.evaluate.backends
 
 
 @dataclass

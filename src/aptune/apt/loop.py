@@ -58,6 +58,8 @@ def eval_settings(cfg: RunConfig) -> EvalSettings:
         max_new_tokens=cfg.mining.max_new_tokens,
         seed=cfg.seed,
         judge=cfg.mining.judge,
+        generation_backend=cfg.mining.generation_backend,
+        too_long=cfg.prompt.too_long,
     )
 
 

@@ -17,7 +17,6 @@ from typing import Any, Literal
 import torch
 
 from aptune.data.example import Example
-from aptune.evaluate.generation import generate_greedy
 from aptune.evaluate.metrics import TaskMetrics, bootstrap_mean, position_stats
 from aptune.evaluate.scoring import score_choices
 from aptune.io import write_json_atomic, write_jsonl_atomic
@@ -40,6 +39,14 @@ class EvalSettings:
     bootstrap_resamples: int = 1000
     seed: int = 0
     judge: str | None = None  # None: choice for MC, final_number/exact_match for generative
+    generation_backend: str = "transformers"  # see aptune.evaluate.backends
+    too_long: Literal["truncate", "error"] = "truncate"  # prompts beyond the model's context
+
+
+def context_length(model: torch.nn.Module) -> int | None:
+    """The model's context window (``max_position_embeddings``), when its config states one."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 @dataclass
@@ -90,6 +97,8 @@ def answer_multiple_choice(
         max_tokens=settings.max_tokens_per_batch,
         progress=progress,
         desc=desc,
+        max_length=context_length(model),
+        too_long=settings.too_long,
     )
     results = []
     for ex, sc in zip(examples, scores):
@@ -124,17 +133,19 @@ def answer_generative(
     from aptune.evaluate.judges import get_judge
 
     judge = judge or get_judge(settings.judge or "auto")
+    from aptune.evaluate.backends import get_backend
+
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    outputs = generate_greedy(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.generation_batch_size,
-        dtype=dtype,
-        progress=progress,
-        desc=desc,
-    )
+    limit = context_length(model)
+    limit = None if limit is None else max(limit - settings.max_new_tokens, 1)
+    if limit is not None and settings.too_long == "error":
+        for ex, ids in zip(examples, tokenizer(prompts, add_special_tokens=False)["input_ids"]):
+            if len(ids) > limit:
+                raise ValueError(f"task {ex.task!r} item {ex.id!r}: prompt is {len(ids)} tokens, more than the model's "
+                                 f"context minus max_new_tokens ({limit}) (prompt.too_long: truncate cuts it from the left)")
+    backend = get_backend(settings.generation_backend, model, tokenizer, dtype=dtype,
+                          batch_size=settings.generation_batch_size, max_prompt_tokens=limit, progress=progress, desc=desc)
+    outputs = backend.generate(prompts, settings.max_new_tokens)
     results = []
     for ex, text, verdict in zip(examples, outputs, judge.judge_many(examples, outputs)):
         extra: dict[str, Any] = {"judge": judge.name, "judge_detail": verdict.detail}

@@ -60,7 +60,8 @@ class _Encoded:
         return len(self.context) + sum(len(c) for c in self.continuations)
 
 
-def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int) -> _Encoded:
+def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int,
+            max_length: int | None = None, too_long: str = "truncate") -> _Encoded:
     prompt = render_prompt(example, tokenizer, fmt)
     conts = []
     context: list[int] = []
@@ -71,6 +72,14 @@ def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int) -> 
         conts.append(cont)
     if not context:  # lm-eval conditions an empty context on the end-of-text token
         context = [tokenizer.eos_token_id]
+    need = len(context) + max(len(c) for c in conts)
+    if max_length is not None and need > max_length:
+        where = f"task {example.task!r} item {example.id!r}"
+        if too_long != "truncate" or max(len(c) for c in conts) >= max_length:
+            raise ValueError(f"{where}: prompt + longest choice is {need} tokens, more than the model's context "
+                             f"of {max_length} (prompt.too_long: truncate cuts the prompt from the left)")
+        log.warning("%s: %d tokens exceed the model's context of %d; prompt cut from the left", where, need, max_length)
+        context = context[need - max_length :]
     return _Encoded(index, context, conts)
 
 
@@ -167,8 +176,13 @@ def score_choices(
     packed: bool | None = None,
     progress: bool = True,
     desc: str = "scoring",
+    max_length: int | None = None,
+    too_long: str = "truncate",
 ) -> list[ChoiceScores]:
-    """Score every choice of every multiple-choice example; results in input order."""
+    """Score every choice of every multiple-choice example; results in input order.
+
+    ``max_length`` (the model's context) bounds prompt + longest choice: longer items have their
+    prompt cut from the left with a warning (``too_long="truncate"``) or raise (``"error"``)."""
     for ex in examples:
         if not ex.is_multiple_choice:
             raise ValueError(f"example {ex.id!r} of task {ex.task!r} is not multiple choice")
@@ -176,7 +190,7 @@ def score_choices(
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sdpa = getattr(model.config, "_attn_implementation", "sdpa") != "eager"
-    encoded = [_encode(ex, tokenizer, fmt, i) for i, ex in enumerate(examples)]
+    encoded = [_encode(ex, tokenizer, fmt, i, max_length, too_long) for i, ex in enumerate(examples)]
     results: list[ChoiceScores | None] = [None] * len(examples)
     was_training = model.training
     model.eval()
