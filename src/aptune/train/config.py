@@ -52,8 +52,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, not {self.lr}")
+        if not 0 < self.lr < float("inf"):  # also refuses .nan / .inf from YAML
+            raise ValueError(f"lr must be a finite number > 0, not {self.lr}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.max_length < 2:
