@@ -17,6 +17,7 @@ from aptune.data import (
     load_task,
     task_info,
 )
+from aptune.data.gci import GCI_TASKS
 from aptune.data.splits import FRACTIONS, select
 
 TASKS_TO_CHECK = ["arc_easy", "sciq", "hellaswag", "medmcqa", "mmlu_professional_law"]
@@ -117,7 +118,7 @@ def test_unknown_task_suggests_close_names():
 
 def test_task_listing_sizes_add_up():
     infos = {info.name: info for info in list_tasks()}
-    assert len(infos) == 69
+    assert len(infos) == 69 + len(GCI_TASKS)
     for info in infos.values():
         assert sum(info.split_sizes.values()) == info.size and info.kind == "multiple-choice" and info.source
     assert task_info("arc_easy").split_sizes == {"train": 1781, "dev": 311, "test": 854}
