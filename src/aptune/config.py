@@ -96,7 +96,7 @@ class RunConfig:
     trust_remote_code: bool = False
     prompt: PromptConfig = field(default_factory=PromptConfig)
     pool: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "train", 250))
-    dev: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "dev", 60))
+    dev: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "dev", 100))
     domain_eval: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "test", 250))
     general_eval: TaskSet = field(
         default_factory=lambda: TaskSet(["hellaswag", "piqa", "winogrande", "boolq", "commonsense_qa", "social_iqa"], "test", 100)
