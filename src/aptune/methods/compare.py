@@ -236,7 +236,7 @@ def describe(loaded: LoadedCompare) -> list[dict[str, Any]]:
     rows = []
     for spec in loaded.config.specs:
         rc = loaded.run_configs[(spec.label, loaded.config.seeds[0])]
-        rows.append({"method": spec.label, "kind": spec.kind, "adapter": rc.adapter.kind,
+        rows.append({"method": spec.label, "kind": spec.kind, "adapter": "none" if spec.kind == "base" else rc.adapter.kind,
                      "rounds": 0 if spec.kind == "base" else rc.rounds.max_rounds, "lr": rc.train.lr,
                      "epochs": rc.train.epochs, "batch": rc.train.batch_size * rc.train.grad_accum,
                      "train": dataclasses.asdict(rc.train)})
