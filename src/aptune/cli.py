@@ -150,7 +150,11 @@ def eval_cmd(
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
-    report = evaluate(lm, tokenizer, data, settings, dtype)
+    try:
+        report = evaluate(lm, tokenizer, data, settings, dtype)
+    except USER_ERRORS as exc:  # e.g. --template chat on a tokenizer without one
+        _fail(str(exc))
+        return
     elapsed = time.time() - started
     from aptune.provenance import provenance
 
@@ -226,7 +230,7 @@ def run_cmd(
 
     try:
         decision = run.run(on_stage=lambda t, stage: typer.echo(f"[round {t}] {stage}"))
-    except TrainingDivergedError as exc:
+    except (TrainingDivergedError, *USER_ERRORS) as exc:  # e.g. a prompt too long for the model
         _fail(str(exc))
         return
     typer.echo((root / "report.md").read_text())
