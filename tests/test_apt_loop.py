@@ -174,3 +174,14 @@ def test_bad_pool_file_fails_before_any_work(run_config: Path, tmp_path: Path):
     assert proc.returncode == 2
     assert "domain.jsonl:1: field 'gold': index 9 out of range for 2 choices" in proc.stderr
     assert not out.exists()
+
+
+def test_nearly_full_disk_is_refused_before_work(tmp_path: Path, monkeypatch):
+    import shutil as _shutil
+
+    from aptune.apt import run_dir as rd
+
+    usage = _shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(rd.shutil, "disk_usage", lambda _: usage._replace(free=10 * 2**20))
+    with pytest.raises(rd.RunDirError, match="only 10 MiB free"):
+        rd.RunDir(tmp_path / "run").check_writable()

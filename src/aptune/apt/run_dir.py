@@ -19,6 +19,7 @@ because every file is written atomically)::
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ import yaml
 
 from aptune.distributed import barrier
 from aptune.io import read_json, write_json_atomic, write_text_atomic
+
+#: A round writes an adapter (~10-50 MB for small models), predictions and an index cache;
+#: below this much free space a run would fail part-way, so it is refused up front.
+MIN_FREE_BYTES = 512 * 2**20
 
 STAGES: tuple[str, ...] = ("mine", "retrieve", "pairs", "train", "eval", "decide")
 
@@ -74,6 +79,12 @@ class RunDir:
             probe.unlink()
         except OSError as exc:
             raise RunDirError(f"{self.root}: run directory is not writable ({exc.strerror or exc})") from None
+        free = shutil.disk_usage(self.root).free
+        if free < MIN_FREE_BYTES:
+            raise RunDirError(
+                f"{self.root}: only {free // 2**20} MiB free on this disk; a run needs at least "
+                f"{MIN_FREE_BYTES // 2**20} MiB (adapters, predictions, index cache)"
+            )
 
     def start(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
         """Create or reopen the run; a rerun must use the same config (resume, not overwrite)."""
