@@ -91,8 +91,8 @@ def final_round(root: Path) -> int:
 
 
 def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
-    """None when the run has not evaluated its starting model yet."""
-    if not (root / "round-0" / "eval" / "metrics.json").exists():
+    """None until the run has finished (``compare_run.json``): a half-done run is no result."""
+    if not (root / "compare_run.json").exists() or not (root / "round-0" / "eval" / "metrics.json").exists():
         return None
     r = final_round(root)
     run = SeedRun(method, seed, root, r)
