@@ -130,11 +130,10 @@ def answer_generative(
     ``judge`` defaults to ``get_judge(settings.judge or "auto")``: the exact check that fits
     each item. An ``llm`` judge needs a generate function, so callers build it and pass it in.
     """
+    from aptune.evaluate.backends import get_backend
     from aptune.evaluate.judges import get_judge
 
     judge = judge or get_judge(settings.judge or "auto")
-    from aptune.evaluate.backends import get_backend
-
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
     limit = context_length(model)
     limit = None if limit is None else max(limit - settings.max_new_tokens, 1)
