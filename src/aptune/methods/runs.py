@@ -18,7 +18,6 @@ import logging
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from aptune.adapters import save_adapter
 from aptune.apt.loop import APTRun

@@ -92,7 +92,6 @@ HEADER = ["round", "weakness cases", "pairs (weak+similar)", "train examples", "
 
 
 def table_rows(rows: list[RoundRow]) -> list[list[str]]:
-    base = rows[0].summary if rows and rows[0].round == 0 else {}
     out = []
     for row in rows:
         st = row.stages
