@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from aptune.adapters import attach_adapter, disabled_adapter, load_adapter, merge_adapter, save_adapter
+from aptune.adapters import attach_adapter, load_adapter, merge_adapter
 from aptune.apt.mining import load_answers, mine
 from aptune.apt.pair_builder import build_pairs
 from aptune.apt.run_dir import RunDir
@@ -242,7 +242,7 @@ class APTRun:
         model = self.trainable_model(round_index)
         result = train_preference(
             model, self.tokenizer, pairs, self._train_cfg(round_index), self.dir.round_dir(round_index) / "train",
-            reference_logps=reference, reference_context=disabled_adapter, save_fn=save_adapter,
+            reference_logps=reference,
         )
         self.dir.mark(round_index, "train", reference=what, steps=result.steps, tokens=result.tokens,
                       examples=result.examples, mean_loss=result.mean_loss, mean_margin=result.mean_margin)

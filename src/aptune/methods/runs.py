@@ -19,7 +19,6 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from aptune.adapters import save_adapter
 from aptune.apt.loop import APTRun
 from aptune.apt.mining import load_answers
 from aptune.config import RunConfig
@@ -133,7 +132,7 @@ class SFTRun(APTRun):
         log.info("round %d: SFT on %d items", round_index, len(items))
         model = self.trainable_model(round_index)
         result = train_sft(model, self.tokenizer, items, self._train_cfg(round_index),
-                           self.dir.round_dir(round_index) / "train", save_fn=save_adapter)
+                           self.dir.round_dir(round_index) / "train")
         self.dir.mark(round_index, "train", reference="none (SFT)", steps=result.steps, tokens=result.tokens,
                       examples=result.examples, mean_loss=result.mean_loss, mean_margin=None)
 

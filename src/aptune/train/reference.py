@@ -1,7 +1,7 @@
 """Reference log-probabilities: one no-grad pass over the pairs with the adapter disabled.
 
 DPO compares the policy to a frozen reference. With an adapter the reference is the base
-model, reached by switching the adapter off (``PeftModel.disable_adapter()``), so no second
+model, reached by switching the adapter off (``aptune.adapters.disabled_adapter``), so no second
 copy of the weights is kept. The reference never changes during a training call, so it is
 computed once per call (not per step or epoch, as TRL does by default), and callers that
 already have the numbers (APT's mining pass scores the same prompts) pass them in by pair id.
@@ -35,15 +35,10 @@ def unwrap(model: Any) -> Any:
 
 
 def adapter_disabled(model: Any) -> ContextManager[Any]:
-    """Default reference: the PEFT model with its adapter switched off."""
-    inner = unwrap(model)
-    disable = getattr(inner, "disable_adapter", None)
-    if disable is None:
-        raise ValueError(
-            "the model has no adapter to disable (no disable_adapter()); attach an adapter first, "
-            "or pass reference_logps or a reference_context"
-        )
-    return disable()
+    """Default reference: the model with its newest adapter switched off (LoRA or ALoRA)."""
+    from aptune.adapters import disabled_adapter
+
+    return disabled_adapter(unwrap(model))
 
 
 @torch.no_grad()

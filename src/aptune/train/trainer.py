@@ -47,7 +47,7 @@ from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_ref
 
 log = logging.getLogger(__name__)
 
-#: Saves the trained adapter into a folder (default: ``save_pretrained(folder)``).
+#: Saves the trained adapter into a folder (default: ``aptune.adapters.save_adapter``).
 SaveFn = Callable[[Any, Path], None]
 #: One micro-batch -> (loss, metrics); runs under autocast with grad enabled.
 StepFn = Callable[[Any, Batch], tuple[torch.Tensor, dict[str, float]]]
@@ -60,8 +60,10 @@ def peak_rss_mb() -> float:
 
 
 def default_save(model: Any, folder: Path) -> None:
-    """``save_pretrained`` in safetensors (a PEFT model writes only its adapter)."""
-    unwrap(model).save_pretrained(str(folder), safe_serialization=True)
+    """The adapter alone (LoRA or ALoRA), as safetensors plus its config."""
+    from aptune.adapters import save_adapter
+
+    save_adapter(unwrap(model), folder)
 
 
 @contextlib.contextmanager
