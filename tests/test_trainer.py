@@ -19,8 +19,9 @@ from aptune.train import (
     train_sft,
 )
 from aptune.train.batching import collate_pairs, length_grouped_batches
+from aptune.prompts import end_of_turn_id
 from aptune.train.logprobs import response_logps
-from aptune.train.pairs import end_of_turn_id, tokenize_items, tokenize_pairs
+from aptune.train.pairs import tokenize_items, tokenize_pairs
 from aptune.train.reference import adapter_disabled
 
 FAST = dict(precision="fp32", progress=False, lr=1e-2)

@@ -15,17 +15,17 @@ import torch
 from tqdm.auto import tqdm
 
 from aptune.models import autocast
+from aptune.prompts import end_of_turn_id
 
 log = logging.getLogger(__name__)
 
 
 def _stop_token_ids(tokenizer: Any) -> list[int]:
-    """EOS plus the chat template's end-of-turn token where it differs (e.g. <|im_end|>)."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    for token in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>"):
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-            ids.add(tid)
+    """EOS plus the chat template's end-of-turn token where it differs (e.g. <|im_end|>).
+
+    The end-of-turn token is read off the template itself (``prompts.end_of_turn_id``), the same
+    token training appends to every chat response, so generation stops where training ends."""
+    ids = {tokenizer.eos_token_id, end_of_turn_id(tokenizer)} - {None}
     return sorted(ids)
 
 

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aptune.prompts import encode_continuation
+from aptune.prompts import encode_continuation, end_of_turn_id
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +85,6 @@ def _chat_generation_suffix(tokenizer: Any) -> str | None:
     if not with_prompt.startswith(without) or with_prompt == without:
         return None
     return with_prompt[len(without) :]
-
-
-def end_of_turn_id(tokenizer: Any) -> int | None:
-    """Id of the token that closes an assistant turn in the chat template (else EOS, else None).
-
-    Found by rendering a one-turn conversation and reading what follows the assistant's text,
-    so templates that close turns with something other than EOS are handled.
-    """
-    cached = getattr(tokenizer, "_aptune_eot_id", "unset")
-    if cached != "unset":
-        return cached  # type: ignore[return-value]
-    eot: int | None = tokenizer.eos_token_id
-    if getattr(tokenizer, "chat_template", None):
-        marker = "ZQXJ"
-        messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-        tail = text[text.rfind(marker) + len(marker) :].strip()
-        if tail:
-            ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
-            if ids:
-                eot = int(ids[0])
-    try:
-        tokenizer._aptune_eot_id = eot
-    except AttributeError:  # pragma: no cover - exotic tokenizers with __slots__
-        pass
-    return eot
 
 
 def _wants_eos(tokenizer: Any, prompt: str, mode: EosMode) -> bool:
