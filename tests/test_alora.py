@@ -200,8 +200,8 @@ def test_packed_sequences_do_not_attend_across_boundaries(family, combine, place
     layer._context.state = captured["state"]
     packed = layer.delta(x)
     layer._context.state = None
-    torch.testing.assert_close(packed[:, :4], layer.delta(x[:, :4]), atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(packed[:, 4:], layer.delta(x[:, 4:]), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(packed[:, :4], layer.delta(x[:, :4]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed[:, 4:], layer.delta(x[:, 4:]), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family, combine, placement, heads", VARIANTS, ids=IDS)
@@ -383,3 +383,29 @@ def test_beam_search_with_cache_matches_uncached(family) -> None:
     cached, plain = model.generate(ids, use_cache=True, **kw), model.generate(ids, use_cache=False, **kw)
     assert torch.equal(cached.sequences, plain.sequences)
     torch.testing.assert_close(cached.sequences_scores, plain.sequences_scores, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family, combine, placement, heads", VARIANTS, ids=IDS)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])  # boolean 4-D mask, additive float 4-D mask
+def test_packed_choice_scoring_equals_one_row_per_choice(family, combine, placement, heads, attn) -> None:
+    """The scorer packs a prompt and all its choices into one row with a 4-D mask (each choice sees
+    the prompt and itself). The rank-space attention must follow that mask, so packed scores equal
+    scoring each (prompt, choice) as its own row — the definition."""
+    from aptune.data.example import Example
+    from aptune.evaluate.scoring import score_choices
+    from aptune.prompts import PromptFormat
+    from tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = with_alora(family, combine, placement, heads)
+    model.config._attn_implementation = attn
+    model.resize_token_embeddings(len(tok))
+    randomize(model)
+    items = [Example("q1", "t", "d", "what is the sun?", ("a star", "a planet", "water"), 0),
+             Example("q2", "t", "d", "which is red?", ("fire", "the moon is not red", "sky", "tree"), 2),
+             Example("q3", "t", "d", "the cat and the dog", (" ran", " sat down"), 1, style="completion")]
+    fmt = PromptFormat(template="chat")
+    packed = score_choices(model, tok, items, fmt, packed=True, progress=False)
+    alone = score_choices(model, tok, items, fmt, packed=False, progress=False)
+    for p, a in zip(packed, alone):
+        assert p.logprobs == pytest.approx(a.logprobs, abs=1e-4)

@@ -75,3 +75,39 @@ def test_rejects_generative_items(tokenizer, model):
     gen = Example("g", "t", "d", "what is 1 2?", answer="3")
     with pytest.raises(ValueError, match="not multiple choice"):
         score_choices(model, tokenizer, [gen], PromptFormat(), progress=False)
+
+
+@pytest.mark.parametrize("window, packs", [(4, False), (4096, True)])
+def test_sliding_window_model_packs_only_items_within_its_window(tokenizer, window, packs):
+    """A custom 4D mask replaces a sliding-window model's own masks, so packing an item longer
+    than the window would let tokens see past it. Scores must equal the per-choice definition
+    either way; packing is used only where it is exact."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from aptune.evaluate.scoring import sliding_window
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=window,
+                              pad_token_id=0)
+    model = Gemma3ForCausalLM(config).eval()
+    assert sliding_window(model.config) == window
+    fmt = PromptFormat(template="chat")
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["attention_mask"].dim()), with_kwargs=True)
+    scores = score_choices(model, tokenizer, ITEMS, fmt, progress=False)
+    handle.remove()
+    assert set(calls) == ({4} if packs else {2})
+    for ex, sc in zip(ITEMS, scores):
+        for i, lp in enumerate(sc.logprobs):
+            assert lp == pytest.approx(_reference_logprob(model, tokenizer, ex, i, fmt), abs=1e-4)
+
+
+def test_sliding_window_detection():
+    from transformers import LlamaConfig, Qwen2Config
+
+    from aptune.evaluate.scoring import sliding_window
+
+    assert sliding_window(LlamaConfig()) is None
+    assert sliding_window(Qwen2Config(sliding_window=64, use_sliding_window=False)) is None
+    assert sliding_window(Qwen2Config(sliding_window=64, use_sliding_window=True, max_window_layers=0)) == 64

@@ -9,8 +9,10 @@ packed length and batched. The model inputs are exactly lm-eval's (same token sp
 ``aptune.prompts.encode_continuation``), so accuracies match it item by item.
 
 ``packed=False`` scores each (prompt, choice) as its own right-padded row instead: the
-reference path used by the tests, and the fallback for adapters that cannot take a custom
-4D mask (they declare ``supports_packed_scoring = False`` on any submodule).
+reference path used by the tests, and the fallback for modules that cannot take a custom
+4D mask (they declare ``supports_packed_scoring = False``). Models with sliding-window
+attention (Gemma 3, Mistral) also fall back for items longer than the window: a custom 4D
+mask replaces the model's own masks in every layer, so the window would be lost.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ class _Encoded:
     def packed_length(self) -> int:
         return len(self.context) + sum(len(c) for c in self.continuations)
 
+    @property
+    def unpacked_length(self) -> int:
+        """The longest (prompt, choice) sequence: what one unpacked row holds."""
+        return len(self.context) + max(len(c) for c in self.continuations)
+
 
 def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int,
             max_length: int | None = None, too_long: str = "truncate") -> _Encoded:
@@ -85,6 +92,17 @@ def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int,
 
 def _supports_packed(model: torch.nn.Module) -> bool:
     return all(getattr(m, "supports_packed_scoring", True) for m in model.modules())
+
+
+def sliding_window(config: Any) -> int | None:
+    """The attention window of a model that uses one in any layer, else None."""
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return int(window)
 
 
 def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor) -> float:
@@ -187,6 +205,7 @@ def score_choices(
         if not ex.is_multiple_choice:
             raise ValueError(f"example {ex.id!r} of task {ex.task!r} is not multiple choice")
     packed = _supports_packed(model) if packed is None else packed
+    window = sliding_window(model.config)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sdpa = getattr(model.config, "_attn_implementation", "sdpa") != "eager"
@@ -196,8 +215,10 @@ def score_choices(
     model.eval()
     bar = tqdm(total=len(examples), desc=desc, unit="item", disable=not progress, leave=False)
     for batch in _batches(encoded, max_tokens, max_items):
+        # a packed row is exact only while each (prompt, choice) fits the model's attention window
+        pack = packed and (window is None or max(e.unpacked_length for e in batch) <= window)
         with autocast(dtype, device):
-            if packed:
+            if pack:
                 ids, mask, positions, slices = _packed_batch(batch, pad_id, sdpa)
                 logits = model(
                     input_ids=ids.to(device),

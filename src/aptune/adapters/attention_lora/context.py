@@ -40,6 +40,7 @@ class CallState:
     past_len: int = 0
     key_mask: torch.Tensor | None = None  # (batch, past_len + new_len) bool, True = real token
     segments: torch.Tensor | None = None  # (batch, new_len) packed-sequence ids, or None
+    full_mask: torch.Tensor | None = None  # (batch|1, 1, new_len, past_len + new_len) bool: the caller's 4-D mask
     past: dict[str, KV] = field(default_factory=dict)
     present: dict[str, KV] = field(default_factory=dict)
     _mask: torch.Tensor | None = None
@@ -55,13 +56,16 @@ class CallState:
         if self._mask_done:
             return self._mask
         self._mask_done = True
+        total = self.past_len + self.new_len
+        q_pos = torch.arange(self.past_len, total, device=device)
+        k_pos = torch.arange(total, device=device)
+        if self.full_mask is not None:  # the caller said exactly who sees whom (e.g. packed MC scoring)
+            self._mask = self.full_mask.to(device) | (k_pos[None, :] == q_pos[:, None])[None, None]
+            return self._mask
         if self.key_mask is None and self.segments is None:
             if self.past_len == 0 or self.new_len == 1:
                 self._mask = None  # causal without past (is_causal) or one query seeing all keys
                 return None
-        total = self.past_len + self.new_len
-        q_pos = torch.arange(self.past_len, total, device=device)
-        k_pos = torch.arange(total, device=device)
         allowed = (k_pos[None, :] <= q_pos[:, None])[None]  # (1, T, Tk)
         if self.key_mask is not None:
             allowed = allowed & self.key_mask.to(device)[:, None, :]
@@ -71,6 +75,19 @@ class CallState:
         allowed = allowed | (k_pos[None, :] == q_pos[:, None])[None]
         self._mask = allowed[:, None]
         return self._mask
+
+
+def _first_present(call: dict[str, Any], *names: str) -> Any:
+    """The first of ``names`` the call passed with a value (arguments renamed across versions)."""
+    return next((call[n] for n in names if call.get(n) is not None), None)
+
+
+def _allowed(mask: torch.Tensor) -> torch.Tensor:
+    """A 4-D attention mask as booleans (True = may attend): boolean masks as they are, additive
+    float masks (0 where allowed, a large negative number or -inf where not) by their sign."""
+    if mask.dtype == torch.bool:
+        return mask
+    return mask > torch.finfo(mask.dtype).min / 2
 
 
 def _packed_segments(position_ids: torch.Tensor | None, batch: int, new_len: int) -> torch.Tensor | None:
@@ -119,9 +136,14 @@ class CallContext:
     def _bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         assert self._signature is not None
         try:
-            return dict(self._signature.bind_partial(*args, **kwargs).arguments)
+            bound = self._signature.bind_partial(*args, **kwargs)
         except TypeError:
             return dict(kwargs)
+        call = dict(bound.arguments)
+        for param in self._signature.parameters.values():  # names that landed in **kwargs
+            if param.kind is param.VAR_KEYWORD:
+                call.update(call.pop(param.name, {}))
+        return call
 
     def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not any(self.enabled.values()):
@@ -133,26 +155,30 @@ class CallContext:
             raise AttnLoraCacheError("attention LoRA needs input_ids or inputs_embeds in the forward call")
         batch, new_len = int(ref.shape[0]), int(ref.shape[1])
         mask = call.get("attention_mask")
-        if mask is not None and mask.dim() != 2:
+        if mask is not None and mask.dim() not in (2, 4):
             raise AttnLoraCacheError(
-                f"attention LoRA needs a 2-D (batch, length) attention_mask, got shape {tuple(mask.shape)}"
+                "attention LoRA needs a 2-D (batch, length) or 4-D (batch, 1, queries, keys) attention_mask, "
+                f"got shape {tuple(mask.shape)}"
             )
-        past_kv = call.get("past_key_values")
+        past_kv = _first_present(call, "cache", "past_key_values")  # transformers >= 5.24 names it cache
         past_len, past = self._resolve_past(past_kv, mask, new_len, batch)
-        key_mask = None
+        key_mask = full_mask = None
         if mask is not None:
-            if mask.shape[1] != past_len + new_len:
+            if mask.shape[-1] != past_len + new_len or (mask.dim() == 4 and mask.shape[-2] != new_len):
                 raise AttnLoraCacheError(
-                    f"attention_mask covers {mask.shape[1]} tokens but the adapter expects "
-                    f"{past_len} cached + {new_len} new"
+                    f"attention_mask of shape {tuple(mask.shape)} does not cover the adapter's "
+                    f"{past_len} cached + {new_len} new tokens"
                 )
-            key_mask = mask.bool()
-            if bool(key_mask.all()):
-                key_mask = None
+            if mask.dim() == 4:
+                full_mask = _allowed(mask)
+            else:
+                key_mask = mask.bool()
+                if bool(key_mask.all()):
+                    key_mask = None
         segments = None
         if mask is None and past_len == 0:
             segments = _packed_segments(call.get("position_ids"), batch, new_len)
-        self.state = CallState(batch, new_len, past_len, key_mask, segments, past=past)
+        self.state = CallState(batch, new_len, past_len, key_mask, segments, full_mask, past=past)
 
     def _resolve_past(
         self, past_kv: Any, mask: torch.Tensor | None, new_len: int, batch: int
@@ -161,8 +187,8 @@ class CallContext:
         owner = self._owner() if self._owner is not None else None
         if past_kv is not None and owner is past_kv and self._cached_len > 0:
             past_len = self._cached_len
-            if mask is not None and mask.shape[1] - new_len < past_len:  # cache was cropped
-                past_len = mask.shape[1] - new_len
+            if mask is not None and mask.shape[-1] - new_len < past_len:  # cache was cropped
+                past_len = mask.shape[-1] - new_len
                 self._cache = {k: (a[:, :, :past_len], b[:, :, :past_len]) for k, (a, b) in self._cache.items()}
             some = next(iter(self._cache.values()), None)
             if some is not None and some[0].shape[0] != batch:
@@ -205,6 +231,8 @@ class CallContext:
         if state is None or not any(self.enabled.values()):
             return
         past_kv = getattr(output, "past_key_values", None)
+        if past_kv is None:
+            past_kv = getattr(output, "cache", None)
         if past_kv is None and isinstance(output, tuple) and len(output) > 1:
             past_kv = output[1] if hasattr(output[1], "get_seq_length") else None
         if past_kv is not None:

@@ -25,11 +25,6 @@ PREFIX = "attn_lora_"
 class AttnLoraLinear(nn.Module):
     """Wraps a linear-like module (``in_features``/``out_features``) with an attention LoRA."""
 
-    #: The multiple-choice scorer packs a prompt and all its choices into one row with a custom
-    #: 4D mask; the rank-space attention reads a 2D mask, so the scorer falls back to one row
-    #: per (prompt, choice) for models carrying this adapter.
-    supports_packed_scoring = False
-
     def __init__(
         self, base_layer: nn.Module, cfg: AdapterConfig, context: CallContext, adapter_name: str, key: str
     ) -> None:
