@@ -185,3 +185,49 @@ def test_nearly_full_disk_is_refused_before_work(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(rd.shutil, "disk_usage", lambda _: usage._replace(free=10 * 2**20))
     with pytest.raises(rd.RunDirError, match="only 10 MiB free"):
         rd.RunDir(tmp_path / "run").check_writable()
+
+
+class _EvenLengthJudge:
+    """Correct when the answer text has an even number of characters: deterministic for greedy
+    answers, and some sampled answers of a correct item fail it, so sampled negatives exist."""
+
+    name = "even_length"
+
+    def judge_many(self, examples, predictions):  # noqa: ANN001, ANN201
+        from aptune.evaluate.judges import Verdict
+
+        return [Verdict(len(str(p)) % 2 == 0, None, "") for p in predictions]
+
+
+def test_model_sample_negatives_for_generative_similar_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from aptune.evaluate import judges
+
+    monkeypatch.setitem(judges._REGISTRY, "even_length", lambda **_: _EvenLengthJudge())
+    model_dir = save_tiny(tmp_path / "model")
+    rows = [{"id": f"g{i}", "question": f"what is {i} and {i}?", "answer": str(2 * i), "split": "train"}
+            for i in range(24)]
+    _write_jsonl(tmp_path / "gen.jsonl", rows)
+    cfg = {
+        "name": "gen", "model": model_dir, "precision": "fp32", "seed": 0,
+        "pool": {"tasks": ["gen.jsonl"], "split": "train"},
+        "dev": {"tasks": []}, "domain_eval": {"tasks": ["gen.jsonl"], "split": "train", "limit": 4},
+        "general_eval": {"tasks": []},
+        "mining": {"judge": "even_length", "max_new_tokens": 5},
+        "pairs": {"similar_negative": "model_sample", "samples": 4, "temperature": 1.5},
+        "train": {"lr": 0.05, "epochs": 1, "batch_size": 4, "progress": False},
+        "rounds": {"max_rounds": 1, "general_tolerance": 1.0},
+    }
+    (tmp_path / "gen.yaml").write_text(yaml.safe_dump(cfg))
+    run = APTRun(load_run_config(tmp_path / "gen.yaml"), tmp_path / "run", progress=False)
+    run.dir.start(run.cfg.to_dict(), {})
+    for stage in ("mine", "retrieve", "pairs"):
+        getattr(run, f"stage_{stage}")(1)
+    pairs = read_jsonl(tmp_path / "run" / "round-1" / "pairs.jsonl")
+    similar = [p for p in pairs if p["source"] == "similar"]
+    assert similar, "the even-length judge must leave some pool items right"
+    sampled = [p for p in similar if p["negative"] == "sampled"]
+    assert sampled, "some sampled answers have odd length, i.e. are judged wrong"
+    for p in sampled:
+        assert len(p["rejected"].strip()) % 2 == 1
+    assert {p["negative"] for p in similar} <= {"sampled", "other_gold"}
+    assert read_json(tmp_path / "run" / "manifest.json")["stages"]["round-1/pairs"]["negatives"]["sampled"] == len(sampled)

@@ -26,7 +26,7 @@ SHIPPED = sorted((REPO / "configs").glob("compare-*.yaml"))
 # ----------------------------------------------------------------------------- shipped configs
 def test_compare_configs_are_shipped():
     names = {p.name for p in SHIPPED}
-    assert {"compare-science.yaml", "compare-medical.yaml"} <= names
+    assert {"compare-science.yaml", "compare-medical.yaml", "compare-legal-gci.yaml"} <= names
 
 
 @pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
@@ -217,3 +217,42 @@ def test_report_redraws_while_runs_are_missing(compared, tmp_path: Path):
     write_json_atomic(partial / "compare.json", meta)
     write_compare_report(partial)
     assert "Not finished yet: dpo-all/seed-0, dpo-all/seed-1" in (partial / "compare.md").read_text()
+
+
+def test_gci_table_pools_each_group_view_cell_over_its_tasks():
+    """GCI tasks sit in the run's domain view (domain + integrated) and general view. Cell
+    reasoning/general pools arith (2 items, both newly right) and words (2 items, unchanged):
+    Δ = (1 + 1 + 0 + 0) / 4 = 0.5; reasoning/integrated: one item lost, one kept: Δ = -0.5."""
+    from aptune.report.compare_report import gci_table, summarize
+
+    run = SeedRun("m", 0, Path("."), 1)
+    run.before = {"domain": {("domain/gci_reasoning_integrated", "a"): True, ("domain/gci_reasoning_integrated", "b"): True,
+                             ("domain/gci_ethics_domain", "c"): False},
+                  "general": {("general/gci_reasoning_general_arith", "d"): False,
+                              ("general/gci_reasoning_general_arith", "e"): False,
+                              ("general/gci_reasoning_general_words", "f"): True,
+                              ("general/gci_reasoning_general_words", "g"): False}}
+    run.after = {"domain": {("domain/gci_reasoning_integrated", "a"): False, ("domain/gci_reasoning_integrated", "b"): True,
+                            ("domain/gci_ethics_domain", "c"): True},
+                 "general": {("general/gci_reasoning_general_arith", "d"): True,
+                             ("general/gci_reasoning_general_arith", "e"): True,
+                             ("general/gci_reasoning_general_words", "f"): True,
+                             ("general/gci_reasoning_general_words", "g"): False}}
+    summary = summarize("m", "sft-lora", [run])
+    assert set(summary.gci) == {("reasoning", "general"), ("reasoning", "integrated"), ("ethics", "domain")}
+    acc, delta = summary.gci[("reasoning", "general")]
+    assert (acc.n, acc.value, delta.value) == (4, 0.75, 0.5)
+    acc, delta = summary.gci[("reasoning", "integrated")]
+    assert (acc.n, acc.value, delta.value) == (2, 0.5, -0.5)
+    header, rows = gci_table([summary])
+    assert header[1:] == ["reasoning / general acc % [95% CI] (Δ)", "reasoning / integrated acc % [95% CI] (Δ)",
+                          "ethics / domain acc % [95% CI] (Δ)"]
+    assert rows[0][0] == "m" and "(+50.0" in rows[0][1] and "(-50.0" in rows[0][2]
+    assert rows[-1] == ["items per seed", "4", "2", "1"]
+    assert summary.domain_per_task["gci_ethics_domain"][1].value == 1.0
+
+
+def test_report_without_gci_tasks_has_no_gci_table(compared):
+    _, out, _ = compared
+    md = (out / "compare.md").read_text()
+    assert "## Domain tasks" in md and "## GCI" not in md

@@ -93,12 +93,15 @@ def package_root(package: str) -> Path:
 
 
 def bf16_supported() -> bool:
-    """True when this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), or a CUDA GPU does."""
+    """True where bf16 autocast is faster than fp32: a CUDA GPU with bf16, or a CPU with AMX tiles.
+
+    AVX512-BF16 alone is not enough: on such a CPU without AMX (2-core Xeon, torch 2.13) a
+    SmolLM2-135M forward over 8 x 256 tokens took 4.3 s in bf16 autocast against 2.4-2.8 s in
+    fp32, and a training step 6.9-7.2 s against 5.2-6.1 s (README, Performance)."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def resolve_precision(precision: Precision) -> torch.dtype:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -207,18 +208,38 @@ class APTRun:
         rows, weakness = load_answers(rd)
         by_id = {row["id"]: row for row in rows}
         similar = [by_id[c["id"]] for c in read_jsonl(self.dir.stage_output(round_index, "retrieve"))]
+        pc = self.cfg.pairs
         built = build_pairs(
             weakness, similar, self.tokenizer, self.settings.prompt,
-            similar_negative=self.cfg.pairs.similar_negative,
-            permute_options=self.cfg.pairs.permute_options,
+            similar_negative=pc.similar_negative, permute_options=pc.permute_options,
             mc_metric=self.cfg.mining.mc_metric, seed=self.cfg.seed + round_index,
+            sampled_negatives=self._sampled_negatives(round_index, similar),
         )
         write_jsonl_atomic(
             self.dir.stage_output(round_index, "pairs"),
-            [{**dataclasses.asdict(p), "source": src} for p, src in built],
+            [{**dataclasses.asdict(b.pair), "source": b.source, "negative": b.negative} for b in built],
         )
-        n_weak = sum(src == "weakness" for _, src in built)
-        self.dir.mark(round_index, "pairs", pairs=len(built), weakness_pairs=n_weak, similar_pairs=len(built) - n_weak)
+        n_weak = sum(b.source == "weakness" for b in built)
+        negatives = dict(Counter(b.negative for b in built))
+        self.dir.mark(round_index, "pairs", pairs=len(built), weakness_pairs=n_weak, similar_pairs=len(built) - n_weak,
+                      negatives=negatives)
+
+    def _sampled_negatives(self, round_index: int, similar: list[dict[str, Any]]) -> dict[str, str] | None:
+        """Wrong sampled answers for the generative similar cases the model gets right
+        (``pairs.similar_negative: model_sample``); None when that rule is not in use."""
+        from aptune.apt.negatives import sample_negatives
+        from aptune.evaluate.generation import Sampling
+
+        pc = self.cfg.pairs
+        if pc.similar_negative != "model_sample":
+            return None
+        need = [row for row in similar if row["correct"] and not row["example"].get("choices")]
+        if not need:
+            return {}
+        model = self.start_model(round_index)
+        sampling = Sampling(n=pc.samples, temperature=pc.temperature, top_p=pc.top_p, seed=self.cfg.seed + round_index)
+        return sample_negatives(model, self.tokenizer, need, self.settings, self.judge(model), sampling,
+                                dtype=self.dtype, progress=self.progress)
 
     def _reference(self, round_index: int, pairs: list[PreferencePair]) -> tuple[dict[str, Any] | None, str]:
         """Precomputed reference log-probs (or None: the trainer uses the disabled adapter)."""

@@ -6,7 +6,12 @@
   ``model_wrong`` — for multiple choice, the wrong option the model itself finds most likely
   (a hard negative: what it would say if it slipped); for generative items, which have no
   such option, it falls back to ``other_gold``;
+  ``model_sample`` — the same for multiple choice; for generative items, an answer sampled
+  from the model that the judge scores wrong (``apt.negatives``), else ``other_gold``;
   ``other_gold`` — the gold answer of another retrieved item (what the released code does).
+
+Every pair records which rule gave its rejected side (``negative``): ``own_answer``,
+``most_likely_wrong``, ``sampled`` or ``other_gold``.
 
 Prompts and answers are rendered by ``aptune.prompts`` — the format the model answered in.
 In letter format each pair's options are shuffled (seeded) before rendering, so that a gain
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aptune.data.example import Example
@@ -27,6 +33,16 @@ from aptune.prompts import PromptFormat, render_answer, render_prompt
 from aptune.train.pairs import PreferencePair
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuiltPair:
+    """A preference pair with where it came from (``weakness``/``similar``) and how its
+    rejected side was chosen."""
+
+    pair: PreferencePair
+    source: str
+    negative: str
 
 
 def _most_likely_wrong(row: dict[str, Any], example: Example, use_norm: bool) -> int | None:
@@ -61,28 +77,33 @@ def build_pairs(
     permute_options: bool = True,
     mc_metric: str = "acc",
     seed: int = 0,
-) -> list[tuple[PreferencePair, str]]:
-    """Pairs with their source ("weakness" or "similar"), in a deterministic order.
+    sampled_negatives: Mapping[str, str] | None = None,
+) -> list[BuiltPair]:
+    """Pairs in a deterministic order: the weakness cases, then the similar cases.
 
-    ``*_rows`` are mining answer rows (``apt.mining.answer_row``). A similar case with no
-    usable negative is skipped and logged, never paired with a copy of its own gold.
+    ``*_rows`` are mining answer rows (``apt.mining.answer_row``); ``sampled_negatives`` maps an
+    item id to a wrong sampled answer (``apt.negatives.sample_negatives``, for ``model_sample``).
+    A case with no usable negative is skipped and logged, never paired with a copy of its own gold.
     """
     rng = random.Random(seed)
     use_norm = mc_metric == "acc_norm"
+    sampled = sampled_negatives or {}
     golds = [Example.from_dict(r["example"]).reference for r in similar_rows]
-    out: list[tuple[PreferencePair, str]] = []
+    out: list[BuiltPair] = []
     skipped = 0
     for source, rows in (("weakness", weakness_rows), ("similar", similar_rows)):
         for row in rows:
             ex = Example.from_dict(row["example"])
             rejected: int | str | None
             if not row["correct"]:
-                rejected = row["prediction"]
-            elif ex.is_multiple_choice and similar_negative == "model_wrong":
-                rejected = _most_likely_wrong(row, ex, use_norm)
+                rejected, negative = row["prediction"], "own_answer"
+            elif ex.is_multiple_choice and similar_negative in ("model_wrong", "model_sample"):
+                rejected, negative = _most_likely_wrong(row, ex, use_norm), "most_likely_wrong"
+            elif similar_negative == "model_sample" and row["id"] in sampled:
+                rejected, negative = sampled[row["id"]], "sampled"
             else:
                 others = [g for g in golds if g.strip() != ex.reference.strip()]
-                rejected = rng.choice(others) if others else None
+                rejected, negative = (rng.choice(others) if others else None), "other_gold"
             if rejected is None or rejected == ex.gold:
                 skipped += 1
                 continue
@@ -99,7 +120,10 @@ def build_pairs(
             if pair.chosen == pair.rejected:
                 skipped += 1
                 continue
-            out.append((pair, source))
+            out.append(BuiltPair(pair, source, negative))
     if skipped:
         log.info("pairs: skipped %d cases with no usable negative", skipped)
+    kinds = Counter(b.negative for b in out if b.source == "similar")
+    if similar_negative == "model_sample" and kinds["other_gold"]:
+        log.info("pairs: %d similar cases had no wrong sampled answer; rejected = another item's gold", kinds["other_gold"])
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,7 +30,24 @@ def _stop_token_ids(tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class Sampling:
+    """Ancestral sampling settings: ``n`` completions per prompt, reproducible from ``seed``."""
+
+    n: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"samples must be >= 1, not {self.n}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+
+
 def generate_greedy(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -48,6 +66,46 @@ def generate_greedy(
     token is real, and cut from the left to ``max_prompt_tokens`` when given (the question's
     end and the assistant header matter most).
     """
+    outputs = _generate(model, tokenizer, prompts, None, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc)
+    return [texts[0] for texts in outputs]
+
+
+def generate_samples(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    sampling: Sampling,
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    max_prompt_tokens: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    desc: str = "sampling",
+) -> list[list[str]]:
+    """``sampling.n`` sampled completions per prompt, in input order; batched like greedy.
+
+    Each batch draws from its own generator state (seeded from ``sampling.seed`` and the batch),
+    inside a forked RNG, so the same call gives the same samples and the process RNG is untouched."""
+    return _generate(model, tokenizer, prompts, sampling, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                     max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc)
+
+
+@torch.no_grad()
+def _generate(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    sampling: Sampling | None,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    max_prompt_tokens: int | None,
+    dtype: torch.dtype,
+    progress: bool,
+    desc: str,
+) -> list[list[str]]:
     device = next(model.parameters()).device
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if max_prompt_tokens is not None:
@@ -58,7 +116,11 @@ def generate_greedy(
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = _stop_token_ids(tokenizer)
-    outputs: list[str] = [""] * len(prompts)
+    n = 1 if sampling is None else sampling.n
+    decoding: dict[str, Any] = {"do_sample": False} if sampling is None else {
+        "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0,
+        "num_return_sequences": n}
+    outputs: list[list[str]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, leave=False)
@@ -71,19 +133,21 @@ def generate_greedy(
             seq = encoded[i]
             ids[r, width - len(seq) :] = torch.tensor(seq)
             mask[r, width - len(seq) :] = 1
-        with autocast(dtype, device):
+        with autocast(dtype, device), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if sampling is not None:
+                torch.manual_seed(sampling.seed * 1_000_003 + start)
             out = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
                 num_beams=1,
                 eos_token_id=stops,
                 pad_token_id=pad_id,
                 use_cache=True,
+                **decoding,
             )
         for r, i in enumerate(rows):
-            outputs[i] = tokenizer.decode(out[r, width:], skip_special_tokens=True).strip()
+            outputs[i] = [tokenizer.decode(out[r * n + j, width:], skip_special_tokens=True).strip() for j in range(n)]
         bar.update(len(rows))
     bar.close()
     model.train(was_training)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,24 +140,27 @@ class Stat:
 NAN = Stat(float("nan"), float("nan"), float("nan"), 0)
 
 
-def _item_means(runs: list[SeedRun], view: str, prefix: str | None = None) -> tuple[list[float], list[float]]:
+def _item_means(runs: list[SeedRun], view: str, tasks: Collection[str] | None = None) -> tuple[list[float], list[float]]:
     """Per item (keys in both round 0 and the final model of a seed): after and before,
-    each averaged over the seeds that evaluated the item; items in sorted key order."""
+    each averaged over the seeds that evaluated the item; items in sorted key order.
+    ``tasks`` (view-prefixed names, e.g. ``general/piqa``) keeps only those tasks' items."""
     after: dict[tuple[str, str], list[float]] = defaultdict(list)
     before: dict[tuple[str, str], list[float]] = defaultdict(list)
     for run in runs:
         a, b = run.after.get(view, {}), run.before.get(view, {})
         for key in a.keys() & b.keys():
-            if prefix is None or key[0] == prefix:
+            if tasks is None or key[0] in tasks:
                 after[key].append(float(a[key]))
                 before[key].append(float(b[key]))
     keys = sorted(after)
     return [float(np.mean(after[k])) for k in keys], [float(np.mean(before[k])) for k in keys]
 
 
-def accuracy_and_delta(runs: list[SeedRun], view: str, prefix: str | None = None, seed: int = 0) -> tuple[Stat, Stat]:
-    """Pooled accuracy of the final models and its paired change against round 0 (same items)."""
-    after, before = _item_means(runs, view, prefix)
+def accuracy_and_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | str | None = None,
+                       seed: int = 0) -> tuple[Stat, Stat]:
+    """Pooled accuracy of the final models and its paired change against round 0 (same items);
+    ``tasks``: one view-prefixed task name or several, pooled (default: the whole view)."""
+    after, before = _item_means(runs, view, {tasks} if isinstance(tasks, str) else tasks)
     if not after:
         return NAN, NAN
     acc = bootstrap_mean(after, seed=seed)
@@ -182,8 +186,25 @@ def _pred_positions(runs: list[SeedRun], key: str) -> str:
     return " ".join(f"{chr(65 + k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
 
 
-def general_tasks(runs: list[SeedRun]) -> list[str]:
-    return sorted({k[0] for run in runs for k in run.before.get("general", {})})
+def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
+    """The view-prefixed task names the runs evaluated in ``view`` (e.g. ``general/piqa``)."""
+    return sorted({k[0] for run in runs for k in run.before.get(view, {})})
+
+
+def gci_cells(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[Stat, Stat]]:
+    """(GCI group, GCI view) -> pooled accuracy and Δ over that cell's tasks, wherever the run
+    evaluated them (a GCI task may sit in the run's domain or general view); empty without GCI tasks."""
+    from aptune.data.gci import GCI_VIEWS
+
+    evaluated = {view: set(view_tasks(runs, view)) for view in VIEWS}
+    cells: dict[tuple[str, str], tuple[Stat, Stat]] = {}
+    for group, views in GCI_VIEWS.items():
+        for gci_view, names in views.items():
+            for view, present in evaluated.items():
+                wanted = {f"{view}/{name}" for name in names} & present
+                if wanted:
+                    cells[(group, gci_view)] = accuracy_and_delta(runs, view, wanted)
+    return cells
 
 
 @dataclass
@@ -199,6 +220,8 @@ class MethodSummary:
     general_macro: float
     general_macro_delta: float
     per_task: dict[str, tuple[Stat, Stat]]
+    domain_per_task: dict[str, tuple[Stat, Stat]]
+    gci: dict[tuple[str, str], tuple[Stat, Stat]]
     domain_majority: float | None
     general_majority: float | None
     task_majority: dict[str, float | None]
@@ -216,6 +239,9 @@ class MethodSummary:
             "general": self.general.to_dict(), "general_delta": self.general_delta.to_dict(),
             "general_macro": self.general_macro, "general_macro_delta": self.general_macro_delta,
             "per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()} for t, (a, d) in self.per_task.items()},
+            "domain_per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()}
+                                for t, (a, d) in self.domain_per_task.items()},
+            "gci": {f"{g}/{v}": {"acc": a.to_dict(), "delta": d.to_dict()} for (g, v), (a, d) in self.gci.items()},
             "domain_majority_baseline": self.domain_majority, "general_majority_baseline": self.general_majority,
             "task_majority_baseline": self.task_majority, "domain_predicted_positions": self.domain_predicted,
             "train": self.train, "train_set": self.train_set, "rounds_trained": self.rounds_trained,
@@ -226,8 +252,10 @@ class MethodSummary:
 def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
     domain, domain_delta = accuracy_and_delta(runs, "domain")
     general, general_delta = accuracy_and_delta(runs, "general")
-    tasks = general_tasks(runs)
+    tasks = view_tasks(runs, "general")
     per_task = {t.split("/", 1)[1]: accuracy_and_delta(runs, "general", t) for t in tasks}
+    domain_tasks = view_tasks(runs, "domain")
+    domain_per_task = {t.split("/", 1)[1]: accuracy_and_delta(runs, "domain", t) for t in domain_tasks}
     valid = [(a, d) for a, d in per_task.values() if a.n]
     n_seeds = max(len(runs), 1)
     per_seed = []
@@ -245,9 +273,9 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
         domain=domain, domain_delta=domain_delta, general=general, general_delta=general_delta,
         general_macro=float(np.mean([a.value for a, _ in valid])) if valid else float("nan"),
         general_macro_delta=float(np.mean([d.value for _, d in valid])) if valid else float("nan"),
-        per_task=per_task,
+        per_task=per_task, domain_per_task=domain_per_task, gci=gci_cells(runs),
         domain_majority=_majority(runs, "domain"), general_majority=_majority(runs, "general"),
-        task_majority={t.split("/", 1)[1]: _majority(runs, t) for t in tasks},
+        task_majority={t.split("/", 1)[1]: _majority(runs, t) for t in tasks + domain_tasks},
         domain_predicted=_pred_positions(runs, "domain"),
         # cost per seed (mean over seeds), so methods with different seed counts compare
         train={k: v / n_seeds for k, v in train.items()},
@@ -380,20 +408,44 @@ def main_rows(summaries: list[MethodSummary]) -> list[list[str]]:
              _spct(s.general_macro_delta), s.domain_predicted] for s in summaries]
 
 
-def task_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]]]:
-    tasks = sorted({t for s in summaries for t in s.per_task})
+def task_table(summaries: list[MethodSummary], view: str = "general") -> tuple[list[str], list[list[str]]]:
+    """Accuracy (Δ vs base) per task of ``view``, one row per method, then the majority baseline."""
+    per = {s.method: s.per_task if view == "general" else s.domain_per_task for s in summaries}
+    tasks = sorted({t for p in per.values() for t in p})
     header = ["method"] + [f"{_short(t)} acc % (Δ)" for t in tasks]
     rows = []
     for s in summaries:
         cells = [s.method]
         for t in tasks:
-            acc, d = s.per_task.get(t, (NAN, NAN))
+            acc, d = per[s.method].get(t, (NAN, NAN))
             cells.append("–" if not acc.n else f"{100 * acc.value:.1f} ({100 * d.value:+.1f})")
         rows.append(cells)
     if summaries:
         first = summaries[0]
         rows.append(["majority-position baseline"] + [_pct(first.task_majority.get(t)) for t in tasks])
-        rows.append(["items per seed"] + [str(first.per_task[t][0].n) if t in first.per_task else "–" for t in tasks])
+        rows.append(["items per seed"] + [str(per[first.method][t][0].n) if t in per[first.method] else "–"
+                                          for t in tasks])
+    return header, rows
+
+
+def gci_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]]] | None:
+    """The GCI table: accuracy % [95% CI] and paired Δ per (group, view), one row per method."""
+    from aptune.data.gci import GCI_VIEWS
+    from aptune.data.gci import VIEWS as GCI_VIEW_NAMES
+
+    cells = [(g, v) for g in GCI_VIEWS for v in GCI_VIEW_NAMES if any((g, v) in s.gci for s in summaries)]
+    if not cells:
+        return None
+    header = ["method"] + [f"{g} / {v} acc % [95% CI] (Δ)" for g, v in cells]
+    rows = []
+    for s in summaries:
+        row = [s.method]
+        for cell in cells:
+            acc, d = s.gci.get(cell, (NAN, NAN))
+            row.append("–" if not acc.n else f"{acc.pct()} ({100 * d.value:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}])")
+        rows.append(row)
+    first = summaries[0]
+    rows.append(["items per seed"] + [str(first.gci[c][0].n) if c in first.gci else "–" for c in cells])
     return header, rows
 
 
@@ -446,6 +498,13 @@ NOTES = (
 )
 
 
+GCI_NOTE = (
+    "Our offline re-construction of the GCI setting (aptune.data.gci), not the paper's data. Each cell pools its "
+    "tasks' items: domain = legal knowledge, general = the same skill without legal content (the forgetting view), "
+    "integrated = both at once. Δ is paired against the untrained model, 95% bootstrap over items."
+)
+
+
 def write_compare_report(out: str | Path) -> Path:
     """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png``."""
     out = Path(out)
@@ -469,12 +528,17 @@ def write_compare_report(out: str | Path) -> Path:
     missing = [f"{m['name']}/seed-{s}" for m in meta["methods"] for s in meta["seeds"]
                if not (out / m["name"] / f"seed-{s}" / "compare_run.json").exists()]
     th, tr = task_table(summaries)
+    dh, dr = task_table(summaries, "domain")
+    gci = gci_table(summaries)
     images = [(p, alt) for p, alt in ((pareto, "domain change against general change"),
                                       (tasks_png, "change per general task")) if p is not None]
     md = [f"# {title}", ""]
     if meta.get("description"):
         md += [meta["description"], ""]
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
+    if gci:
+        md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
+    md += ["## Domain tasks", "", *_md_table(dh, dr), ""]
     md += ["## General tasks", "", *_md_table(th, tr), ""]
     md += ["## Cost (per seed)", "", *_md_table(COST_HEADER, cost_rows(summaries, methods)), ""]
     md += ["## Per seed", "", *_md_table(SEED_HEADER, seed_rows(summaries)), ""]
@@ -494,6 +558,8 @@ def write_compare_report(out: str | Path) -> Path:
         f"<h1>{html.escape(title.replace('`', ''))}</h1>"
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
+        + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
+        + f"<h2>Domain tasks</h2>{_html_table(dh, dr)}"
         + f"<h2>General tasks</h2>{_html_table(th, tr)}"
         + f"<h2>Cost (per seed)</h2>{_html_table(COST_HEADER, cost_rows(summaries, methods))}"
         + f"<h2>Per seed</h2>{_html_table(SEED_HEADER, seed_rows(summaries))}{imgs}"
