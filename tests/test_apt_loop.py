@@ -231,3 +231,19 @@ def test_model_sample_negatives_for_generative_similar_cases(tmp_path: Path, mon
         assert len(p["rejected"].strip()) % 2 == 1
     assert {p["negative"] for p in similar} <= {"sampled", "other_gold"}
     assert read_json(tmp_path / "run" / "manifest.json")["stages"]["round-1/pairs"]["negatives"]["sampled"] == len(sampled)
+
+
+def test_separate_llm_judge_model_is_loaded_once_per_run(run_config: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    import aptune.apt.loop as loop
+    from tiny import tiny_model
+
+    judge_dir = save_tiny(tmp_path / "judge", seed=5)
+    cfg = load_run_config(run_config)
+    cfg.mining.judge, cfg.mining.judge_model = "llm", judge_dir
+    loaded = []
+    monkeypatch.setattr(loop, "load_model", lambda name, **kw: loaded.append(name) or tiny_model(seed=5))
+    run = APTRun(cfg, tmp_path / "run", progress=False)
+    first, second = run.judge(policy=None), run.judge(policy=None)
+    assert first.name == second.name == "llm"
+    assert loaded == [judge_dir]

@@ -256,3 +256,24 @@ def test_report_without_gci_tasks_has_no_gci_table(compared):
     _, out, _ = compared
     md = (out / "compare.md").read_text()
     assert "## Domain tasks" in md and "## GCI" not in md
+
+
+def test_methods_and_seeds_select_runs_and_the_report_lists_the_rest(tmp_path: Path):
+    path = write_compare_config(tmp_path, ["base", "sft-lora", "apt-lora"], seeds=[0, 1])
+    out = tmp_path / "out"
+    done = run_compare(load_compare_config(path), out, progress=False, methods=["sft-lora"], seeds=[1])
+    assert [(o.method, o.seed) for o in done] == [("sft-lora", 1)]
+    assert not (out / "base").exists() and not (out / "sft-lora" / "seed-0").exists()
+    md = (out / "compare.md").read_text()
+    assert "| sft-lora |" in md and "Not finished yet: base/seed-0, base/seed-1, sft-lora/seed-0" in md
+    with pytest.raises(ValueError, match="'dpo-all' is not a method"):
+        run_compare(load_compare_config(path), out, progress=False, methods=["dpo-all"])
+    with pytest.raises(ValueError, match="seed 7 is not in"):
+        run_compare(load_compare_config(path), out, progress=False, seeds=[7])
+
+
+def test_cli_bad_methods_selection_is_a_one_line_error(tmp_path: Path):
+    path = write_compare_config(tmp_path, ["base"])
+    proc = subprocess.run(_aptune("compare", str(path), "--methods", "nope", "--out", str(tmp_path / "o")), env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "'nope' is not a method" in proc.stderr

@@ -300,6 +300,8 @@ def compare_cmd(
     config: Path = typer.Argument(..., help="Compare config YAML (e.g. configs/compare-science.yaml)."),
     quick: bool = typer.Option(False, "--quick", help="Apply the file's `quick:` profile (small, 1 seed)."),
     out: Optional[Path] = typer.Option(None, help="Compare folder (default: runs/<name>[-quick])."),
+    methods: Optional[str] = typer.Option(None, help="Run only these methods (comma-separated names)."),
+    seeds: Optional[str] = typer.Option(None, help="Run only these of the config's seeds (comma-separated)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run baselines and APT (methods x seeds) on one domain; reuse finished runs; write one report."""
@@ -316,7 +318,13 @@ def compare_cmd(
         for row in plan:
             typer.echo(f"  {row['method']}: {row['kind']}, adapter {row['adapter']}, rounds {row['rounds']}, "
                        f"lr {row['lr']:g}, epochs/round {row['epochs']}, batch {row['batch']}")
-        run_compare(loaded, root, on_run=lambda m, s, what: typer.echo(f"[{m} seed {s}] {what}"))
+        only_methods = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        try:
+            only_seeds = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
+        except ValueError:
+            raise ValueError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        run_compare(loaded, root, on_run=lambda m, s, what: typer.echo(f"[{m} seed {s}] {what}"),
+                    methods=only_methods, seeds=only_seeds)
     except TrainingDivergedError as exc:
         _fail(str(exc))
         return

@@ -88,6 +88,7 @@ class APTRun:
         self.dtype = resolve_precision(cfg.precision)
         self.settings = eval_settings(cfg)
         self._tokenizer: Any = None
+        self._judge_lm: tuple[torch.nn.Module, Any] | None = None  # mining.judge_model, loaded once
 
     # ----------------------------------------------------------------- models
     @property
@@ -164,7 +165,11 @@ class APTRun:
         if m.judge != "llm":
             return get_judge(m.judge or "auto")
         if m.judge_model:
-            judge_model, judge_tok = load_model(m.judge_model), load_tokenizer(m.judge_model)
+            if self._judge_lm is None:  # a separate judge never changes: load it once per run
+                self._judge_lm = (load_model(m.judge_model, trust_remote_code=self.cfg.trust_remote_code,
+                                             device=str(device())),
+                                  load_tokenizer(m.judge_model, trust_remote_code=self.cfg.trust_remote_code))
+            judge_model, judge_tok = self._judge_lm
         else:
             judge_model, judge_tok = policy, self.tokenizer
         generate = make_generate_fn(judge_model, judge_tok, dtype=self.dtype)

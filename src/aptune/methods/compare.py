@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,13 +161,27 @@ def run_compare(
     *,
     progress: bool = True,
     on_run: Callable[[str, int, str], None] | None = None,
+    methods: Collection[str] | None = None,
+    seeds: Collection[int] | None = None,
 ) -> list[RunOutcome]:
-    """Run (or reuse, or resume) every (method, seed), then write the compare report."""
+    """Run (or reuse, or resume) every (method, seed), then write the compare report.
+
+    ``methods`` / ``seeds`` run only those of the config's (e.g. one budget at a time, spread over
+    several sessions); the report covers every finished run and lists the rest as not finished."""
     from aptune.provenance import provenance
     from aptune.report.compare_report import write_compare_report
 
     out = Path(out)
     cfg = loaded.config
+    names = [s.label for s in cfg.specs]
+    unknown = sorted(set(methods or ()) - set(names))
+    if unknown:
+        raise ValueError(f"--methods: {unknown[0]!r} is not a method of {loaded.path} (its methods: {', '.join(names)})")
+    strays = sorted(set(seeds or ()) - set(cfg.seeds))
+    if strays:
+        raise ValueError(f"--seeds: seed {strays[0]} is not in {loaded.path}'s seeds {list(cfg.seeds)}")
+    chosen_specs = [s for s in cfg.specs if methods is None or s.label in methods]
+    chosen_seeds = [s for s in cfg.seeds if seeds is None or s in seeds]
     out.mkdir(parents=True, exist_ok=True)
     resolved = cfg.to_dict()
     meta_path = out / "compare.json"
@@ -180,8 +194,8 @@ def run_compare(
 
     # validate every run before any work (data files, model path, run-dir config match)
     runs = {}
-    for spec in cfg.specs:
-        for seed in cfg.seeds:
+    for spec in chosen_specs:
+        for seed in chosen_seeds:
             run = make_run(spec, loaded.run_configs[(spec.label, seed)], run_dir_for(out, spec.label, seed),
                            progress=progress)
             runs[(spec.label, seed)] = run
@@ -200,8 +214,8 @@ def run_compare(
 
     outcomes: list[RunOutcome] = []
     donors: dict[str, Path] = {}
-    order = sorted(cfg.specs, key=lambda s: s.kind != "base")  # base first: its round 0 is shared
-    for seed in cfg.seeds:
+    order = sorted(chosen_specs, key=lambda s: s.kind != "base")  # base first: its round 0 is shared
+    for seed in chosen_seeds:
         for spec in order:
             run = runs[(spec.label, seed)]
             root = run.dir.root
