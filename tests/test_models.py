@@ -26,8 +26,12 @@ def test_forced_precision(precision, expected):
 
 def test_auto_precision_is_bf16_or_fp32_and_bad_value_fails():
     assert resolve_precision("auto") in (torch.bfloat16, torch.float32)
-    if not torch.cuda.is_available():  # on CPUs, auto = bf16 exactly where AMX tiles exist
-        assert (resolve_precision("auto") == torch.bfloat16) == torch.cpu._is_amx_tile_supported()
+    if not torch.cuda.is_available():  # on CPUs: bf16 with AMX tiles, or AVX512-BF16 on AMD; else fp32
+        from aptune.models import cpu_vendor
+
+        fast = torch.cpu._is_amx_tile_supported() or (
+            torch.cpu._is_avx512_bf16_supported() and cpu_vendor() == "AuthenticAMD")
+        assert (resolve_precision("auto") == torch.bfloat16) == fast
     with pytest.raises(ValueError, match="precision must be"):
         resolve_precision("fp16")  # type: ignore[arg-type]
 
