@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from aptune.adapters.config import AdapterConfig
 from aptune.config_loader import load_config
+from aptune.evaluate.generation import Sampling
 from aptune.models import DEFAULT_MODEL, Precision
 from aptune.prompts import MCFormat, Template
 from aptune.train.config import TrainConfig
@@ -75,12 +76,11 @@ class PairsConfig:
     top_p: float = 1.0  # model_sample: nucleus sampling
 
     def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, not {self.samples}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        self.sampling(seed=0)  # the sampling settings check their own ranges
+
+    def sampling(self, seed: int) -> Sampling:
+        """The ``model_sample`` settings as generation takes them."""
+        return Sampling(n=self.samples, temperature=self.temperature, top_p=self.top_p, seed=seed)
 
 
 @dataclass

@@ -233,7 +233,6 @@ class APTRun:
         """Wrong sampled answers for the generative similar cases the model gets right
         (``pairs.similar_negative: model_sample``); None when that rule is not in use."""
         from aptune.apt.negatives import sample_negatives
-        from aptune.evaluate.generation import Sampling
 
         pc = self.cfg.pairs
         if pc.similar_negative != "model_sample":
@@ -242,9 +241,8 @@ class APTRun:
         if not need:
             return {}
         model = self.start_model(round_index)
-        sampling = Sampling(n=pc.samples, temperature=pc.temperature, top_p=pc.top_p, seed=self.cfg.seed + round_index)
-        return sample_negatives(model, self.tokenizer, need, self.settings, self.judge(model), sampling,
-                                dtype=self.dtype, progress=self.progress)
+        return sample_negatives(model, self.tokenizer, need, self.settings, self.judge(model),
+                                pc.sampling(seed=self.cfg.seed + round_index), dtype=self.dtype, progress=self.progress)
 
     def _reference(self, round_index: int, pairs: list[PreferencePair]) -> tuple[dict[str, Any] | None, str]:
         """Precomputed reference log-probs (or None: the trainer uses the disabled adapter)."""
