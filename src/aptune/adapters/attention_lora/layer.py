@@ -90,8 +90,11 @@ class AttnLoraLinear(nn.Module):
             state = CallState(batch, new_len)  # a bare call (no hooked forward): plain causal
         # The rank-space part is tiny (r×r), so it runs outside autocast in the adapter's own
         # dtype: more precise softmax, and measured faster on CPU than bf16 SDPA at head_dim <= 8.
+        source = source.to(self.attn_lora_qkv.weight.dtype)
+        if not torch.is_autocast_enabled(source.device.type):  # no context switch on the fp32 path
+            return self._attend(source, state)
         with torch.autocast(device_type=source.device.type, enabled=False):
-            return self._attend(source.to(self.attn_lora_qkv.weight.dtype), state)
+            return self._attend(source, state)
 
     def _attend(self, source: torch.Tensor, state: CallState) -> torch.Tensor:
         batch, new_len, r = source.shape
