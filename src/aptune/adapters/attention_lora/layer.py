@@ -22,6 +22,11 @@ from aptune.adapters.config import AdapterConfig
 PREFIX = "attn_lora_"
 
 
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype``; a no-op ``.to()`` still costs ~2 µs, and this layer runs per token."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 class AttnLoraLinear(nn.Module):
     """Wraps a linear-like module (``in_features``/``out_features``) with an attention LoRA."""
 
@@ -64,15 +69,19 @@ class AttnLoraLinear(nn.Module):
         result = self.base_layer(x, *args, **kwargs)
         if not self.enabled:
             return result
-        return result + self.delta(x).to(result.dtype)
+        return result + _as(self.delta(x), result.dtype)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The adapter's additive update (alpha/r)·B·combine(z, ẑ) for input x of shape (B, T, d_in)."""
         if x.dim() != 3:
             raise ValueError(f"{self.key}: attention LoRA needs (batch, seq, features) input, got {tuple(x.shape)}")
-        x = self.attn_lora_dropout(x.to(self.attn_lora_A.weight.dtype))
-        z = self.attn_lora_A(x)
-        source = self.attn_lora_A_attn(x) if self.placement == "parallel" else z
+        # F.linear on the submodules' weights, not module calls: on the decode path this layer
+        # runs once per adapted linear and token, and module-call overhead adds up (README, ALoRA).
+        x = _as(x, self.attn_lora_A.weight.dtype)
+        if not isinstance(self.attn_lora_dropout, nn.Identity):
+            x = self.attn_lora_dropout(x)
+        z = F.linear(x, self.attn_lora_A.weight)
+        source = F.linear(x, self.attn_lora_A_attn.weight) if self.placement == "parallel" else z
         attended = self.attend(source)
         if self.combine == "residual":
             mixed = z + attended
@@ -80,7 +89,7 @@ class AttnLoraLinear(nn.Module):
             mixed = z + self.attn_lora_gate * attended
         else:
             mixed = attended
-        return self.attn_lora_B(mixed) * self.scaling
+        return F.linear(mixed, self.attn_lora_B.weight) * self.scaling
 
     def attend(self, source: torch.Tensor) -> torch.Tensor:
         """Causal multi-head attention in rank space, reading/writing the call's rank-space cache."""
@@ -90,7 +99,7 @@ class AttnLoraLinear(nn.Module):
             state = CallState(batch, new_len)  # a bare call (no hooked forward): plain causal
         # The rank-space part is tiny (r×r), so it runs outside autocast in the adapter's own
         # dtype: more precise softmax, and measured faster on CPU than bf16 SDPA at head_dim <= 8.
-        source = source.to(self.attn_lora_qkv.weight.dtype)
+        source = _as(source, self.attn_lora_qkv.weight.dtype)
         if not torch.is_autocast_enabled(source.device.type):  # no context switch on the fp32 path
             return self._attend(source, state)
         with torch.autocast(device_type=source.device.type, enabled=False):
@@ -99,19 +108,19 @@ class AttnLoraLinear(nn.Module):
     def _attend(self, source: torch.Tensor, state: CallState) -> torch.Tensor:
         batch, new_len, r = source.shape
         head_dim = r // self.heads
-        qkv = self.attn_lora_qkv(source).view(batch, new_len, 3, self.heads, head_dim)
+        qkv = F.linear(source, self.attn_lora_qkv.weight).view(batch, new_len, 3, self.heads, head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, head_dim)
         if state.past_len:
             past = state.past.get(self.key)
             if past is None:
                 raise RuntimeError(f"{self.key}: no cached rank-space keys for a continued call")
-            k = torch.cat([past[0].to(k.dtype), k], dim=2)
-            v = torch.cat([past[1].to(v.dtype), v], dim=2)
+            k = torch.cat([_as(past[0], k.dtype), k], dim=2)
+            v = torch.cat([_as(past[1], v.dtype), v], dim=2)
         state.present[self.key] = (k, v)
         mask = state.attention_mask(source.device)
         causal = mask is None and state.past_len == 0 and new_len > 1
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-        return self.attn_lora_o(out.transpose(1, 2).reshape(batch, new_len, r))
+        return F.linear(out.transpose(1, 2).reshape(batch, new_len, r), self.attn_lora_o.weight)
 
     def extra_repr(self) -> str:
         return f"r={self.r}, heads={self.heads}, combine={self.combine}, placement={self.placement}"
