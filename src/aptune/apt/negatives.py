@@ -20,7 +20,7 @@ import torch
 from aptune.data.example import Example
 from aptune.evaluate.generation import Sampling, generate_samples
 from aptune.evaluate.judges import Judge, normalize_answer
-from aptune.evaluate.runner import EvalSettings, context_length
+from aptune.evaluate.runner import EvalSettings, prompt_budget
 from aptune.prompts import render_prompt
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,9 @@ def sample_negatives(
     if not examples:
         return {}
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    limit = context_length(model)
     samples = generate_samples(
         model, tokenizer, prompts, sampling, max_new_tokens=settings.max_new_tokens, dtype=dtype, progress=progress,
-        max_prompt_tokens=None if limit is None else max(limit - settings.max_new_tokens, 1),
+        max_prompt_tokens=prompt_budget(model, settings.max_new_tokens),
     )
     flat = [(ex, text) for ex, texts in zip(examples, samples) for text in texts]
     verdicts = judge.judge_many([ex for ex, _ in flat], [text for _, text in flat])

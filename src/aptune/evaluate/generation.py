@@ -7,6 +7,7 @@ what training later treats as the model's own answer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +134,10 @@ def _generate(
             seq = encoded[i]
             ids[r, width - len(seq) :] = torch.tensor(seq)
             mask[r, width - len(seq) :] = 1
-        with autocast(dtype, device), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # sampling draws from a forked, seeded RNG; greedy decoding needs no RNG at all
+        rng = (torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+               if sampling is not None else contextlib.nullcontext())
+        with autocast(dtype, device), rng:
             if sampling is not None:
                 torch.manual_seed(sampling.seed * 1_000_003 + start)
             out = model.generate(

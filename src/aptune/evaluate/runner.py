@@ -49,6 +49,12 @@ def context_length(model: torch.nn.Module) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
+def prompt_budget(model: torch.nn.Module, max_new_tokens: int) -> int | None:
+    """Prompt tokens that leave room for ``max_new_tokens`` in the model's context (None: unbounded)."""
+    limit = context_length(model)
+    return None if limit is None else max(limit - max_new_tokens, 1)
+
+
 @dataclass
 class ItemResult:
     """One item's outcome: the answer the model gave and whether it is right."""
@@ -135,8 +141,7 @@ def answer_generative(
 
     judge = judge or get_judge(settings.judge or "auto")
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    limit = context_length(model)
-    limit = None if limit is None else max(limit - settings.max_new_tokens, 1)
+    limit = prompt_budget(model, settings.max_new_tokens)
     if limit is not None and settings.too_long == "error":
         for ex, ids in zip(examples, tokenizer(prompts, add_special_tokens=False)["input_ids"]):
             if len(ids) > limit:
