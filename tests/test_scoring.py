@@ -111,3 +111,33 @@ def test_sliding_window_detection():
     assert sliding_window(LlamaConfig()) is None
     assert sliding_window(Qwen2Config(sliding_window=64, use_sliding_window=False)) is None
     assert sliding_window(Qwen2Config(sliding_window=64, use_sliding_window=True, max_window_layers=0)) == 64
+
+
+class _NoKeepLM(torch.nn.Module):
+    """A causal LM whose forward has no ``logits_to_keep`` (custom code, older models)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False):  # noqa: ANN001, ANN201
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=use_cache)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_lm_head_sees_only_the_positions_that_predict_choice_tokens(tokenizer, packed):
+    model = tiny_model("llama")
+    fmt = PromptFormat(template="chat")
+    seen: list[int] = []
+    hook = model.lm_head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[:2].numel()))
+    kept = score_choices(model, tokenizer, ITEMS, fmt, packed=packed, progress=False)
+    kept_positions, seen[:] = sum(seen), []
+    full = score_choices(_NoKeepLM(model), tokenizer, ITEMS, fmt, packed=packed, progress=False)
+    hook.remove()
+    choice_tokens = sum(sum(sc.token_counts) for sc in kept)
+    # every choice token is predicted by one kept position; the prompts' logits are never built
+    assert choice_tokens <= kept_positions < sum(seen) / 2
+    for a, b in zip(kept, full):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)

@@ -13,10 +13,15 @@ reference path used by the tests, and the fallback for modules that cannot take 
 4D mask (they declare ``supports_packed_scoring = False``). Models with sliding-window
 attention (Gemma 3, Mistral) also fall back for items longer than the window: a custom 4D
 mask replaces the model's own masks in every layer, so the window would be lost.
+
+Only the positions that predict a choice token reach the LM head (``logits_to_keep`` with one
+row of positions per sequence): a long prompt's logits are never built, which matters most for
+large vocabularies (Gemma 3: 262k entries, 1 MB of fp32 logits per position).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from aptune.data.example import Example
 from aptune.models import autocast
 from aptune.shapes import bucketed
 from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
+from aptune.train.logprobs import accepts_logits_to_keep
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +115,42 @@ def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, positions: torch.
     """Sum of log p(targets[i] | logits at positions[i]) for one continuation."""
     picked = logits[positions].float().log_softmax(-1)
     return picked.gather(-1, targets[:, None]).sum().item()
+
+
+def _keep_positions(rows: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+    """One (rows, K) index of every position whose logits a row needs, and where each
+    continuation's predictors sit in it. Short rows are padded with position 0 (never read)."""
+    width = max(sum(len(p) for p in row) for row in rows)
+    keep = torch.zeros((len(rows), width), dtype=torch.long)
+    offsets: list[list[torch.Tensor]] = []
+    for r, row in enumerate(rows):
+        start, row_offsets = 0, []
+        for predictors in row:
+            keep[r, start : start + len(predictors)] = predictors
+            row_offsets.append(torch.arange(start, start + len(predictors)))
+            start += len(predictors)
+        offsets.append(row_offsets)
+    return keep, offsets
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_full_logits(model_class: str) -> None:
+    log.warning("%s does not take per-row logits_to_keep; scoring from full logits", model_class)
+
+
+def _kept_logits(model: torch.nn.Module, keep: torch.Tensor, use_keep: bool, **inputs: Any) -> torch.Tensor:
+    """(rows, K, vocab) logits at the ``keep`` positions of each row.
+
+    With ``use_keep`` the LM head sees only those positions; a model whose forward slices
+    ``logits_to_keep`` some other way (the shape says so) is run again and gathered here."""
+    keep = keep.to(next(model.parameters()).device)
+    if use_keep:
+        logits = model(**inputs, logits_to_keep=keep).logits
+        if logits.dim() == 3 and logits.shape[:2] == keep.shape:
+            return logits
+        _warn_full_logits(type(model).__name__)
+    logits = model(**inputs).logits
+    return torch.take_along_dim(logits, keep[..., None], dim=1)
 
 
 def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
@@ -209,6 +251,7 @@ def score_choices(
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sdpa = getattr(model.config, "_attn_implementation", "sdpa") != "eager"
+    use_keep = accepts_logits_to_keep(model)
     encoded = [_encode(ex, tokenizer, fmt, i, max_length, too_long) for i, ex in enumerate(examples)]
     results: list[ChoiceScores | None] = [None] * len(examples)
     was_training = model.training
@@ -220,22 +263,21 @@ def score_choices(
         with autocast(dtype, device):
             if pack:
                 ids, mask, positions, slices = _packed_batch(batch, pad_id, sdpa)
-                logits = model(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    position_ids=positions.to(device),
-                    use_cache=False,
-                ).logits
+                keep, offsets = _keep_positions([[p for p, _ in item] for item in slices])
+                logits = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
+                                      attention_mask=mask.to(device), position_ids=positions.to(device),
+                                      use_cache=False)
                 per_item = [
-                    [_sum_logprobs(logits[r], t.to(device), p.to(device)) for p, t in item]
+                    [_sum_logprobs(logits[r], t.to(device), o.to(device)) for (_, t), o in zip(item, offsets[r])]
                     for r, item in enumerate(slices)
                 ]
             else:
                 ids, attn, flat = _separate_batch(batch, pad_id)
-                logits = model(
-                    input_ids=ids.to(device), attention_mask=attn.to(device), use_cache=False
-                ).logits
-                scores = [_sum_logprobs(logits[r], t.to(device), p.to(device)) for r, (p, t) in enumerate(flat)]
+                keep, offsets = _keep_positions([[p] for p, _ in flat])
+                logits = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
+                                      attention_mask=attn.to(device), use_cache=False)
+                scores = [_sum_logprobs(logits[r], t.to(device), offsets[r][0].to(device))
+                          for r, (_, t) in enumerate(flat)]
                 per_item, k = [], 0
                 for enc in batch:
                     per_item.append(scores[k : k + len(enc.continuations)])
