@@ -277,3 +277,12 @@ def test_cli_bad_methods_selection_is_a_one_line_error(tmp_path: Path):
     proc = subprocess.run(_aptune("compare", str(path), "--methods", "nope", "--out", str(tmp_path / "o")), env=ENV,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "'nope' is not a method" in proc.stderr
+
+
+def test_cli_plan_lists_only_the_selected_methods_and_seeds(tmp_path: Path):
+    path = write_compare_config(tmp_path, ["base", "sft-lora"], seeds=[0, 1])
+    proc = subprocess.run(_aptune("compare", str(path), "--methods", "base", "--seeds", "1", "--out", str(tmp_path / "o")),
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    plan = proc.stdout.split("[base seed 1]")[0]
+    assert "1 methods x seeds [1]" in plan and "  base: base" in plan and "sft-lora:" not in plan

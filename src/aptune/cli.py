@@ -313,16 +313,17 @@ def compare_cmd(
 
         loaded = load_compare_config(config, quick=quick)
         root = out or Path("runs") / (loaded.config.name + ("-quick" if quick else ""))
-        plan = describe(loaded)
-        typer.echo(f"compare {loaded.config.name}: {len(plan)} methods x seeds {loaded.config.seeds} -> {root}")
-        for row in plan:
-            typer.echo(f"  {row['method']}: {row['kind']}, adapter {row['adapter']}, rounds {row['rounds']}, "
-                       f"lr {row['lr']:g}, epochs/round {row['epochs']}, batch {row['batch']}")
         only_methods = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         try:
             only_seeds = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
         except ValueError:
             raise ValueError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        plan = [row for row in describe(loaded) if only_methods is None or row["method"] in only_methods]
+        run_seeds = [s for s in loaded.config.seeds if only_seeds is None or s in only_seeds]
+        typer.echo(f"compare {loaded.config.name}: {len(plan)} methods x seeds {run_seeds} -> {root}")
+        for row in plan:
+            typer.echo(f"  {row['method']}: {row['kind']}, adapter {row['adapter']}, rounds {row['rounds']}, "
+                       f"lr {row['lr']:g}, epochs/round {row['epochs']}, batch {row['batch']}")
         run_compare(loaded, root, on_run=lambda m, s, what: typer.echo(f"[{m} seed {s}] {what}"),
                     methods=only_methods, seeds=only_seeds)
     except TrainingDivergedError as exc:
