@@ -58,3 +58,42 @@ def test_eval_rejects_a_path_that_is_not_a_model(tmp_path: Path):
                    "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert "not a model folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_applies_saved_adapters_in_order(tmp_path: Path):
+    import torch
+
+    from aptune.adapters import AdapterConfig, apply_adapters, attach_adapter, merge_adapter, save_adapter
+    from aptune.data.files import load_file
+    from aptune.evaluate.scoring import score_choices
+    from aptune.models import load_model, load_tokenizer
+    from aptune.prompts import PromptFormat
+
+    model_dir = save_tiny(tmp_path / "model")
+    folders = []
+    base = load_model(model_dir)
+    for i in range(2):  # two "rounds": the first merged, the second trained on top of it
+        lm = attach_adapter(base, AdapterConfig(r=4, alpha=8.0, target_modules="all-linear"))
+        torch.manual_seed(i)
+        for name, p in lm.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.5)  # a trained adapter: B is no longer zero
+        folders.append(save_adapter(lm, tmp_path / f"adapter-{i}"))
+        base = merge_adapter(lm)
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tiny_mc_rows(12, seed=3)))
+    args = ["eval", "--model", model_dir, "--tasks", str(data), "--split", "source", "--precision", "fp32"]
+    proc = _aptune(*args, "--adapter", str(folders[0]), "--adapter", str(folders[1]), "--out", str(tmp_path / "a"))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert read_json(tmp_path / "a" / "metrics.json")["adapters"] == [str(f) for f in folders]
+    got = [r["logprobs"] for r in read_jsonl(tmp_path / "a" / "predictions.jsonl")]
+    examples = load_file(data)
+    expected = apply_adapters(load_model(model_dir), folders)
+    fmt = PromptFormat()
+    want = [list(s.logprobs) for s in score_choices(expected, load_tokenizer(model_dir), examples, fmt, progress=False)]
+    plain = [list(s.logprobs) for s in score_choices(load_model(model_dir), load_tokenizer(model_dir), examples, fmt,
+                                                     progress=False)]
+    assert all(abs(a - b) < 1e-3 for g, w in zip(got, want) for a, b in zip(g, w))
+    assert any(abs(a - b) > 1e-2 for g, p in zip(got, plain) for a, b in zip(g, p))  # the adapters did something
+    bad = _aptune(*args, "--adapter", str(tmp_path), "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2 and "no adapter found" in bad.stderr and "Traceback" not in bad.stderr

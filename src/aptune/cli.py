@@ -105,6 +105,10 @@ def _histogram(hist: dict[int, int]) -> str:
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Option("smollm2-135m", help="Registry name, Hub id or local folder."),
+    adapter: Optional[list[Path]] = typer.Option(
+        None, help="A saved adapter folder (LoRA/PEFT or ALoRA) to apply; repeat for the rounds of a "
+        "merged run, in order (each but the last is merged into the weights).",
+    ),
     tasks: Optional[str] = typer.Option(
         None, help="Comma-separated task names or data files (JSONL/CSV/Parquet)."
     ),
@@ -147,6 +151,10 @@ def eval_cmd(
         started = time.time()
         lm = load_model(model, trust_remote_code=trust_remote_code)
         tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+        if adapter:
+            from aptune.adapters import apply_adapters
+
+            lm = apply_adapters(lm, adapter)
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
@@ -162,6 +170,7 @@ def eval_cmd(
         out,
         extra={
             "model": model,
+            "adapters": [str(a) for a in adapter or ()],
             "split": split,
             "limit": limit,
             "precision": str(dtype).replace("torch.", ""),

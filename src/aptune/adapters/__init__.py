@@ -2,6 +2,7 @@
 
 from aptune.adapters.api import (
     adapter_kind,
+    apply_adapters,
     attach_adapter,
     disabled_adapter,
     load_adapter,
@@ -17,6 +18,7 @@ __all__ = [
     "AdapterMergeError",
     "AttnLoraCacheError",
     "adapter_kind",
+    "apply_adapters",
     "attach_adapter",
     "disabled_adapter",
     "load_adapter",

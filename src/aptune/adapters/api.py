@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -102,6 +102,19 @@ def load_adapter(base_model: nn.Module, folder: str | os.PathLike, trainable: bo
 
         return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
     raise ValueError(f"{folder}: no adapter found (expected {attn_io.CONFIG_NAME} or {PEFT_CONFIG_NAME})")
+
+
+def apply_adapters(base_model: nn.Module, folders: Sequence[str | os.PathLike]) -> nn.Module:
+    """Rebuild a trained model from its base and saved adapters, in training order.
+
+    Each adapter but the last is merged into the weights first (the ``between: merge`` rounds
+    of a run); the last stays attached, so an ALoRA adapter (never mergeable) can be last."""
+    model = base_model
+    for i, folder in enumerate(folders):
+        model = load_adapter(model, folder)
+        if i < len(folders) - 1:
+            model = merge_adapter(model)
+    return model
 
 
 def merge_adapter(model: nn.Module) -> nn.Module:
