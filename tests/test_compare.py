@@ -286,3 +286,9 @@ def test_cli_plan_lists_only_the_selected_methods_and_seeds(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     plan = proc.stdout.split("[base seed 1]")[0]
     assert "1 methods x seeds [1]" in plan and "  base: base" in plan and "sft-lora:" not in plan
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "probes").glob("*.yaml")), ids=lambda p: p.name)
+def test_probe_configs_parse(path: Path):
+    loaded = load_compare_config(path)
+    assert "base" in {s.kind for s in loaded.config.specs} and describe(loaded)
