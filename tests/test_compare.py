@@ -16,7 +16,13 @@ import pytest
 from aptune.io import read_json
 from aptune.methods import load_compare_config, run_compare
 from aptune.methods.compare import describe
-from aptune.report.compare_report import SeedRun, accuracy_and_delta, pareto_front, write_compare_report
+from aptune.report.compare_report import (
+    SeedRun,
+    accuracy_and_delta,
+    loglik_delta,
+    pareto_front,
+    write_compare_report,
+)
 from test_methods import write_compare_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +131,10 @@ def test_html_has_the_table_and_existing_images(compared):
     sft = next(m for m in results["methods"] if m["method"] == "sft-lora")
     assert sft["train"]["steps"] > 0 and sft["train"]["tokens"] > 0 and sft["wall_s"] > 0
     assert sft["domain_majority_baseline"] is not None
+    # the gold-answer likelihood change sits beside accuracy, for every MC item of both views
+    assert "<h2>Likelihood of the gold answers</h2>" in page and "## Likelihood of the gold answers" in md
+    assert base["general_loglik_delta"]["value"] == 0.0
+    assert sft["general_loglik_delta"]["n"] == sft["general"]["n"] and np.isfinite(sft["general_loglik_delta"]["value"])
 
 
 def test_changed_base_config_needs_a_new_folder(compared, tmp_path: Path):
@@ -167,6 +177,19 @@ def test_paired_delta_averages_each_item_over_seeds():
     acc, delta = accuracy_and_delta([s0, s1], "domain")
     assert delta.n == 2 and delta.value == pytest.approx(0.0)
     assert acc.value == pytest.approx(np.mean([1.0, 0.5]))
+
+
+def test_gold_loglik_change_is_paired_and_averaged_over_seeds():
+    """Item x: -2 in seed 0, -4 in seed 1 -> -3; item y (seed 0 only): +1; item z has no after."""
+    s0, s1 = SeedRun("m", 0, Path("."), 1), SeedRun("m", 1, Path("."), 1)
+    s0.loglik_before = {"general": {("general/t", "x"): -5.0, ("general/t", "y"): -3.0, ("general/t", "z"): -1.0}}
+    s0.loglik_after = {"general": {("general/t", "x"): -7.0, ("general/t", "y"): -2.0}}
+    s1.loglik_before = {"general": {("general/t", "x"): -5.0}}
+    s1.loglik_after = {"general": {("general/t", "x"): -9.0}}
+    change = loglik_delta([s0, s1], "general")
+    assert change.n == 2 and change.value == pytest.approx(-1.0)
+    assert change.low <= change.value <= change.high
+    assert loglik_delta([s0], "domain").n == 0 and loglik_delta([s0], "domain").nats() == "–"
 
 
 def test_pareto_front():

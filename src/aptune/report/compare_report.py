@@ -13,7 +13,10 @@ be redrawn at any time, also while runs are missing. For every method:
   over seeds, and the interval resamples items (``paired_bootstrap_delta``);
 - beside every multiple-choice accuracy sits the majority-position baseline (always answering
   the most common gold position of those items) and, for the domain, the predicted-position
-  histogram, so that a position prior cannot pass for a gain.
+  histogram, so that a position prior cannot pass for a gain;
+- beside accuracy, the paired change in the **log-likelihood of the gold answer** (nats per
+  item): a small model's accuracy can hold while its language model degrades, because every
+  choice of an item loses likelihood together. It is the forgetting signal accuracy misses.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class SeedRun:
     after: dict[str, dict[tuple[str, str], bool]] = field(default_factory=dict)
     gold_hist: dict[str, Counter] = field(default_factory=dict)  # "view" and "view/task" -> gold positions
     pred_hist: dict[str, Counter] = field(default_factory=dict)  # of the final model
+    # view -> (task, id) -> log p(gold answer), multiple-choice items, round 0 and final model
+    loglik_before: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+    loglik_after: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
     train: dict[str, float] = field(default_factory=dict)
     train_set: int = 0  # pairs or SFT items, summed over rounds
     rounds_trained: int = 0
@@ -63,6 +69,16 @@ def _correct_by_view(pred_path: Path) -> dict[str, dict[tuple[str, str], bool]]:
     for row in read_jsonl(pred_path):
         view = row["task"].split("/", 1)[0]
         out[view][(row["task"], str(row["id"]))] = bool(row["correct"])
+    return dict(out)
+
+
+def _gold_logliks(pred_path: Path) -> dict[str, dict[tuple[str, str], float]]:
+    """view -> (view-prefixed task, item id) -> summed log-prob of the gold choice (MC items)."""
+    out: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+    for row in read_jsonl(pred_path):
+        logprobs, gold = row.get("logprobs"), row.get("gold")
+        if logprobs and gold is not None:
+            out[row["task"].split("/", 1)[0]][(row["task"], str(row["id"]))] = float(logprobs[gold])
     return dict(out)
 
 
@@ -99,6 +115,8 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
     run = SeedRun(method, seed, root, r)
     run.before = _correct_by_view(root / "round-0" / "eval" / "predictions.jsonl")
     run.after = _correct_by_view(root / f"round-{r}" / "eval" / "predictions.jsonl")
+    run.loglik_before = _gold_logliks(root / "round-0" / "eval" / "predictions.jsonl")
+    run.loglik_after = _gold_logliks(root / f"round-{r}" / "eval" / "predictions.jsonl")
     run.gold_hist = _histograms(read_json(root / "round-0" / "eval" / "metrics.json"), "gold_histogram")
     run.pred_hist = _histograms(read_json(root / f"round-{r}" / "eval" / "metrics.json"), "predicted_histogram")
     totals: Counter = Counter()
@@ -133,6 +151,12 @@ class Stat:
         f = "+.1f" if signed else ".1f"
         return f"{100 * self.value:{f}} [{100 * self.low:{f}}, {100 * self.high:{f}}]"
 
+    def nats(self) -> str:
+        """A log-likelihood change, in nats, with its interval."""
+        if self.n == 0 or np.isnan(self.value):
+            return "–"
+        return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
     def to_dict(self) -> dict[str, float]:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
 
@@ -166,6 +190,21 @@ def accuracy_and_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | 
     acc = bootstrap_mean(after, seed=seed)
     delta = paired_bootstrap_delta(after, before, seed=seed)
     return Stat(acc.value, acc.low, acc.high, len(after)), Stat(delta.value, delta.low, delta.high, len(after))
+
+
+def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Stat:
+    """Paired change of the gold answer's log-likelihood (nats per item) against round 0, each
+    item's change averaged over the seeds that evaluated it; NAN without multiple-choice items."""
+    change: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run in runs:
+        a, b = run.loglik_after.get(view, {}), run.loglik_before.get(view, {})
+        for key in a.keys() & b.keys():
+            change[key].append(a[key] - b[key])
+    if not change:
+        return NAN
+    per_item = [float(np.mean(change[k])) for k in sorted(change)]
+    iv = bootstrap_mean(per_item, seed=seed)
+    return Stat(iv.value, iv.low, iv.high, len(per_item))
 
 
 def _majority(runs: list[SeedRun], key: str) -> float | None:
@@ -217,6 +256,8 @@ class MethodSummary:
     domain_delta: Stat
     general: Stat
     general_delta: Stat
+    domain_loglik_delta: Stat
+    general_loglik_delta: Stat
     general_macro: float
     general_macro_delta: float
     per_task: dict[str, tuple[Stat, Stat]]
@@ -237,6 +278,8 @@ class MethodSummary:
             "method": self.method, "kind": self.kind, "seeds": self.seeds, "finished_runs": self.finished,
             "domain": self.domain.to_dict(), "domain_delta": self.domain_delta.to_dict(),
             "general": self.general.to_dict(), "general_delta": self.general_delta.to_dict(),
+            "domain_loglik_delta": self.domain_loglik_delta.to_dict(),
+            "general_loglik_delta": self.general_loglik_delta.to_dict(),
             "general_macro": self.general_macro, "general_macro_delta": self.general_macro_delta,
             "per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()} for t, (a, d) in self.per_task.items()},
             "domain_per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()}
@@ -271,6 +314,7 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
     return MethodSummary(
         method=method, kind=kind, seeds=[r.seed for r in runs], finished=sum(r.finished for r in runs),
         domain=domain, domain_delta=domain_delta, general=general, general_delta=general_delta,
+        domain_loglik_delta=loglik_delta(runs, "domain"), general_loglik_delta=loglik_delta(runs, "general"),
         general_macro=float(np.mean([a.value for a, _ in valid])) if valid else float("nan"),
         general_macro_delta=float(np.mean([d.value for _, d in valid])) if valid else float("nan"),
         per_task=per_task, domain_per_task=domain_per_task, gci=gci_cells(runs),
@@ -449,6 +493,24 @@ def gci_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+LOGLIK_HEADER = ["method", "Δ domain acc [95% CI]", "Δ domain gold log-lik, nats/item [95% CI]",
+                 "Δ general acc [95% CI]", "Δ general gold log-lik, nats/item [95% CI]", "items (domain / general)"]
+
+
+def loglik_rows(summaries: list[MethodSummary]) -> list[list[str]]:
+    return [[s.method, s.domain_delta.pct(True), s.domain_loglik_delta.nats(), s.general_delta.pct(True),
+             s.general_loglik_delta.nats(), f"{s.domain_loglik_delta.n} / {s.general_loglik_delta.n}"]
+            for s in summaries]
+
+
+LOGLIK_NOTE = (
+    "Paired change in log p(gold answer) — the summed log-probability of the gold choice's tokens, as scored — "
+    "against the untrained model on the same items, averaged over seeds, 95% bootstrap over items. Accuracy only "
+    "asks whether the gold choice still wins; a model can keep that ranking while its language model degrades "
+    "(every choice losing likelihood together), which shows here first."
+)
+
+
 def seed_rows(summaries: list[MethodSummary]) -> list[list[str]]:
     out = []
     for s in summaries:
@@ -538,6 +600,7 @@ def write_compare_report(out: str | Path) -> Path:
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
     if gci:
         md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
+    md += ["## Likelihood of the gold answers", "", LOGLIK_NOTE, "", *_md_table(LOGLIK_HEADER, loglik_rows(summaries)), ""]
     md += ["## Domain tasks", "", *_md_table(dh, dr), ""]
     md += ["## General tasks", "", *_md_table(th, tr), ""]
     md += ["## Cost (per seed)", "", *_md_table(COST_HEADER, cost_rows(summaries, methods)), ""]
@@ -559,6 +622,8 @@ def write_compare_report(out: str | Path) -> Path:
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
         + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
+        + f"<h2>Likelihood of the gold answers</h2><p>{html.escape(LOGLIK_NOTE)}</p>"
+        + _html_table(LOGLIK_HEADER, loglik_rows(summaries))
         + f"<h2>Domain tasks</h2>{_html_table(dh, dr)}"
         + f"<h2>General tasks</h2>{_html_table(th, tr)}"
         + f"<h2>Cost (per seed)</h2>{_html_table(COST_HEADER, cost_rows(summaries, methods))}"
