@@ -97,3 +97,26 @@ def test_eval_applies_saved_adapters_in_order(tmp_path: Path):
     assert any(abs(a - b) > 1e-2 for g, p in zip(got, plain) for a, b in zip(g, p))  # the adapters did something
     bad = _aptune(*args, "--adapter", str(tmp_path), "--out", str(tmp_path / "b"))
     assert bad.returncode == 2 and "no adapter found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_eval_diff_pairs_two_evaluations_item_by_item(tmp_path: Path):
+    from aptune.io import write_jsonl_atomic
+
+    def folder(name, rows):
+        write_jsonl_atomic(tmp_path / name / "predictions.jsonl", rows)
+        return str(tmp_path / name)
+
+    row = lambda t, i, correct, gold_lp: {"task": t, "id": i, "gold": 0, "correct": correct,  # noqa: E731
+                                          "logprobs": [gold_lp, -5.0]}
+    before = folder("before", [row("a", "1", True, -2.0), row("a", "2", False, -6.0), row("b", "1", True, -1.0),
+                               row("b", "9", True, -1.0)])
+    after = folder("after", [row("a", "1", True, -3.0), row("a", "2", True, -4.0), row("b", "1", False, -4.0)])
+    proc = _aptune("eval-diff", before, after)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    lines = {ln.split("│")[1].strip(): ln for ln in proc.stdout.splitlines() if ln.count("│") > 3}
+    assert "+50.0" in lines["a"] and "+0.50" in lines["a"]      # a: 1 of 2 newly right; (-1 + 2) / 2 nats
+    assert "-100.0" in lines["b"] and "-3.00" in lines["b"]
+    assert "+0.0" in lines["all tasks"] and "-0.67" in lines["all tasks"]  # (-1 + 2 - 3) / 3
+    assert "1 items are in only one" in proc.stdout
+    bad = _aptune("eval-diff", before, str(tmp_path))
+    assert bad.returncode == 2 and "no predictions.jsonl" in bad.stderr and "Traceback" not in bad.stderr

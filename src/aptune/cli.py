@@ -215,6 +215,33 @@ def _load_run(config: Optional[Path], run_dir: Optional[Path]):  # noqa: ANN202
     return cfg, run_dir or Path("runs") / cfg.name
 
 
+@app.command("eval-diff")
+def eval_diff_cmd(
+    before: Path = typer.Argument(..., help="An `aptune eval` output folder (e.g. the base model)."),
+    after: Path = typer.Argument(..., help="Another one over the same items (e.g. the trained model)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """Paired change between two evaluations of the same items: accuracy and gold log-likelihood."""
+    from rich.table import Table
+
+    from aptune.evaluate.paired import compare_evals
+
+    try:
+        rows, unmatched = compare_evals(before, after, seed=seed)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"{after} against {before} · paired, 95% bootstrap CI over items")
+    for col in ("task", "n", "acc before %", "acc after %", "Δ acc (points)", "Δ gold log-lik (nats/item)"):
+        table.add_column(col)
+    for r in rows:
+        ll = r.loglik_change.format(scale=1.0, digits=2, signed=True) if r.loglik_change else "–"
+        table.add_row(r.task, str(r.n), r.before.format(), r.after.format(), r.accuracy_change.format(signed=True), ll)
+    _console().print(table)
+    if unmatched:
+        typer.echo(f"{unmatched} items are in only one of the two folders and were left out")
+
+
 @app.command("run")
 def run_cmd(
     config: Optional[Path] = typer.Argument(None, help="Run config YAML (default: the shipped demo)."),

@@ -25,11 +25,9 @@ class Interval:
     high: float
     level: float = 0.95
 
-    def format(self, scale: float = 100.0, digits: int = 1) -> str:
-        return (
-            f"{self.value * scale:.{digits}f} "
-            f"[{self.low * scale:.{digits}f}, {self.high * scale:.{digits}f}]"
-        )
+    def format(self, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+        f = f"{'+' if signed else ''}.{digits}f"
+        return f"{self.value * scale:{f}} [{self.low * scale:{f}}, {self.high * scale:{f}}]"
 
 
 def bootstrap_mean(
