@@ -36,7 +36,8 @@ def _rows(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(str(r["task"]), str(r["id"])): r for r in read_jsonl(path)}
 
 
-def _gold_loglik(row: dict[str, Any]) -> float | None:
+def gold_loglik(row: dict[str, Any]) -> float | None:
+    """log p(gold answer) of one predictions.jsonl row; None for items without choice log-probs."""
     logprobs, gold = row.get("logprobs"), row.get("gold")
     return float(logprobs[gold]) if logprobs and gold is not None else None
 
@@ -44,7 +45,7 @@ def _gold_loglik(row: dict[str, Any]) -> float | None:
 def _paired(task: str, keys: list[tuple[str, str]], a: dict, b: dict, seed: int) -> PairedTask:
     before = [float(b[k]["correct"]) for k in keys]
     after = [float(a[k]["correct"]) for k in keys]
-    lls = [(_gold_loglik(a[k]), _gold_loglik(b[k])) for k in keys]
+    lls = [(gold_loglik(a[k]), gold_loglik(b[k])) for k in keys]
     ll_change = None
     if all(x is not None and y is not None for x, y in lls):
         ll_change = bootstrap_mean([x - y for x, y in lls], seed=seed)  # type: ignore[operator]

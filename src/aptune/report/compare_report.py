@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from aptune.evaluate.metrics import bootstrap_mean, paired_bootstrap_delta
+from aptune.evaluate.paired import gold_loglik
 from aptune.io import read_json, read_jsonl, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,8 @@ def _gold_logliks(pred_path: Path) -> dict[str, dict[tuple[str, str], float]]:
     """view -> (view-prefixed task, item id) -> summed log-prob of the gold choice (MC items)."""
     out: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
     for row in read_jsonl(pred_path):
-        logprobs, gold = row.get("logprobs"), row.get("gold")
-        if logprobs and gold is not None:
-            out[row["task"].split("/", 1)[0]][(row["task"], str(row["id"]))] = float(logprobs[gold])
+        if (loglik := gold_loglik(row)) is not None:
+            out[row["task"].split("/", 1)[0]][(row["task"], str(row["id"]))] = loglik
     return dict(out)
 
 
