@@ -141,3 +141,26 @@ def test_lm_head_sees_only_the_positions_that_predict_choice_tokens(tokenizer, p
     assert choice_tokens <= kept_positions < sum(seen) / 2
     for a, b in zip(kept, full):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
+class _IgnoresKeepLM(_NoKeepLM):
+    """Takes ``logits_to_keep`` but returns every position's logits (a custom forward)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__(inner)
+        self.offered = 0
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, logits_to_keep=0):  # noqa: ANN001, ANN201
+        self.offered += isinstance(logits_to_keep, torch.Tensor)
+        return super().forward(input_ids, attention_mask, position_ids, use_cache)
+
+
+def test_model_that_ignores_logits_to_keep_is_scored_from_full_logits_and_asked_once(tokenizer):
+    model = tiny_model("llama")
+    ignoring = _IgnoresKeepLM(model)
+    fmt = PromptFormat(template="chat")
+    got = score_choices(ignoring, tokenizer, ITEMS, fmt, max_items=1, progress=False)
+    want = score_choices(model, tokenizer, ITEMS, fmt, max_items=1, progress=False)
+    for a, b in zip(got, want):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    assert ignoring.offered == 1  # refused once, then no longer offered (one forward per batch)

@@ -21,7 +21,6 @@ large vocabularies (Gemma 3: 262k entries, 1 MB of fp32 logits per position).
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,13 +132,10 @@ def _keep_positions(rows: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tenso
     return keep, offsets
 
 
-@functools.lru_cache(maxsize=None)
-def _warn_full_logits(model_class: str) -> None:
-    log.warning("%s does not take per-row logits_to_keep; scoring from full logits", model_class)
-
-
-def _kept_logits(model: torch.nn.Module, keep: torch.Tensor, use_keep: bool, **inputs: Any) -> torch.Tensor:
-    """(rows, K, vocab) logits at the ``keep`` positions of each row.
+def _kept_logits(model: torch.nn.Module, keep: torch.Tensor, use_keep: bool,
+                 **inputs: Any) -> tuple[torch.Tensor, bool]:
+    """(rows, K, vocab) logits at the ``keep`` positions of each row, and whether the model took
+    ``logits_to_keep`` (so the caller stops offering it after the first refusal).
 
     With ``use_keep`` the LM head sees only those positions; a model whose forward slices
     ``logits_to_keep`` some other way (the shape says so) is run again and gathered here."""
@@ -147,10 +143,10 @@ def _kept_logits(model: torch.nn.Module, keep: torch.Tensor, use_keep: bool, **i
     if use_keep:
         logits = model(**inputs, logits_to_keep=keep).logits
         if logits.dim() == 3 and logits.shape[:2] == keep.shape:
-            return logits
-        _warn_full_logits(type(model).__name__)
+            return logits, True
+        log.warning("%s does not take per-row logits_to_keep; scoring from full logits", type(model).__name__)
     logits = model(**inputs).logits
-    return torch.take_along_dim(logits, keep[..., None], dim=1)
+    return torch.take_along_dim(logits, keep[..., None], dim=1), False
 
 
 def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
@@ -264,9 +260,9 @@ def score_choices(
             if pack:
                 ids, mask, positions, slices = _packed_batch(batch, pad_id, sdpa)
                 keep, offsets = _keep_positions([[p for p, _ in item] for item in slices])
-                logits = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
-                                      attention_mask=mask.to(device), position_ids=positions.to(device),
-                                      use_cache=False)
+                logits, use_keep = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
+                                                attention_mask=mask.to(device),
+                                                position_ids=positions.to(device), use_cache=False)
                 per_item = [
                     [_sum_logprobs(logits[r], t.to(device), o.to(device)) for (_, t), o in zip(item, offsets[r])]
                     for r, item in enumerate(slices)
@@ -274,8 +270,8 @@ def score_choices(
             else:
                 ids, attn, flat = _separate_batch(batch, pad_id)
                 keep, offsets = _keep_positions([[p] for p, _ in flat])
-                logits = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
-                                      attention_mask=attn.to(device), use_cache=False)
+                logits, use_keep = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
+                                                attention_mask=attn.to(device), use_cache=False)
                 scores = [_sum_logprobs(logits[r], t.to(device), offsets[r][0].to(device))
                           for r, (_, t) in enumerate(flat)]
                 per_item, k = [], 0
