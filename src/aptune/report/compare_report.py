@@ -64,22 +64,20 @@ class SeedRun:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _correct_by_view(pred_path: Path) -> dict[str, dict[tuple[str, str], bool]]:
-    """view -> (view-prefixed task, item id) -> correct."""
-    out: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
-    for row in read_jsonl(pred_path):
-        view = row["task"].split("/", 1)[0]
-        out[view][(row["task"], str(row["id"]))] = bool(row["correct"])
-    return dict(out)
+Views = dict[str, dict[tuple[str, str], Any]]  # view -> (view-prefixed task, item id) -> value
 
 
-def _gold_logliks(pred_path: Path) -> dict[str, dict[tuple[str, str], float]]:
-    """view -> (view-prefixed task, item id) -> summed log-prob of the gold choice (MC items)."""
-    out: dict[str, dict[tuple[str, str], float]] = defaultdict(dict)
+def _read_views(pred_path: Path) -> tuple[Views, Views]:
+    """One pass over a round's predictions: per view, each item's correctness, and the summed
+    log-prob of its gold choice (multiple-choice items only)."""
+    correct: Views = defaultdict(dict)
+    loglik: Views = defaultdict(dict)
     for row in read_jsonl(pred_path):
-        if (loglik := gold_loglik(row)) is not None:
-            out[row["task"].split("/", 1)[0]][(row["task"], str(row["id"]))] = loglik
-    return dict(out)
+        view, key = row["task"].split("/", 1)[0], (row["task"], str(row["id"]))
+        correct[view][key] = bool(row["correct"])
+        if (value := gold_loglik(row)) is not None:
+            loglik[view][key] = value
+    return dict(correct), dict(loglik)
 
 
 def _histograms(metrics: dict[str, Any], key: str) -> dict[str, Counter]:
@@ -113,10 +111,8 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
         return None
     r = final_round(root)
     run = SeedRun(method, seed, root, r)
-    run.before = _correct_by_view(root / "round-0" / "eval" / "predictions.jsonl")
-    run.after = _correct_by_view(root / f"round-{r}" / "eval" / "predictions.jsonl")
-    run.loglik_before = _gold_logliks(root / "round-0" / "eval" / "predictions.jsonl")
-    run.loglik_after = _gold_logliks(root / f"round-{r}" / "eval" / "predictions.jsonl")
+    run.before, run.loglik_before = _read_views(root / "round-0" / "eval" / "predictions.jsonl")
+    run.after, run.loglik_after = _read_views(root / f"round-{r}" / "eval" / "predictions.jsonl")
     run.gold_hist = _histograms(read_json(root / "round-0" / "eval" / "metrics.json"), "gold_histogram")
     run.pred_hist = _histograms(read_json(root / f"round-{r}" / "eval" / "metrics.json"), "predicted_histogram")
     totals: Counter = Counter()
