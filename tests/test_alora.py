@@ -234,6 +234,19 @@ def test_cache_error_on_foreign_past_and_manual_continuation_works(ids) -> None:
         model(ids[:, 8:], past_key_values=other, use_cache=True)
 
 
+def test_cached_forward_reads_no_deprecated_cache_alias(ids, monkeypatch) -> None:
+    """The adapter's hook reads the returned cache under its current name: a user's generate()
+    must not log transformers' `past_key_values` deprecation warning because of aptune."""
+    from transformers.utils import generic
+
+    warned: list[str] = []
+    monkeypatch.setattr(generic.logger, "warning_once", lambda msg, *a, **k: warned.append(msg))
+    model = with_alora("llama", "residual", "bottleneck", 2)
+    randomize(model)
+    model.generate(ids[:, :8], use_cache=True, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert not [m for m in warned if "deprecated" in m]
+
+
 @pytest.mark.parametrize("family, combine, placement, heads", VARIANTS, ids=IDS)
 def test_gradients_reach_only_adapter_parameters(family, combine, placement, heads, ids) -> None:
     model = with_alora(family, combine, placement, heads)

@@ -82,6 +82,17 @@ def _first_present(call: dict[str, Any], *names: str) -> Any:
     return next((call[n] for n in names if call.get(n) is not None), None)
 
 
+def _output_cache(output: Any) -> Any:
+    """The KV cache a forward returned, read under the name its output class declares.
+
+    transformers >= 5.24 calls the field ``cache`` and keeps ``past_key_values`` as an alias that
+    logs a deprecation warning on every read; older versions have only ``past_key_values``.
+    """
+    fields = getattr(output, "__dataclass_fields__", None) or {}
+    name = "past_key_values" if "past_key_values" in fields and "cache" not in fields else "cache"
+    return getattr(output, name, None)
+
+
 def _allowed(mask: torch.Tensor) -> torch.Tensor:
     """A 4-D attention mask as booleans (True = may attend): boolean masks as they are, additive
     float masks (0 where allowed, a large negative number or -inf where not) by their sign."""
@@ -230,9 +241,7 @@ class CallContext:
         state = self.state
         if state is None or not any(self.enabled.values()):
             return
-        past_kv = getattr(output, "past_key_values", None)
-        if past_kv is None:
-            past_kv = getattr(output, "cache", None)
+        past_kv = _output_cache(output)
         if past_kv is None and isinstance(output, tuple) and len(output) > 1:
             past_kv = output[1] if hasattr(output[1], "get_seq_length") else None
         if past_kv is not None:
