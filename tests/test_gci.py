@@ -9,7 +9,9 @@ another would fail.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 from collections import Counter
@@ -30,6 +32,7 @@ from aptune.data.gci import (
     events,
     statutes,
 )
+from aptune.data.gci.common import GCI_SEED, SIZES
 from aptune.data.gci.derived import (
     LEGAL_TERMS,
     is_long_fact_pattern,
@@ -358,3 +361,28 @@ def test_generative_twin_is_scored_by_the_final_number_judge():
     assert judge.name == "final_number"
     assert judge.judge(gen, f"The total is {ex.reference}").correct
     assert not judge.judge(gen, "The total is $1.00").correct
+
+
+#: SHA-256 of every constructed item (all splits at the registered sizes and seed), as dumped by
+#: ``_items_digest``. The committed GCI results were measured on exactly these items: a change to
+#: a generator that alters any item must be deliberate, and must update these digests and rerun
+#: the results in docs/results.md.
+CONSTRUCTED_DIGESTS = {
+    arithmetic: "1edbff7102881b266900707b3e56d093ba2514f085ca5602cda0415e04c6d096",
+    ethics: "847a151cce3b5128b10a27d7340d01c5263949230d7e727bdebe9fc70e2be881",
+    events: "0f481c14919aa37e26669fece886d1c7065f5b5eca0eada50e20f8db58e25dac",
+    statutes: "baf82272a84b13c500e83d366ff24995fc6ebc5a8dfb4aa88f12ad5ec26298a4",
+}
+
+
+def _items_digest(generator) -> str:
+    digest = hashlib.sha256()
+    for split, n in SIZES.items():
+        for ex in generator.generate(split, n, GCI_SEED):
+            digest.update(json.dumps(dataclasses.asdict(ex), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("generator", list(CONSTRUCTED_DIGESTS), ids=lambda g: g.TASK)
+def test_constructed_items_are_the_ones_the_results_were_measured_on(generator) -> None:
+    assert _items_digest(generator) == CONSTRUCTED_DIGESTS[generator]

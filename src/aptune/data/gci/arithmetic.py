@@ -17,10 +17,10 @@ from typing import Any
 
 from aptune.data.example import Example
 from aptune.data.gci.common import (
-    FAMILY,
+    Slot,
     assemble,
     cents,
-    item_rng,
+    generate_cycled,
     money,
     numeric_fallbacks,
     plain_number,
@@ -141,19 +141,19 @@ BUILDERS: dict[str, Callable[[random.Random, str], Built]] = {
 }
 
 
+def _item(slot: Slot) -> Example:
+    b = BUILDERS[slot.kind](slot.rng, slot.family)
+    fmt = money if b["money"] else (lambda v: f"{int(v):,}")
+    wrong = [w for w in b["wrong"] + numeric_fallbacks(b["gold"], slot.rng, b["money"]) if w > 0]
+    return assemble(
+        item_id=slot.item_id("gci-words"), task=slot.task, domain="general", question=b["q"],
+        gold_text=fmt(b["gold"]), distractors=[fmt(w) for w in wrong], gold_position=slot.gold_position,
+        split=slot.split,
+        meta={"group": "reasoning", "view": "general", "kind": slot.kind, "template": f"{slot.kind}/{slot.family}",
+              "params": b["params"], "answer": plain_number(b["gold"]), "answer_type": "number"},
+    )
+
+
 def generate(split: str, n: int, seed: int = 0, task: str = TASK) -> list[Example]:
-    fam = FAMILY[split]
-    out = []
-    for i in range(n):
-        rng = item_rng(seed, task, split, i)
-        kind = KINDS[i % len(KINDS)]
-        b = BUILDERS[kind](rng, fam)
-        fmt = money if b["money"] else (lambda v: f"{int(v):,}")
-        wrong = [w for w in b["wrong"] + numeric_fallbacks(b["gold"], rng, b["money"]) if w > 0]
-        out.append(assemble(
-            item_id=f"gci-words-{split}-{i:05d}", task=task, domain="general", question=b["q"],
-            gold_text=fmt(b["gold"]), distractors=[fmt(w) for w in wrong], gold_position=i // len(KINDS), split=split,
-            meta={"group": "reasoning", "view": "general", "kind": kind, "template": f"{kind}/{fam}",
-                  "params": b["params"], "answer": plain_number(b["gold"]), "answer_type": "number"},
-        ))
-    return out
+    """``n`` word problems of ``split`` (train/dev from the train family, test from the test one)."""
+    return generate_cycled(task, split, n, seed, KINDS, _item)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -33,6 +34,34 @@ CENT = Decimal("0.01")
 def item_rng(seed: int, task: str, split: str, index: int) -> random.Random:
     """The item's own generator (see the module docstring)."""
     return random.Random(f"aptune-gci:{seed}:{task}:{split}:{index}")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One constructed item's place: its index, split, template family, kind, gold position and
+    its own generator. Builders read everything they need from here and nothing else."""
+
+    task: str
+    split: str
+    index: int
+    kind: str
+    gold_position: int
+    rng: random.Random
+
+    @property
+    def family(self) -> str:
+        return FAMILY[self.split]
+
+    def item_id(self, prefix: str) -> str:
+        return f"{prefix}-{self.split}-{self.index:05d}"
+
+
+def generate_cycled(task: str, split: str, n: int, seed: int, kinds: Sequence[str],
+                    build: Callable[[Slot], Example]) -> list[Example]:
+    """``n`` items of ``split``: item ``i`` has kind ``kinds[i % len(kinds)]`` and gold position
+    ``i // len(kinds)``, so kinds alternate and, within a kind, the gold cycles over the slots."""
+    return [build(Slot(task, split, i, kinds[i % len(kinds)], i // len(kinds), item_rng(seed, task, split, i)))
+            for i in range(n)]
 
 
 def cents(value: Decimal | float | str) -> Decimal:

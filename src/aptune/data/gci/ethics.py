@@ -20,7 +20,7 @@ from decimal import Decimal as D
 from typing import Any
 
 from aptune.data.example import Example
-from aptune.data.gci.common import FAMILY, assemble, cents, item_rng, money
+from aptune.data.gci.common import Slot, assemble, cents, generate_cycled, money
 from aptune.data.gci.names import jurisdiction, people
 
 TASK = "gci_ethics_integrated_rules"
@@ -214,20 +214,19 @@ BUILDERS: dict[str, Callable[[random.Random, str], Built]] = {
 }
 
 
+def _item(slot: Slot) -> Example:
+    b = BUILDERS[slot.kind](slot.rng, slot.family)
+    actions, gold = b["actions"], b["gold"]
+    question = f"{b['rule']}\n\nSituation: {b['situation']}\n\nWhich action complies with the rule?"
+    return assemble(
+        item_id=slot.item_id("gci-ethics"), task=slot.task, domain="legal", question=question,
+        gold_text=actions[gold], distractors=[a for j, a in enumerate(actions) if j != gold],
+        gold_position=slot.gold_position, split=slot.split,
+        meta={"group": "ethics", "view": "integrated", "kind": slot.kind, "template": f"{slot.kind}/{slot.family}",
+              "params": b["params"], "calc": b["calc"], "gold_action": gold},
+    )
+
+
 def generate(split: str, n: int, seed: int = 0, task: str = TASK) -> list[Example]:
-    fam = FAMILY[split]
-    out = []
-    for i in range(n):
-        rng = item_rng(seed, task, split, i)
-        kind = KINDS[i % len(KINDS)]
-        b = BUILDERS[kind](rng, fam)
-        actions, gold = b["actions"], b["gold"]
-        question = f"{b['rule']}\n\nSituation: {b['situation']}\n\nWhich action complies with the rule?"
-        out.append(assemble(
-            item_id=f"gci-ethics-{split}-{i:05d}", task=task, domain="legal", question=question,
-            gold_text=actions[gold], distractors=[a for j, a in enumerate(actions) if j != gold],
-            gold_position=i // len(KINDS), split=split,
-            meta={"group": "ethics", "view": "integrated", "kind": kind, "template": f"{kind}/{fam}",
-                  "params": b["params"], "calc": b["calc"], "gold_action": gold},
-        ))
-    return out
+    """``n`` conduct-rule dilemmas of ``split`` (train/dev from the train family, test from the test one)."""
+    return generate_cycled(task, split, n, seed, KINDS, _item)

@@ -19,7 +19,7 @@ from decimal import Decimal as D
 from typing import Any
 
 from aptune.data.example import Example
-from aptune.data.gci.common import FAMILY, assemble, item_rng, long_date, money
+from aptune.data.gci.common import Slot, assemble, generate_cycled, long_date, money
 from aptune.data.gci.names import company, people
 
 TASK = "gci_events_integrated"
@@ -137,23 +137,22 @@ def _question(rng: random.Random, qtype: str, n: dict[str, Any]) -> tuple[str, s
     return q, n["events"][field], [v for k, v in n["events"].items() if k != field], field
 
 
+def _item(slot: Slot) -> Example:
+    story = _narrative(slot.rng, slot.family)
+    question, gold, others, field = _question(slot.rng, slot.kind, story)
+    slot.rng.shuffle(others)
+    if slot.kind == "claim":  # the narrative's own claims first, the pool's claim last
+        own = [c for c in others if c in (story["claims"]["brought"], story["claims"]["withdrawn"], story["claims"]["counter"])]
+        others = own + [c for c in others if c not in own]
+    return assemble(
+        item_id=slot.item_id("gci-events"), task=slot.task, domain="legal", question=question, context=story["text"],
+        gold_text=gold, distractors=others, gold_position=slot.gold_position, split=slot.split,
+        meta={"group": "events", "view": "integrated", "kind": slot.kind, "field": field,
+              "template": f"{story['scenario']}/{slot.family}", "scenario": story["scenario"],
+              "answer": gold, "answer_type": "text"},
+    )
+
+
 def generate(split: str, n: int, seed: int = 0, task: str = TASK) -> list[Example]:
-    fam = FAMILY[split]
-    out = []
-    for i in range(n):
-        rng = item_rng(seed, task, split, i)
-        story = _narrative(rng, fam)
-        qtype = QTYPES[i % len(QTYPES)]
-        question, gold, others, field = _question(rng, qtype, story)
-        rng.shuffle(others)
-        if qtype == "claim":  # the narrative's own claims first, the pool's claim last
-            own = [c for c in others if c in (story["claims"]["brought"], story["claims"]["withdrawn"], story["claims"]["counter"])]
-            others = own + [c for c in others if c not in own]
-        out.append(assemble(
-            item_id=f"gci-events-{split}-{i:05d}", task=task, domain="legal", question=question, context=story["text"],
-            gold_text=gold, distractors=others, gold_position=i // len(QTYPES), split=split,
-            meta={"group": "events", "view": "integrated", "kind": qtype, "field": field,
-                  "template": f"{story['scenario']}/{fam}", "scenario": story["scenario"],
-                  "answer": gold, "answer_type": "text"},
-        ))
-    return out
+    """``n`` case-narrative questions of ``split`` (train/dev from the train family, test from the test one)."""
+    return generate_cycled(task, split, n, seed, QTYPES, _item)

@@ -26,11 +26,11 @@ from typing import Any
 
 from aptune.data.example import Example
 from aptune.data.gci.common import (
-    FAMILY,
+    Slot,
     add_years,
     assemble,
     cents,
-    item_rng,
+    generate_cycled,
     long_date,
     money,
     numeric_fallbacks,
@@ -345,27 +345,25 @@ def _reference(value: D | dt.date, unit: str) -> str:
     return value.isoformat() if isinstance(value, dt.date) else plain_number(value)
 
 
+def _item(slot: Slot) -> Example:
+    built = BUILDERS[slot.kind](slot.rng, slot.family)
+    unit, gold = built["unit"], built["gold"]
+    wrong = list(built["wrong"])
+    if unit == "money":
+        wrong += numeric_fallbacks(gold, slot.rng)
+    else:
+        wrong += [gold + dt.timedelta(days=d) for d in (1, -1, 2, -2, 3)]
+    text = f"{built['statute']}\n\nFacts: {built['facts']}\n\n{built['question']}"
+    return assemble(
+        item_id=slot.item_id("gci-reason"), task=slot.task, domain="legal", question=text,
+        gold_text=_text(gold, unit), distractors=[_text(w, unit) for w in wrong if w != gold],
+        gold_position=slot.gold_position, split=slot.split,
+        meta={"group": "reasoning", "view": "integrated", "kind": slot.kind, "template": f"{slot.kind}/{slot.family}",
+              "params": built["params"], "calc": built["calc"], "answer": _reference(gold, unit),
+              "answer_type": "number" if unit == "money" else "date"},
+    )
+
+
 def generate(split: str, n: int, seed: int = 0, task: str = TASK) -> list[Example]:
     """``n`` items of ``split`` (train/dev use the train family, test the test family)."""
-    fam = FAMILY[split]
-    out = []
-    for i in range(n):
-        rng = item_rng(seed, task, split, i)
-        kind = KINDS[i % len(KINDS)]
-        built = BUILDERS[kind](rng, fam)
-        unit, gold = built["unit"], built["gold"]
-        wrong = list(built["wrong"])
-        if unit == "money":
-            wrong += numeric_fallbacks(gold, rng)
-        else:
-            wrong += [gold + dt.timedelta(days=d) for d in (1, -1, 2, -2, 3)]
-        text = f"{built['statute']}\n\nFacts: {built['facts']}\n\n{built['question']}"
-        out.append(assemble(
-            item_id=f"gci-reason-{split}-{i:05d}", task=task, domain="legal", question=text,
-            gold_text=_text(gold, unit), distractors=[_text(w, unit) for w in wrong if w != gold],
-            gold_position=i // len(KINDS), split=split,
-            meta={"group": "reasoning", "view": "integrated", "kind": kind, "template": f"{kind}/{fam}",
-                  "params": built["params"], "calc": built["calc"], "answer": _reference(gold, unit),
-                  "answer_type": "number" if unit == "money" else "date"},
-        ))
-    return out
+    return generate_cycled(task, split, n, seed, KINDS, _item)
