@@ -245,7 +245,9 @@ def test_report_redraws_while_runs_are_missing(compared, tmp_path: Path):
 def test_gci_table_pools_each_group_view_cell_over_its_tasks():
     """GCI tasks sit in the run's domain view (domain + integrated) and general view. Cell
     reasoning/general pools arith (2 items, both newly right) and words (2 items, unchanged):
-    Δ = (1 + 1 + 0 + 0) / 4 = 0.5; reasoning/integrated: one item lost, one kept: Δ = -0.5."""
+    Δ = (1 + 1 + 0 + 0) / 4 = 0.5; reasoning/integrated: one item lost, one kept: Δ = -0.5.
+    The cell's majority-position baseline pools its tasks' gold positions: arith golds at A, A and
+    words golds at A, B -> always-A is right on 3 of 4 (75%), not either task's own majority."""
     from aptune.report.compare_report import gci_table, summarize
 
     run = SeedRun("m", 0, Path("."), 1)
@@ -261,6 +263,10 @@ def test_gci_table_pools_each_group_view_cell_over_its_tasks():
                              ("general/gci_reasoning_general_arith", "e"): True,
                              ("general/gci_reasoning_general_words", "f"): True,
                              ("general/gci_reasoning_general_words", "g"): False}}
+    run.gold_hist = {"general/gci_reasoning_general_arith": Counter({0: 2}),
+                     "general/gci_reasoning_general_words": Counter({0: 1, 1: 1}),
+                     "domain/gci_reasoning_integrated": Counter({0: 1, 1: 1}),
+                     "domain/gci_ethics_domain": Counter({2: 1})}
     summary = summarize("m", "sft-lora", [run])
     assert set(summary.gci) == {("reasoning", "general"), ("reasoning", "integrated"), ("ethics", "domain")}
     acc, delta = summary.gci[("reasoning", "general")]
@@ -271,7 +277,10 @@ def test_gci_table_pools_each_group_view_cell_over_its_tasks():
     assert header[1:] == ["reasoning / general acc % [95% CI] (Δ)", "reasoning / integrated acc % [95% CI] (Δ)",
                           "ethics / domain acc % [95% CI] (Δ)"]
     assert rows[0][0] == "m" and "(+50.0" in rows[0][1] and "(-50.0" in rows[0][2]
+    assert rows[-2] == ["majority-position baseline", "75.0", "50.0", "100.0"]
     assert rows[-1] == ["items per seed", "4", "2", "1"]
+    assert summary.to_dict()["gci_majority_baseline"] == {"reasoning/general": 0.75, "reasoning/integrated": 0.5,
+                                                          "ethics/domain": 1.0}
     assert summary.domain_per_task["gci_ethics_domain"][1].value == 1.0
 
 

@@ -203,10 +203,13 @@ def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Stat:
     return Stat(iv.value, iv.low, iv.high, len(per_item))
 
 
-def _majority(runs: list[SeedRun], key: str) -> float | None:
+def _majority(runs: list[SeedRun], *keys: str) -> float | None:
+    """Accuracy of always answering the most common gold position of the items under ``keys``
+    (a view, "view/task" names, or several pooled)."""
     hist: Counter = Counter()
     for run in runs:
-        hist.update(run.gold_hist.get(key, Counter()))
+        for key in keys:
+            hist.update(run.gold_hist.get(key, Counter()))
     total = sum(hist.values())
     return max(hist.values()) / total if total else None
 
@@ -226,20 +229,30 @@ def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
     return sorted({k[0] for run in runs for k in run.before.get(view, {})})
 
 
-def gci_cells(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[Stat, Stat]]:
-    """(GCI group, GCI view) -> pooled accuracy and Δ over that cell's tasks, wherever the run
-    evaluated them (a GCI task may sit in the run's domain or general view); empty without GCI tasks."""
+def _gci_cell_tasks(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[str, set[str]]]:
+    """(GCI group, GCI view) -> (the run's view, the "view/task" names it evaluated for that cell);
+    a GCI task may sit in the run's domain or general view; empty without GCI tasks."""
     from aptune.data.gci import GCI_VIEWS
 
     evaluated = {view: set(view_tasks(runs, view)) for view in VIEWS}
-    cells: dict[tuple[str, str], tuple[Stat, Stat]] = {}
+    cells: dict[tuple[str, str], tuple[str, set[str]]] = {}
     for group, views in GCI_VIEWS.items():
         for gci_view, names in views.items():
             for view, present in evaluated.items():
                 wanted = {f"{view}/{name}" for name in names} & present
                 if wanted:
-                    cells[(group, gci_view)] = accuracy_and_delta(runs, view, wanted)
+                    cells[(group, gci_view)] = (view, wanted)
     return cells
+
+
+def gci_cells(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[Stat, Stat]]:
+    """(GCI group, GCI view) -> pooled accuracy and Δ over that cell's tasks."""
+    return {cell: accuracy_and_delta(runs, view, wanted) for cell, (view, wanted) in _gci_cell_tasks(runs).items()}
+
+
+def gci_majority(runs: list[SeedRun]) -> dict[tuple[str, str], float | None]:
+    """(GCI group, GCI view) -> the majority-position baseline of that cell's pooled items."""
+    return {cell: _majority(runs, *sorted(wanted)) for cell, (_, wanted) in _gci_cell_tasks(runs).items()}
 
 
 @dataclass
@@ -259,6 +272,7 @@ class MethodSummary:
     per_task: dict[str, tuple[Stat, Stat]]
     domain_per_task: dict[str, tuple[Stat, Stat]]
     gci: dict[tuple[str, str], tuple[Stat, Stat]]
+    gci_majority: dict[tuple[str, str], float | None]
     domain_majority: float | None
     general_majority: float | None
     task_majority: dict[str, float | None]
@@ -281,6 +295,7 @@ class MethodSummary:
             "domain_per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()}
                                 for t, (a, d) in self.domain_per_task.items()},
             "gci": {f"{g}/{v}": {"acc": a.to_dict(), "delta": d.to_dict()} for (g, v), (a, d) in self.gci.items()},
+            "gci_majority_baseline": {f"{g}/{v}": m for (g, v), m in self.gci_majority.items()},
             "domain_majority_baseline": self.domain_majority, "general_majority_baseline": self.general_majority,
             "task_majority_baseline": self.task_majority, "domain_predicted_positions": self.domain_predicted,
             "train": self.train, "train_set": self.train_set, "rounds_trained": self.rounds_trained,
@@ -313,7 +328,7 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
         domain_loglik_delta=loglik_delta(runs, "domain"), general_loglik_delta=loglik_delta(runs, "general"),
         general_macro=float(np.mean([a.value for a, _ in valid])) if valid else float("nan"),
         general_macro_delta=float(np.mean([d.value for _, d in valid])) if valid else float("nan"),
-        per_task=per_task, domain_per_task=domain_per_task, gci=gci_cells(runs),
+        per_task=per_task, domain_per_task=domain_per_task, gci=gci_cells(runs), gci_majority=gci_majority(runs),
         domain_majority=_majority(runs, "domain"), general_majority=_majority(runs, "general"),
         task_majority={t.split("/", 1)[1]: _majority(runs, t) for t in tasks + domain_tasks},
         domain_predicted=_pred_positions(runs, "domain"),
@@ -485,6 +500,7 @@ def gci_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]
             row.append("–" if not acc.n else f"{acc.pct()} ({100 * d.value:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}])")
         rows.append(row)
     first = summaries[0]
+    rows.append(["majority-position baseline"] + [_pct(first.gci_majority.get(c)) for c in cells])
     rows.append(["items per seed"] + [str(first.gci[c][0].n) if c in first.gci else "–" for c in cells])
     return header, rows
 
