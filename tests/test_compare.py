@@ -19,6 +19,7 @@ from aptune.methods.compare import describe
 from aptune.report.compare_report import (
     SeedRun,
     accuracy_and_delta,
+    load_seed_run,
     loglik_delta,
     pareto_front,
     write_compare_report,
@@ -110,6 +111,26 @@ def test_unfinished_run_resumes_at_its_missing_stage(compared, monkeypatch: pyte
     assert [(o.method, o.seed) for o in outcomes if not o.reused] == [("sft-lora", 1)]
     assert (root / "round-1" / "eval" / "metrics.json").exists()
     assert _train_mtimes(out) == before
+    # Its wall time is the sum of its stages, the training timed in the first invocation included;
+    # the round-0 evaluation it copied from base costs it nothing.
+    stages = read_json(root / "manifest.json")["stages"]
+    assert stages["round-0/eval"]["seconds"] == 0.0 and stages["round-1/train"]["seconds"] > 0
+    run = load_seed_run("sft-lora", 1, root)
+    assert run.wall_s == pytest.approx(sum(st["seconds"] for st in stages.values()))
+    assert not run.wall_partial
+
+
+def test_untimed_resumed_run_reports_its_wall_time_as_a_lower_bound():
+    """Runs from before stages were timed: the marker's wall time covers only the last
+    invocation, which is all of the run unless a stage finished before that invocation began."""
+    from aptune.report.compare_report import run_wall
+
+    marker = {"wall_s": 100.0, "finished": "2026-01-01T12:00:00"}
+    copied = {"finished": "2026-01-01T10:00:00", "copied_from": "base/seed-0"}
+    assert run_wall(marker, {"round-0/eval": copied, "round-1/train": {"finished": "2026-01-01T11:59:00"}}) == (100.0, False)
+    assert run_wall(marker, {"round-0/eval": copied, "round-1/train": {"finished": "2026-01-01T11:00:00"}}) == (100.0, True)
+    timed = {"round-0/eval": {**copied, "seconds": 0.0}, "round-1/train": {"finished": "2026-01-01T11:00:00", "seconds": 70.5}}
+    assert run_wall(marker, timed) == (70.5, False)
 
 
 def test_html_has_the_table_and_existing_images(compared):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ class RunDirError(ValueError):
 @dataclass(frozen=True)
 class RunDir:
     root: Path
+    # When the current stage began (perf_counter): reset by start(), advanced by mark(), so each
+    # stage records its own wall time and a resumed run's stages still add up to its true cost.
+    _clock: list[float] = field(default_factory=lambda: [time.perf_counter()], init=False, repr=False, compare=False)
 
     def round_dir(self, round_index: int) -> Path:
         return self.root / f"round-{round_index}"
@@ -88,6 +91,7 @@ class RunDir:
 
     def start(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
         """Create or reopen the run; a rerun must use the same config (resume, not overwrite)."""
+        self._clock[0] = time.perf_counter()
         self.check_writable()
         barrier()  # every process sees the folder as it was before the main process writes
         exists = self.manifest_path.exists()
@@ -109,13 +113,18 @@ class RunDir:
         barrier()  # under a launcher only the main process wrote: the others wait for it
 
     def mark(self, round_index: int, stage: str, **info: Any) -> None:
-        """Record a finished stage in the manifest (status only; outputs are the truth).
+        """Record a finished stage in the manifest (status only; outputs are the truth), with
+        ``seconds``: the wall time since the previous stage ended or the run (re)started (``info``
+        may set it, for a stage whose work was done elsewhere).
 
         Every stage ends here; under a launcher all processes then wait (``barrier``) until the
         main process has written the stage's files, so the next stage reads them everywhere."""
+        now = time.perf_counter()
+        seconds, self._clock[0] = now - self._clock[0], now
         manifest = read_json(self.manifest_path)
         manifest.setdefault("stages", {})[f"round-{round_index}/{stage}"] = {
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(seconds, 1),
             **info,
         }
         write_json_atomic(self.manifest_path, manifest)

@@ -230,7 +230,8 @@ def run_compare(
                 continue
             if not run.dir.is_done(0, "eval") and key in donors:
                 _copy_round0(donors[key], root)
-                run.dir.mark(0, "eval", copied_from=str(donors[key].relative_to(out)))
+                # the donor paid for this evaluation: it costs this run nothing
+                run.dir.mark(0, "eval", copied_from=str(donors[key].relative_to(out)), seconds=0.0)
             if on_run:
                 on_run(spec.label, seed, "running")
             t0 = time.perf_counter()

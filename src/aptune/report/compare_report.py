@@ -21,6 +21,7 @@ be redrawn at any time, also while runs are missing. For every method:
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 from collections import Counter, defaultdict
@@ -60,6 +61,7 @@ class SeedRun:
     train_set: int = 0  # pairs or SFT items, summed over rounds
     rounds_trained: int = 0
     wall_s: float | None = None
+    wall_partial: bool = False  # resumed, and the earlier invocations were not timed: a lower bound
     finished: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -127,8 +129,27 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
     marker = root / "compare_run.json"
     if marker.exists():
         run.finished = True
-        run.wall_s = float(read_json(marker)["wall_s"])
+        run.wall_s, run.wall_partial = run_wall(read_json(marker), manifest.get("stages", {}))
     return run
+
+
+def run_wall(marker: dict[str, Any], stages: dict[str, dict[str, Any]]) -> tuple[float, bool]:
+    """A finished run's wall time, and whether that figure misses part of the run.
+
+    Stages record their own ``seconds``, so a run resumed over several invocations still sums to
+    its whole cost. Runs from before stages were timed have only the last invocation's wall time
+    (``compare_run.json``); when some stage finished before that invocation began, the run was
+    resumed and the figure is a lower bound."""
+    if stages and all("seconds" in st for st in stages.values()):
+        return float(sum(st["seconds"] for st in stages.values())), False
+    wall = float(marker["wall_s"])
+    try:
+        began = dt.datetime.fromisoformat(marker["finished"]) - dt.timedelta(seconds=wall + 1)
+        earlier = [dt.datetime.fromisoformat(st["finished"]) for st in stages.values()
+                   if "copied_from" not in st and "finished" in st]
+    except (KeyError, ValueError):
+        return wall, False
+    return wall, any(t < began for t in earlier)
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -281,6 +302,7 @@ class MethodSummary:
     train_set: int
     rounds_trained: int
     wall_s: float
+    wall_partial: bool  # some seed's wall time misses an untimed earlier invocation (lower bound)
     per_seed: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,7 +321,7 @@ class MethodSummary:
             "domain_majority_baseline": self.domain_majority, "general_majority_baseline": self.general_majority,
             "task_majority_baseline": self.task_majority, "domain_predicted_positions": self.domain_predicted,
             "train": self.train, "train_set": self.train_set, "rounds_trained": self.rounds_trained,
-            "wall_s": self.wall_s, "per_seed": self.per_seed,
+            "wall_s": self.wall_s, "wall_partial": self.wall_partial, "per_seed": self.per_seed,
         }
 
 
@@ -318,7 +340,7 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
         g, gd = accuracy_and_delta([run], "general")
         per_seed.append({"seed": run.seed, "final_round": run.final_round, "domain": d.to_dict(),
                          "domain_delta": dd.to_dict(), "general": g.to_dict(), "general_delta": gd.to_dict(),
-                         "train": run.train, "wall_s": run.wall_s})
+                         "train": run.train, "wall_s": run.wall_s, "wall_partial": run.wall_partial})
     train: Counter = Counter()
     for run in runs:
         train.update(run.train)
@@ -337,6 +359,7 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
         train_set=round(sum(r.train_set for r in runs) / n_seeds),
         rounds_trained=max((r.rounds_trained for r in runs), default=0),
         wall_s=sum(r.wall_s or 0.0 for r in runs) / n_seeds,
+        wall_partial=any(r.wall_partial for r in runs),
         per_seed=per_seed,
     )
 
@@ -523,6 +546,13 @@ LOGLIK_NOTE = (
 )
 
 
+def _wall(seconds: float | None, partial: bool) -> str:
+    """Wall seconds; "≥" marks a lower bound (a resumed run whose earlier part was not timed)."""
+    if not seconds:
+        return "–"
+    return f"≥{seconds:.0f}" if partial else f"{seconds:.0f}"
+
+
 def seed_rows(summaries: list[MethodSummary]) -> list[list[str]]:
     out = []
     for s in summaries:
@@ -530,7 +560,7 @@ def seed_rows(summaries: list[MethodSummary]) -> list[list[str]]:
             st = lambda d, signed=False: Stat(**d).pct(signed)  # noqa: E731
             out.append([s.method, str(ps["seed"]), str(ps["final_round"]), st(ps["domain"]), st(ps["domain_delta"], True),
                         st(ps["general"]), st(ps["general_delta"], True),
-                        str(int(ps["train"].get("steps", 0))), f"{ps['wall_s']:.0f}" if ps["wall_s"] else "–"])
+                        str(int(ps["train"].get("steps", 0))), _wall(ps["wall_s"], ps.get("wall_partial", False))])
     return out
 
 
@@ -548,7 +578,7 @@ def cost_rows(summaries: list[MethodSummary], methods: list[dict[str, Any]]) -> 
         out.append([s.method, s.kind, m.get("adapter", "–"), f"{tr.get('lr', float('nan')):g}" if tr else "–",
                     str(tr.get("epochs", "–")), str(tr.get("batch_size", 0) * tr.get("grad_accum", 1)) if tr else "–",
                     str(s.rounds_trained), str(s.train_set), f"{t.get('examples', 0):.0f}", f"{t.get('tokens', 0):,.0f}",
-                    f"{t.get('steps', 0):.0f}", f"{t.get('train_s', 0):.0f}", f"{s.wall_s:.0f}" if s.wall_s else "–"])
+                    f"{t.get('steps', 0):.0f}", f"{t.get('train_s', 0):.0f}", _wall(s.wall_s, s.wall_partial)])
     return out
 
 
@@ -568,7 +598,9 @@ NOTES = (
     "on the same items, each item's change averaged over seeds, 95% percentile bootstrap over items. "
     "Majority-pos = accuracy of always answering the most common gold position of those items. "
     "Cost columns are per seed (mean over seeds), summed over the rounds that trained (rolled-back rounds included); "
-    "examples/tokens count every epoch and, for preference methods, both sides of each pair."
+    "examples/tokens count every epoch and, for preference methods, both sides of each pair. "
+    "Run wall time sums the run's own stages (a shared round-0 evaluation is charged to the run that did it); "
+    "≥ marks a run resumed before stages were timed, whose figure covers only its last invocation."
 )
 
 
