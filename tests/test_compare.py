@@ -16,14 +16,10 @@ import pytest
 from aptune.io import read_json
 from aptune.methods import load_compare_config, run_compare
 from aptune.methods.compare import describe
-from aptune.report.compare_report import (
-    SeedRun,
-    accuracy_and_delta,
-    load_seed_run,
-    loglik_delta,
-    pareto_front,
-    write_compare_report,
-)
+from aptune.report.compare_plots import pareto_front
+from aptune.report.compare_report import write_compare_report
+from aptune.report.compare_runs import SeedRun, load_seed_run
+from aptune.report.compare_stats import accuracy_and_delta, loglik_delta
 from test_methods import write_compare_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +119,7 @@ def test_unfinished_run_resumes_at_its_missing_stage(compared, monkeypatch: pyte
 def test_untimed_resumed_run_reports_its_wall_time_as_a_lower_bound():
     """Runs from before stages were timed: the marker's wall time covers only the last
     invocation, which is all of the run unless a stage finished before that invocation began."""
-    from aptune.report.compare_report import run_wall
+    from aptune.report.compare_runs import run_wall
 
     marker = {"wall_s": 100.0, "finished": "2026-01-01T12:00:00"}
     copied = {"finished": "2026-01-01T10:00:00", "copied_from": "base/seed-0"}
@@ -269,7 +265,8 @@ def test_gci_table_pools_each_group_view_cell_over_its_tasks():
     Δ = (1 + 1 + 0 + 0) / 4 = 0.5; reasoning/integrated: one item lost, one kept: Δ = -0.5.
     The cell's majority-position baseline pools its tasks' gold positions: arith golds at A, A and
     words golds at A, B -> always-A is right on 3 of 4 (75%), not either task's own majority."""
-    from aptune.report.compare_report import gci_table, summarize
+    from aptune.report.compare_report import gci_table
+    from aptune.report.compare_stats import summarize
 
     run = SeedRun("m", 0, Path("."), 1)
     run.before = {"domain": {("domain/gci_reasoning_integrated", "a"): True, ("domain/gci_reasoning_integrated", "b"): True,

@@ -1,0 +1,133 @@
+"""One finished (method, seed) run of ``aptune compare``, read back from its run directory.
+
+The report never holds a model: everything it shows comes from the files a run wrote —
+round 0's and the final round's ``eval/predictions.jsonl`` (each item's correctness and gold
+log-likelihood), ``eval/metrics.json`` (gold and predicted position histograms),
+``train/train_result.json`` (cost), ``manifest.json`` (stage records) and ``compare_run.json``
+(the marker that the run finished).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aptune.evaluate.paired import gold_loglik
+from aptune.io import read_json, read_jsonl
+
+#: The two views every compare run evaluates.
+VIEWS = ("domain", "general")
+
+
+@dataclass
+class SeedRun:
+    """One (method, seed) run directory, reduced to what the report needs."""
+
+    method: str
+    seed: int
+    root: Path
+    final_round: int
+    # view -> (task, id) -> correct, for round 0 and for the final model
+    before: dict[str, dict[tuple[str, str], bool]] = field(default_factory=dict)
+    after: dict[str, dict[tuple[str, str], bool]] = field(default_factory=dict)
+    gold_hist: dict[str, Counter] = field(default_factory=dict)  # "view" and "view/task" -> gold positions
+    pred_hist: dict[str, Counter] = field(default_factory=dict)  # of the final model
+    # view -> (task, id) -> log p(gold answer), multiple-choice items, round 0 and final model
+    loglik_before: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+    loglik_after: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+    train: dict[str, float] = field(default_factory=dict)
+    train_set: int = 0  # pairs or SFT items, summed over rounds
+    rounds_trained: int = 0
+    wall_s: float | None = None
+    wall_partial: bool = False  # resumed, and the earlier invocations were not timed: a lower bound
+    finished: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+Views = dict[str, dict[tuple[str, str], Any]]  # view -> (view-prefixed task, item id) -> value
+
+
+def _read_views(pred_path: Path) -> tuple[Views, Views]:
+    """One pass over a round's predictions: per view, each item's correctness, and the summed
+    log-prob of its gold choice (multiple-choice items only)."""
+    correct: Views = defaultdict(dict)
+    loglik: Views = defaultdict(dict)
+    for row in read_jsonl(pred_path):
+        view, key = row["task"].split("/", 1)[0], (row["task"], str(row["id"]))
+        correct[view][key] = bool(row["correct"])
+        if (value := gold_loglik(row)) is not None:
+            loglik[view][key] = value
+    return dict(correct), dict(loglik)
+
+
+def _histograms(metrics: dict[str, Any], key: str) -> dict[str, Counter]:
+    out: dict[str, Counter] = {}
+    for task, tm in metrics.get("tasks", {}).items():
+        pos = tm.get("positions")
+        if not pos:
+            continue
+        hist = Counter({int(k): v for k, v in pos[key].items()})
+        out[task] = hist
+        out.setdefault(task.split("/", 1)[0], Counter()).update(hist)
+    return out
+
+
+def final_round(root: Path) -> int:
+    """The last round that was accepted and evaluated; 0 when there is none."""
+    best = 0
+    for rd in root.glob("round-*"):
+        r = rd.name.split("-", 1)[1]
+        if not r.isdigit() or int(r) == 0:
+            continue
+        decision, metrics = rd / "decision.json", rd / "eval" / "metrics.json"
+        if decision.exists() and metrics.exists() and read_json(decision).get("accepted"):
+            best = max(best, int(r))
+    return best
+
+
+def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
+    """None until the run has finished (``compare_run.json``): a half-done run is no result."""
+    if not (root / "compare_run.json").exists() or not (root / "round-0" / "eval" / "metrics.json").exists():
+        return None
+    r = final_round(root)
+    run = SeedRun(method, seed, root, r)
+    run.before, run.loglik_before = _read_views(root / "round-0" / "eval" / "predictions.jsonl")
+    run.after, run.loglik_after = _read_views(root / f"round-{r}" / "eval" / "predictions.jsonl")
+    run.gold_hist = _histograms(read_json(root / "round-0" / "eval" / "metrics.json"), "gold_histogram")
+    run.pred_hist = _histograms(read_json(root / f"round-{r}" / "eval" / "metrics.json"), "predicted_histogram")
+    totals: Counter = Counter()
+    for result in sorted(root.glob("round-*/train/train_result.json")):
+        tr = read_json(result)
+        totals.update({"steps": tr["steps"], "examples": tr["examples"], "tokens": tr["tokens"], "train_s": tr["wall_s"]})
+        run.rounds_trained += 1
+    run.train = dict(totals)
+    manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
+    run.provenance = manifest.get("provenance", {})
+    run.train_set = sum(int(v.get("pairs", 0)) for k, v in manifest.get("stages", {}).items() if k.endswith("/pairs"))
+    marker = root / "compare_run.json"
+    if marker.exists():
+        run.finished = True
+        run.wall_s, run.wall_partial = run_wall(read_json(marker), manifest.get("stages", {}))
+    return run
+
+
+def run_wall(marker: dict[str, Any], stages: dict[str, dict[str, Any]]) -> tuple[float, bool]:
+    """A finished run's wall time, and whether that figure misses part of the run.
+
+    Stages record their own ``seconds``, so a run resumed over several invocations still sums to
+    its whole cost. Runs from before stages were timed have only the last invocation's wall time
+    (``compare_run.json``); when some stage finished before that invocation began, the run was
+    resumed and the figure is a lower bound."""
+    if stages and all("seconds" in st for st in stages.values()):
+        return float(sum(st["seconds"] for st in stages.values())), False
+    wall = float(marker["wall_s"])
+    try:
+        began = dt.datetime.fromisoformat(marker["finished"]) - dt.timedelta(seconds=wall + 1)
+        earlier = [dt.datetime.fromisoformat(st["finished"]) for st in stages.values()
+                   if "copied_from" not in st and "finished" in st]
+    except (KeyError, ValueError):
+        return wall, False
+    return wall, any(t < began for t in earlier)

@@ -1,0 +1,256 @@
+"""Per-method summaries of a compare folder: accuracies, paired changes and baselines.
+
+For every method:
+
+- the **final model** is its last accepted round (round 0 for ``base``, or when no round was
+  accepted); every round that trained counts towards its cost;
+- domain held-out and general accuracy pool all items of the view over all seeds; the 95%
+  interval is a percentile bootstrap over items, each item's correctness averaged over the
+  seeds that evaluated it;
+- Δ against ``base`` is paired: for each seed, the final model and that run's round 0 (the
+  untrained model, on the same items) are compared item by item; an item's change is averaged
+  over seeds, and the interval resamples items (``paired_bootstrap_delta``);
+- beside every multiple-choice accuracy sits the majority-position baseline (always answering
+  the most common gold position of those items) and, for the domain, the predicted-position
+  histogram, so that a position prior cannot pass for a gain;
+- beside accuracy, the paired change in the **log-likelihood of the gold answer** (nats per
+  item): a small model's accuracy can hold while its language model degrades, because every
+  choice of an item loses likelihood together. It is the forgetting signal accuracy misses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aptune.evaluate.metrics import bootstrap_mean, paired_bootstrap_delta
+from aptune.io import read_json
+from aptune.report.compare_runs import VIEWS, SeedRun, load_seed_run
+
+
+@dataclass
+class Stat:
+    """An accuracy or change pooled over seeds: value and 95% interval (fractions), n items."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def pct(self, signed: bool = False) -> str:
+        if self.n == 0 or np.isnan(self.value):
+            return "–"
+        f = "+.1f" if signed else ".1f"
+        return f"{100 * self.value:{f}} [{100 * self.low:{f}}, {100 * self.high:{f}}]"
+
+    def nats(self) -> str:
+        """A log-likelihood change, in nats, with its interval."""
+        if self.n == 0 or np.isnan(self.value):
+            return "–"
+        return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+
+    def to_dict(self) -> dict[str, float]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+
+
+NAN = Stat(float("nan"), float("nan"), float("nan"), 0)
+
+
+def _item_means(runs: list[SeedRun], view: str, tasks: Collection[str] | None = None) -> tuple[list[float], list[float]]:
+    """Per item (keys in both round 0 and the final model of a seed): after and before,
+    each averaged over the seeds that evaluated the item; items in sorted key order.
+    ``tasks`` (view-prefixed names, e.g. ``general/piqa``) keeps only those tasks' items."""
+    after: dict[tuple[str, str], list[float]] = defaultdict(list)
+    before: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run in runs:
+        a, b = run.after.get(view, {}), run.before.get(view, {})
+        for key in a.keys() & b.keys():
+            if tasks is None or key[0] in tasks:
+                after[key].append(float(a[key]))
+                before[key].append(float(b[key]))
+    keys = sorted(after)
+    return [float(np.mean(after[k])) for k in keys], [float(np.mean(before[k])) for k in keys]
+
+
+def accuracy_and_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | str | None = None,
+                       seed: int = 0) -> tuple[Stat, Stat]:
+    """Pooled accuracy of the final models and its paired change against round 0 (same items);
+    ``tasks``: one view-prefixed task name or several, pooled (default: the whole view)."""
+    after, before = _item_means(runs, view, {tasks} if isinstance(tasks, str) else tasks)
+    if not after:
+        return NAN, NAN
+    acc = bootstrap_mean(after, seed=seed)
+    delta = paired_bootstrap_delta(after, before, seed=seed)
+    return Stat(acc.value, acc.low, acc.high, len(after)), Stat(delta.value, delta.low, delta.high, len(after))
+
+
+def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Stat:
+    """Paired change of the gold answer's log-likelihood (nats per item) against round 0, each
+    item's change averaged over the seeds that evaluated it; NAN without multiple-choice items."""
+    change: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run in runs:
+        a, b = run.loglik_after.get(view, {}), run.loglik_before.get(view, {})
+        for key in a.keys() & b.keys():
+            change[key].append(a[key] - b[key])
+    if not change:
+        return NAN
+    per_item = [float(np.mean(change[k])) for k in sorted(change)]
+    iv = bootstrap_mean(per_item, seed=seed)
+    return Stat(iv.value, iv.low, iv.high, len(per_item))
+
+
+def _majority(runs: list[SeedRun], *keys: str) -> float | None:
+    """Accuracy of always answering the most common gold position of the items under ``keys``
+    (a view, "view/task" names, or several pooled)."""
+    hist: Counter = Counter()
+    for run in runs:
+        for key in keys:
+            hist.update(run.gold_hist.get(key, Counter()))
+    total = sum(hist.values())
+    return max(hist.values()) / total if total else None
+
+
+def _pred_positions(runs: list[SeedRun], key: str) -> str:
+    hist: Counter = Counter()
+    for run in runs:
+        hist.update(run.pred_hist.get(key, Counter()))
+    total = sum(hist.values())
+    if not total:
+        return "–"
+    return " ".join(f"{chr(65 + k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
+
+
+def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
+    """The view-prefixed task names the runs evaluated in ``view`` (e.g. ``general/piqa``)."""
+    return sorted({k[0] for run in runs for k in run.before.get(view, {})})
+
+
+def _gci_cell_tasks(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[str, set[str]]]:
+    """(GCI group, GCI view) -> (the run's view, the "view/task" names it evaluated for that cell);
+    a GCI task may sit in the run's domain or general view; empty without GCI tasks."""
+    from aptune.data.gci import GCI_VIEWS
+
+    evaluated = {view: set(view_tasks(runs, view)) for view in VIEWS}
+    cells: dict[tuple[str, str], tuple[str, set[str]]] = {}
+    for group, views in GCI_VIEWS.items():
+        for gci_view, names in views.items():
+            for view, present in evaluated.items():
+                wanted = {f"{view}/{name}" for name in names} & present
+                if wanted:
+                    cells[(group, gci_view)] = (view, wanted)
+    return cells
+
+
+def gci_cells(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[Stat, Stat]]:
+    """(GCI group, GCI view) -> pooled accuracy and Δ over that cell's tasks."""
+    return {cell: accuracy_and_delta(runs, view, wanted) for cell, (view, wanted) in _gci_cell_tasks(runs).items()}
+
+
+def gci_majority(runs: list[SeedRun]) -> dict[tuple[str, str], float | None]:
+    """(GCI group, GCI view) -> the majority-position baseline of that cell's pooled items."""
+    return {cell: _majority(runs, *sorted(wanted)) for cell, (_, wanted) in _gci_cell_tasks(runs).items()}
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    kind: str
+    seeds: list[int]
+    finished: int
+    domain: Stat
+    domain_delta: Stat
+    general: Stat
+    general_delta: Stat
+    domain_loglik_delta: Stat
+    general_loglik_delta: Stat
+    general_macro: float
+    general_macro_delta: float
+    per_task: dict[str, tuple[Stat, Stat]]
+    domain_per_task: dict[str, tuple[Stat, Stat]]
+    gci: dict[tuple[str, str], tuple[Stat, Stat]]
+    gci_majority: dict[tuple[str, str], float | None]
+    domain_majority: float | None
+    general_majority: float | None
+    task_majority: dict[str, float | None]
+    domain_predicted: str
+    train: dict[str, float]
+    train_set: int
+    rounds_trained: int
+    wall_s: float
+    wall_partial: bool  # some seed's wall time misses an untimed earlier invocation (lower bound)
+    per_seed: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "kind": self.kind, "seeds": self.seeds, "finished_runs": self.finished,
+            "domain": self.domain.to_dict(), "domain_delta": self.domain_delta.to_dict(),
+            "general": self.general.to_dict(), "general_delta": self.general_delta.to_dict(),
+            "domain_loglik_delta": self.domain_loglik_delta.to_dict(),
+            "general_loglik_delta": self.general_loglik_delta.to_dict(),
+            "general_macro": self.general_macro, "general_macro_delta": self.general_macro_delta,
+            "per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()} for t, (a, d) in self.per_task.items()},
+            "domain_per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()}
+                                for t, (a, d) in self.domain_per_task.items()},
+            "gci": {f"{g}/{v}": {"acc": a.to_dict(), "delta": d.to_dict()} for (g, v), (a, d) in self.gci.items()},
+            "gci_majority_baseline": {f"{g}/{v}": m for (g, v), m in self.gci_majority.items()},
+            "domain_majority_baseline": self.domain_majority, "general_majority_baseline": self.general_majority,
+            "task_majority_baseline": self.task_majority, "domain_predicted_positions": self.domain_predicted,
+            "train": self.train, "train_set": self.train_set, "rounds_trained": self.rounds_trained,
+            "wall_s": self.wall_s, "wall_partial": self.wall_partial, "per_seed": self.per_seed,
+        }
+
+
+def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
+    domain, domain_delta = accuracy_and_delta(runs, "domain")
+    general, general_delta = accuracy_and_delta(runs, "general")
+    tasks = view_tasks(runs, "general")
+    per_task = {t.split("/", 1)[1]: accuracy_and_delta(runs, "general", t) for t in tasks}
+    domain_tasks = view_tasks(runs, "domain")
+    domain_per_task = {t.split("/", 1)[1]: accuracy_and_delta(runs, "domain", t) for t in domain_tasks}
+    valid = [(a, d) for a, d in per_task.values() if a.n]
+    n_seeds = max(len(runs), 1)
+    per_seed = []
+    for run in runs:
+        d, dd = accuracy_and_delta([run], "domain")
+        g, gd = accuracy_and_delta([run], "general")
+        per_seed.append({"seed": run.seed, "final_round": run.final_round, "domain": d.to_dict(),
+                         "domain_delta": dd.to_dict(), "general": g.to_dict(), "general_delta": gd.to_dict(),
+                         "train": run.train, "wall_s": run.wall_s, "wall_partial": run.wall_partial})
+    train: Counter = Counter()
+    for run in runs:
+        train.update(run.train)
+    return MethodSummary(
+        method=method, kind=kind, seeds=[r.seed for r in runs], finished=sum(r.finished for r in runs),
+        domain=domain, domain_delta=domain_delta, general=general, general_delta=general_delta,
+        domain_loglik_delta=loglik_delta(runs, "domain"), general_loglik_delta=loglik_delta(runs, "general"),
+        general_macro=float(np.mean([a.value for a, _ in valid])) if valid else float("nan"),
+        general_macro_delta=float(np.mean([d.value for _, d in valid])) if valid else float("nan"),
+        per_task=per_task, domain_per_task=domain_per_task, gci=gci_cells(runs), gci_majority=gci_majority(runs),
+        domain_majority=_majority(runs, "domain"), general_majority=_majority(runs, "general"),
+        task_majority={t.split("/", 1)[1]: _majority(runs, t) for t in tasks + domain_tasks},
+        domain_predicted=_pred_positions(runs, "domain"),
+        # cost per seed (mean over seeds), so methods with different seed counts compare
+        train={k: v / n_seeds for k, v in train.items()},
+        train_set=round(sum(r.train_set for r in runs) / n_seeds),
+        rounds_trained=max((r.rounds_trained for r in runs), default=0),
+        wall_s=sum(r.wall_s or 0.0 for r in runs) / n_seeds,
+        wall_partial=any(r.wall_partial for r in runs),
+        per_seed=per_seed,
+    )
+
+
+def collect(out: Path) -> tuple[dict[str, Any], list[MethodSummary], list[SeedRun]]:
+    meta = read_json(out / "compare.json")
+    summaries, all_runs = [], []
+    for m in meta["methods"]:
+        runs = [r for seed in meta["seeds"]
+                if (r := load_seed_run(m["name"], seed, out / m["name"] / f"seed-{seed}")) is not None]
+        all_runs += runs
+        if runs:
+            summaries.append(summarize(m["name"], m["kind"], runs))
+    return meta, summaries, all_runs
