@@ -109,3 +109,24 @@ def test_two_processes_match_one(tmp_path: Path):
     for path in two.rglob("*.json*"):
         read_jsonl(path) if path.suffix == ".jsonl" else read_json(path)
     assert (two / "report.md").exists()
+
+
+def test_stage_skip_decision_is_taken_before_processes_sync(tmp_path: Path, monkeypatch) -> None:
+    """The race behind a deadlock: if the main process writes a stage's output between another
+    process's barrier and its look, that process skips the stage alone. The loop looks first
+    and syncs after, so a file written once everyone has synced cannot change the answer."""
+    from types import SimpleNamespace
+
+    from aptune.apt import loop
+    from aptune.apt.run_dir import RunDir
+
+    run_dir = RunDir(tmp_path)
+    output = run_dir.stage_output(1, "pairs")
+
+    def main_process_writes_during_sync() -> None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("")
+
+    monkeypatch.setattr(loop, "barrier", main_process_writes_during_sync)
+    assert loop.APTRun._done_everywhere(SimpleNamespace(dir=run_dir), 1, "pairs") is False
+    assert output.exists()
