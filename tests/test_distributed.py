@@ -115,9 +115,7 @@ def test_stage_skip_decision_is_taken_before_processes_sync(tmp_path: Path, monk
     """The race behind a deadlock: if the main process writes a stage's output between another
     process's barrier and its look, that process skips the stage alone. The loop looks first
     and syncs after, so a file written once everyone has synced cannot change the answer."""
-    from types import SimpleNamespace
-
-    from aptune.apt import loop
+    from aptune.apt import run_dir as run_dir_module
     from aptune.apt.run_dir import RunDir
 
     run_dir = RunDir(tmp_path)
@@ -127,6 +125,6 @@ def test_stage_skip_decision_is_taken_before_processes_sync(tmp_path: Path, monk
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text("")
 
-    monkeypatch.setattr(loop, "barrier", main_process_writes_during_sync)
-    assert loop.APTRun._done_everywhere(SimpleNamespace(dir=run_dir), 1, "pairs") is False
+    monkeypatch.setattr(run_dir_module, "barrier", main_process_writes_during_sync)
+    assert run_dir.is_done_everywhere(1, "pairs") is False
     assert output.exists()

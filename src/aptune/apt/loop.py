@@ -323,33 +323,21 @@ class APTRun:
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
         resolve_model_path(self.cfg.model)
 
-    def _done_everywhere(self, round_index: int, stage: str) -> bool:
-        """Whether a stage is finished, with every process getting the same answer.
-
-        Under a launcher the main process writes a stage's output. A process that looked a moment
-        later than the others could see the file of a stage the main process had just begun and
-        skip it, leaving the processes in different collectives (a deadlock, seen with a 0.1 s
-        "pairs" stage on a loaded machine). The barrier after the look means no process starts
-        the stage, and so writes its output, until all of them have looked."""
-        done = self.dir.is_done(round_index, stage)
-        barrier()
-        return done
-
     def run(self, on_stage: Callable[[int, str], None] | None = None) -> dict[str, Any]:
         """Run (or resume) every round until a stopping rule fires; then write the report."""
         self.validate()
         self.dir.start(self.cfg.to_dict(), provenance())
-        if not self._done_everywhere(0, "eval"):
+        if not self.dir.is_done_everywhere(0, "eval"):
             self.stage_eval(0)
         last: dict[str, Any] = {}
         for t in self.rounds():
-            if self._done_everywhere(t, "decide"):
+            if self.dir.is_done_everywhere(t, "decide"):
                 last = read_json(self.dir.stage_output(t, "decide"))
                 if last["stop"]:
                     break
                 continue
             for stage in self.round_stages:
-                if self._done_everywhere(t, stage):
+                if self.dir.is_done_everywhere(t, stage):
                     continue
                 if stage == "retrieve" and not read_jsonl(self.dir.stage_output(t, "mine")):
                     last = self.stage_decide(t, "no weakness cases: the model answers every pool item correctly")

@@ -66,6 +66,18 @@ class RunDir:
     def is_done(self, round_index: int, stage: str) -> bool:
         return self.stage_output(round_index, stage).exists()
 
+    def is_done_everywhere(self, round_index: int, stage: str) -> bool:
+        """``is_done``, with every process getting the same answer; every process must call it.
+
+        Under a launcher the main process writes a stage's output. A process that looked a moment
+        later than the others could see the file of a stage the main process had just begun and
+        skip it, leaving the processes in different collectives (a deadlock, seen with a 0.1 s
+        "pairs" stage on a loaded machine). The barrier after the look means no process starts
+        the stage, and so writes its output, until all of them have looked."""
+        done = self.is_done(round_index, stage)
+        barrier()
+        return done
+
     @property
     def manifest_path(self) -> Path:
         return self.root / "manifest.json"
