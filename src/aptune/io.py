@@ -48,6 +48,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, write)
 
 
+def write_figure_atomic(path: str | Path, figure: Any) -> Path:
+    """A matplotlib figure as PNG, whole or not at all; the figure is closed afterwards (pyplot
+    keeps every figure it made alive until then)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return write_atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
+    finally:
+        plt.close(figure)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 

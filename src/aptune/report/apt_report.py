@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aptune.evaluate.metrics import paired_bootstrap_delta
-from aptune.io import read_json, read_jsonl, write_text_atomic
+from aptune.io import read_json, read_jsonl, write_figure_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +169,7 @@ def plot(rows: list[RoundRow], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return write_figure_atomic(path, fig)
 
 
 def write_report(root: str | Path) -> Path:

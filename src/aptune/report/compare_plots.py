@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from aptune.io import write_figure_atomic
 from aptune.report.compare_stats import MethodSummary
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -64,7 +53,7 @@ def plot_pareto(summaries: list[MethodSummary], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure_atomic(path, fig)
 
 
 def plot_general_tasks(summaries: list[MethodSummary], path: Path) -> Path | None:
@@ -92,4 +81,4 @@ def plot_general_tasks(summaries: list[MethodSummary], path: Path) -> Path | Non
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return write_figure_atomic(path, fig)
