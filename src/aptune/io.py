@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,7 +20,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it over ``path``.
 
     For writers that take a path (safetensors, numpy, faiss); the target appears whole or not
-    at all, and a failed write leaves no temporary file behind.
+    at all, and a failed write leaves no temporary file behind. The file gets the mode a plain
+    ``open()`` would give it (0o666 less the umask): ``mkstemp`` creates its file 0o600, which
+    would make every artefact of a shared run folder unreadable to the rest of the team.
     """
     path = Path(path)
     from aptune.distributed import is_main
@@ -31,11 +34,41 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, new_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_folder_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary folder beside ``path``, then rename it to ``path``.
+
+    For ``save_pretrained``-style writers that fill a folder: a killed write leaves no half
+    folder under the final name. ``path`` must not exist yet. The folder gets the mode
+    ``mkdir`` would give it (``mkdtemp`` makes it 0o700).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, new_mode(folder=True))
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def new_mode(folder: bool = False) -> int:
+    """The mode a plain ``open()`` (or ``mkdir``) gives a new file (folder) under the umask.
+
+    Reading the umask means setting it, so it is set straight back.
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

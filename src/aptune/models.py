@@ -17,7 +17,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+
+from aptune.io import write_folder_atomic
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +164,12 @@ def _convert_gguf(entry: RegisteredModel, target: Path) -> None:
             del model.config.quantization_config
         model.hf_quantizer = None
         model.is_quantized = False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
-        try:
-            model.save_pretrained(partial, safe_serialization=True)
-            tokenizer.save_pretrained(partial)
-            os.replace(partial, target)  # atomic: a killed conversion leaves no half folder
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+
+        def save(folder: Path) -> None:
+            model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+
+        write_folder_atomic(target, save)  # a killed conversion leaves no half folder
 
 
 def resolve_model_path(name_or_path: str) -> str:
