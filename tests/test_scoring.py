@@ -84,7 +84,7 @@ def test_sliding_window_model_packs_only_items_within_its_window(tokenizer, wind
     either way; packing is used only where it is exact."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from aptune.evaluate.scoring import sliding_window
+    from aptune.packing import sliding_window
 
     torch.manual_seed(0)
     config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -106,7 +106,7 @@ def test_sliding_window_model_packs_only_items_within_its_window(tokenizer, wind
 def test_sliding_window_detection():
     from transformers import LlamaConfig, Qwen2Config
 
-    from aptune.evaluate.scoring import sliding_window
+    from aptune.packing import sliding_window
 
     assert sliding_window(LlamaConfig()) is None
     assert sliding_window(Qwen2Config(sliding_window=64, use_sliding_window=False)) is None

@@ -5,7 +5,8 @@ reference differ and the loss is not the trivial log 2 of an untrained adapter. 
 same base weights, wraps them with the same LoRA config, and the LoRA weights are copied over.
 Both sides see the same token ids (our tokenisation fed through TRL's own collator); TRL's
 numbers come from its own code path: ``DPOTrainer._compute_loss`` (fused LM head, adapter
-disabled for the reference) and ``compute_ref_log_probs``. fp32 throughout; tolerance 1e-4.
+disabled for the reference) and ``compute_ref_log_probs``. Ours in both batch layouts (separate rows; chosen and rejected
+packed behind one prompt). fp32 throughout; tolerance 1e-4.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from test_trainer_tiny import chat_prompt, tiny_lora, tiny_model, tiny_tokenizer
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 from trl.trainer.dpo_trainer import DataCollatorForPreference  # noqa: E402
 
-from aptune.train.batching import collate_pairs  # noqa: E402
+from aptune.train.batching import collate_packed_pairs, collate_pairs  # noqa: E402
 from aptune.train.logprobs import response_logps  # noqa: E402
 from aptune.train.losses import PreferenceLoss  # noqa: E402
 from aptune.train.pairs import PreferencePair, tokenize_pairs  # noqa: E402
@@ -116,16 +117,18 @@ def test_loss_logps_and_margins_match_trl(tmp_path, nll_weight: float) -> None: 
     with torch.no_grad():
         trl_loss = trainer._compute_loss(trainer.model, trl_batch(tokenized), False).item()
     m = trainer._metrics["train"]
-    batch = collate_pairs(tokenized, tok.pad_token_id)
-    logps, lengths = response_logps(ours, batch)
-    refs = torch.tensor([ref[i] for i in batch.ids])
-    out = PreferenceLoss("sigmoid", beta=BETA, nll_weight=nll_weight)(
-        logps[:4], logps[4:], refs[:, 0], refs[:, 1], lengths[:4], lengths[4:]
-    )
-    assert out.loss.item() == pytest.approx(trl_loss, abs=TOL)
-    assert out.margins.mean().item() == pytest.approx(m["rewards/margins"][0], abs=TOL)
-    assert out.accuracy.item() == pytest.approx(m["rewards/accuracies"][0], abs=TOL)
-    assert out.chosen_rewards.mean().item() == pytest.approx(m["rewards/chosen"][0], abs=TOL)
+    # both batch layouts: separate rows, and chosen + rejected packed behind one prompt (the default)
+    for collate in (collate_pairs, collate_packed_pairs):
+        batch = collate(tokenized, tok.pad_token_id)
+        logps, lengths = response_logps(ours, batch)
+        refs = torch.tensor([ref[i] for i in batch.ids])
+        out = PreferenceLoss("sigmoid", beta=BETA, nll_weight=nll_weight)(
+            logps[:4], logps[4:], refs[:, 0], refs[:, 1], lengths[:4], lengths[4:]
+        )
+        assert out.loss.item() == pytest.approx(trl_loss, abs=TOL)
+        assert out.margins.mean().item() == pytest.approx(m["rewards/margins"][0], abs=TOL)
+        assert out.accuracy.item() == pytest.approx(m["rewards/accuracies"][0], abs=TOL)
+        assert out.chosen_rewards.mean().item() == pytest.approx(m["rewards/chosen"][0], abs=TOL)
     # Non-trivial: the random adapter moves the loss well away from log 2 and the margins off 0.
     assert abs(out.preference_loss.item() - math.log(2)) > 1e-2
     assert out.margins.abs().min().item() > 1e-3

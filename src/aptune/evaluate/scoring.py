@@ -9,10 +9,10 @@ packed length and batched. The model inputs are exactly lm-eval's (same token sp
 ``aptune.prompts.encode_continuation``), so accuracies match it item by item.
 
 ``packed=False`` scores each (prompt, choice) as its own right-padded row instead: the
-reference path used by the tests, and the fallback for modules that cannot take a custom
-4D mask (they declare ``supports_packed_scoring = False``). Models with sliding-window
-attention (Gemma 3, Mistral) also fall back for items longer than the window: a custom 4D
-mask replaces the model's own masks in every layer, so the window would be lost.
+reference path used by the tests, and the fallback wherever packing would not be exact
+(``aptune.packing.packing_is_exact``): modules that cannot take a custom 4D mask, attention
+kernels that ignore one (flash attention), and sliding-window models (Gemma 3, Mistral) for
+items longer than the window.
 
 Only the positions that predict a choice token reach the LM head (``logits_to_keep`` with one
 row of positions per sequence): a long prompt's logits are never built, which matters most for
@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from aptune.data.example import Example
 from aptune.models import autocast
+from aptune.packing import model_mask, packing_is_exact, sliding_window
 from aptune.shapes import bucketed
 from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
 from aptune.train.logprobs import accepts_logits_to_keep
@@ -95,21 +96,6 @@ def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int,
     return _Encoded(index, context, conts)
 
 
-def _supports_packed(model: torch.nn.Module) -> bool:
-    return all(getattr(m, "supports_packed_scoring", True) for m in model.modules())
-
-
-def sliding_window(config: Any) -> int | None:
-    """The attention window of a model that uses one in any layer, else None."""
-    window = getattr(config, "sliding_window", None)
-    if not window or getattr(config, "use_sliding_window", True) is False:
-        return None
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types is not None and "sliding_attention" not in layer_types:
-        return None
-    return int(window)
-
-
 def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor) -> float:
     """Sum of log p(targets[i] | logits at positions[i]) for one continuation."""
     picked = logits[positions].float().log_softmax(-1)
@@ -149,8 +135,9 @@ def _kept_logits(model: torch.nn.Module, keep: torch.Tensor, use_keep: bool,
     return torch.take_along_dim(logits, keep[..., None], dim=1), False
 
 
-def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
-    """Inputs for a batch of packed items: ids, 4D mask, position ids, and score slices."""
+def _packed_batch(batch: Sequence[_Encoded], pad_id: int, config: Any):
+    """Inputs for a batch of packed items: ids, 4D mask (as ``config``'s attention takes it),
+    position ids, and score slices."""
     length = bucketed(max(e.packed_length for e in batch))
     ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
     positions = torch.zeros((len(batch), length), dtype=torch.long)
@@ -179,12 +166,7 @@ def _packed_batch(batch: Sequence[_Encoded], pad_id: int, sdpa_bool_mask: bool):
         pad = torch.arange(start, length)
         allowed[row, pad, pad] = True
         slices.append(item_slices)
-    mask = allowed[:, None]
-    if not sdpa_bool_mask:
-        mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
-            ~allowed, torch.finfo(torch.float32).min
-        )[:, None]
-    return ids, mask, positions, slices
+    return ids, model_mask(allowed[:, None], config), positions, slices
 
 
 def _separate_batch(batch: Sequence[_Encoded], pad_id: int):
@@ -242,11 +224,9 @@ def score_choices(
     for ex in examples:
         if not ex.is_multiple_choice:
             raise ValueError(f"example {ex.id!r} of task {ex.task!r} is not multiple choice")
-    packed = _supports_packed(model) if packed is None else packed
     window = sliding_window(model.config)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    sdpa = getattr(model.config, "_attn_implementation", "sdpa") != "eager"
     use_keep = accepts_logits_to_keep(model)
     encoded = [_encode(ex, tokenizer, fmt, i, max_length, too_long) for i, ex in enumerate(examples)]
     results: list[ChoiceScores | None] = [None] * len(examples)
@@ -255,10 +235,11 @@ def score_choices(
     bar = tqdm(total=len(examples), desc=desc, unit="item", disable=not progress, leave=False)
     for batch in _batches(encoded, max_tokens, max_items):
         # a packed row is exact only while each (prompt, choice) fits the model's attention window
-        pack = packed and (window is None or max(e.unpacked_length for e in batch) <= window)
+        longest = max(e.unpacked_length for e in batch)
+        pack = packing_is_exact(model, longest) if packed is None else packed and (window is None or longest <= window)
         with autocast(dtype, device):
             if pack:
-                ids, mask, positions, slices = _packed_batch(batch, pad_id, sdpa)
+                ids, mask, positions, slices = _packed_batch(batch, pad_id, model.config)
                 keep, offsets = _keep_positions([[p for p, _ in item] for item in slices])
                 logits, use_keep = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
                                                 attention_mask=mask.to(device),

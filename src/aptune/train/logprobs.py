@@ -13,12 +13,13 @@ from typing import Any
 
 import torch
 
+from aptune.packing import model_mask
 from aptune.train.batching import Batch
 
 log = logging.getLogger(__name__)
 
 
-def _innermost(model: Any) -> Any:
+def innermost(model: Any) -> Any:
     """The transformers model under DDP/accelerate and PEFT wrappers."""
     inner = getattr(model, "module", model)
     get_base = getattr(inner, "get_base_model", None)
@@ -27,7 +28,7 @@ def _innermost(model: Any) -> Any:
 
 def accepts_logits_to_keep(model: Any) -> bool:
     """Whether the underlying causal LM's forward takes ``logits_to_keep``."""
-    forward = getattr(_innermost(model), "forward", None)
+    forward = getattr(innermost(model), "forward", None)
     try:
         return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
     except (TypeError, ValueError):
@@ -35,24 +36,36 @@ def accepts_logits_to_keep(model: Any) -> bool:
 
 
 def response_logps(model: Any, batch: Batch, use_logits_to_keep: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,) summed log-probs of each row's response tokens and (N,) response token counts.
+    """Summed log-probs of each sequence's response tokens and their counts, both (M,).
 
+    M is one per row, or for a packed pair batch 2 per row (chosen sums, then rejected sums).
     The logit at position t predicts token t+1, so the K response tokens at the end of the
-    row are predicted by the K positions before the last one.
+    row are predicted by the K positions before the last one; a packed batch's ``predictors``
+    name the exceptions (the first rejected token is predicted by the prompt's end).
     """
     k = batch.response_len
+    mask_4d = batch.attention_mask.dim() == 4
     kwargs: dict[str, Any] = {
         "input_ids": batch.input_ids,
-        "attention_mask": batch.attention_mask,
+        "attention_mask": model_mask(batch.attention_mask, innermost(model).config) if mask_4d else batch.attention_mask,
         "position_ids": batch.position_ids,
         "use_cache": False,
     }
     if use_logits_to_keep:
         kwargs["logits_to_keep"] = k + 1
-    logits = model(**kwargs).logits
-    logits = logits[:, -(k + 1) : -1, :]
+    logits = model(**kwargs).logits[:, -(k + 1) :, :]
+    if batch.predictors is None:
+        logits = logits[:, :-1, :]
+    else:
+        logits = torch.take_along_dim(logits, batch.predictors[..., None], dim=1)
     selected = torch.gather(logits, 2, batch.labels.unsqueeze(-1)).squeeze(-1).float()
     per_token = selected - torch.logsumexp(logits.float(), dim=-1)
     mask = batch.response_mask
     # where (not multiply): a NaN at a padded position must not leak into the sum or its gradient
-    return torch.where(mask, per_token, 0.0).sum(dim=1), mask.sum(dim=1)
+    per_token = torch.where(mask, per_token, 0.0)
+    if batch.owners is None:
+        return per_token.sum(dim=1), mask.sum(dim=1)
+    owners = batch.owners.flatten()
+    sums = per_token.new_zeros(batch.n_sequences).index_add(0, owners, per_token.flatten())
+    counts = torch.zeros(batch.n_sequences, dtype=torch.long, device=mask.device).index_add(0, owners, mask.flatten().long())
+    return sums, counts

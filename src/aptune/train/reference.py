@@ -17,8 +17,8 @@ from typing import Any, ContextManager
 import torch
 
 from aptune.models import autocast
-from aptune.train.batching import collate_pairs, length_grouped_batches
-from aptune.train.logprobs import accepts_logits_to_keep, response_logps
+from aptune.train.batching import length_grouped_batches, pair_collator
+from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
 from aptune.train.pairs import TokenizedPair
 
 log = logging.getLogger(__name__)
@@ -50,20 +50,23 @@ def compute_reference_logps(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     reference_context: ReferenceContext | None = None,
+    packed: bool = True,
 ) -> ReferenceLogps:
-    """Summed response log-probs of chosen and rejected under the reference, by pair id."""
+    """Summed response log-probs of chosen and rejected under the reference, by pair id
+    (``packed``: both sides behind one prompt where exact, see ``aptune.train.batching``)."""
     context = reference_context or adapter_disabled
     use_ltk = accepts_logits_to_keep(model)
     was_training = unwrap(model).training
     unwrap(model).eval()
     out: ReferenceLogps = {}
+    collate = pair_collator(innermost(model), pad_id, packed)
     try:
         with context(unwrap(model)) if pairs else contextlib.nullcontext():  # DDP: the inner model
             for idx in length_grouped_batches([p.length for p in pairs], batch_size):
-                batch = collate_pairs([pairs[i] for i in idx], pad_id).to(device)
+                batch = collate([pairs[i] for i in idx]).to(device)
                 with autocast(dtype, device):
                     logps, _ = response_logps(unwrap(model), batch, use_ltk)
-                n = len(idx)
+                n = len(batch.ids)
                 for j, pair_id in enumerate(batch.ids):
                     out[pair_id] = (float(logps[j]), float(logps[n + j]))
     finally:

@@ -38,9 +38,9 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from aptune.models import autocast, resolve_precision
-from aptune.train.batching import Batch, collate_items, collate_pairs, length_grouped_batches
+from aptune.train.batching import Batch, collate_items, length_grouped_batches, pair_collator
 from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult
-from aptune.train.logprobs import accepts_logits_to_keep, response_logps
+from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
 from aptune.train.losses import PreferenceLoss, SFTLoss
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
 from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_reference_logps, unwrap
@@ -196,7 +196,7 @@ def _train_loop(
                         tokens += batch.n_tokens
                         if not torch.isfinite(loss):
                             nonfinite_run += 1
-                            diverged(f"non-finite loss {float(loss)}")
+                            diverged(f"non-finite loss {float(loss.detach())}")
                             continue
                         accelerator.backward(loss / len(group))
                     group_rows.append(row)
@@ -280,6 +280,7 @@ def train_preference(
     reference_logps: ReferenceLogps | None = None,
     reference_context: ReferenceContext | None = None,
     save_fn: SaveFn = default_save,
+    packed: bool = True,
 ) -> TrainResult:
     """Train the model's adapter on preference pairs with ``cfg.loss`` (+ NLL on the chosen side).
 
@@ -287,6 +288,10 @@ def train_preference(
     with the same tokenisation (e.g. by ``compute_reference_logps``); pairs missing from it are
     scored once before training under ``reference_context(model)`` (default: the PEFT adapter
     disabled). Returns a TrainResult; writes metrics, result and adapter under ``out_dir``.
+
+    ``packed`` runs chosen and rejected behind one shared prompt wherever that is exact (the
+    same log-probs and gradients as separate rows, with the prompt computed once); ``False``
+    forces separate rows (benchmarks, debugging).
     """
     if not pairs:
         raise ValueError("no preference pairs to train on")
@@ -298,6 +303,7 @@ def train_preference(
     loss_fn = PreferenceLoss(cfg.loss, cfg.beta, cfg.nll_weight, cfg.label_smoothing)
     use_ltk = accepts_logits_to_keep(model)
     reference: ReferenceLogps = dict(reference_logps or {})
+    collate = pair_collator(innermost(model), pad_id, packed)
 
     def before_training(prepared: Any) -> float:
         missing = [p for p in tokenized if p.id not in reference]
@@ -307,7 +313,7 @@ def train_preference(
         reference.update(
             compute_reference_logps(
                 prepared, missing, pad_id, cfg.batch_size, resolve_precision(cfg.precision),
-                accelerator.device, reference_context,
+                accelerator.device, reference_context, packed,
             )
         )
         seconds = time.perf_counter() - t0
@@ -323,7 +329,7 @@ def train_preference(
 
     return _train_loop(
         model, len(tokenized), [p.length for p in tokenized],
-        lambda idx: collate_pairs([tokenized[i] for i in idx], pad_id),
+        lambda idx: collate([tokenized[i] for i in idx]),
         step_fn, cfg, out, accelerator, save_fn, before_training,
     )
 
