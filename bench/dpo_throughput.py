@@ -9,9 +9,17 @@ excluded for both.
 
 TRL is run twice: with its defaults (gradient checkpointing on, reference forward every step)
 and tuned (checkpointing off, reference log-probs precomputed once), so the comparison is not
-only against defaults.
+only against defaults. Ours is run twice too: packed (chosen and rejected behind one prompt, the
+default) and with separate rows (``packed=False``, TRL's layout), so the packing gain is
+measured on its own.
 
-    python bench/dpo_throughput.py            # writes bench/results/dpo_throughput.json
+Two pair sets: ``science`` (short chat QA prompts: 40 prompt tokens, 7 response tokens per pair
+on average) and ``legal`` (the first 32 training items of the GCI legal reasoning task, statute
+text plus facts, cloze answers, the first wrong choice as rejected: 170 prompt tokens, 22
+response tokens), where the shared prompt is most of the work.
+
+    python bench/dpo_throughput.py                 # science -> bench/results/dpo_throughput.json
+    python bench/dpo_throughput.py --pairs legal   # -> bench/results/dpo_throughput_legal.json
 """
 
 from __future__ import annotations
@@ -69,13 +77,31 @@ def build_pairs(tokenizer):  # noqa: ANN001, ANN201
     return pairs[:N_PAIRS]
 
 
+def build_legal_pairs(tokenizer):  # noqa: ANN001, ANN201
+    """32 PreferencePairs from GCI legal reasoning (statute text + computation), cloze answers."""
+    from aptune.data import load_task
+    from aptune.prompts import PromptFormat, render_answer, render_prompt
+    from aptune.train import PreferencePair
+
+    fmt = PromptFormat(template="auto", mc_format="cloze")
+    pairs = []
+    for ex in load_task("gci_reasoning_integrated", split="train", limit=N_PAIRS):
+        wrong = next(i for i in range(len(ex.choices)) if i != ex.gold)
+        pairs.append(PreferencePair(ex.id, render_prompt(ex, tokenizer, fmt),
+                                    render_answer(ex, ex.gold, tokenizer, fmt), render_answer(ex, wrong, tokenizer, fmt)))
+    return pairs
+
+
+PAIR_SETS = {"science": build_pairs, "legal": build_legal_pairs}
+
+
 def lora_config():  # noqa: ANN201
     from peft import LoraConfig
 
     return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def run_ours() -> dict:
+def run_ours(pair_set: str, packed: bool) -> dict:
     from peft import get_peft_model
 
     from aptune.models import load_model, load_tokenizer, resolve_precision
@@ -83,18 +109,19 @@ def run_ours() -> dict:
 
     tok = load_tokenizer(MODEL)
     model = get_peft_model(load_model(MODEL), lora_config())
-    pairs = build_pairs(tok)
+    pairs = PAIR_SETS[pair_set](tok)
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=LR, nll_weight=0.0, precision="auto",
                       save_adapter=False, progress=False, warmup_ratio=0.0)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = train_preference(model, tok, pairs, cfg, out)
+        result = train_preference(model, tok, pairs, cfg, out, packed=packed)
         wall = time.perf_counter() - t0
     return {"wall_s": wall, "steps": result.steps, "reference_s": result.reference_s,
-            "final_loss": result.final_loss, "precision": str(resolve_precision("auto")).replace("torch.", "")}
+            "final_loss": result.final_loss, "precision": str(resolve_precision("auto")).replace("torch.", ""),
+            "packed": packed, "tokens": result.tokens}
 
 
-def run_trl(tuned: bool) -> dict:
+def run_trl(pair_set: str, tuned: bool) -> dict:
     import warnings
 
     import torch
@@ -106,7 +133,7 @@ def run_trl(tuned: bool) -> dict:
     warnings.simplefilter("ignore")
     tok = load_tokenizer(MODEL)
     model = load_model(MODEL)
-    pairs = build_pairs(tok)
+    pairs = PAIR_SETS[pair_set](tok)
     # TRL appends EOS (= <|im_end|> here) to non-conversational completions: the same token we add.
     data = Dataset.from_dict({"prompt": [p.prompt for p in pairs], "chosen": [p.chosen for p in pairs],
                               "rejected": [p.rejected for p in pairs]})
@@ -127,11 +154,14 @@ def run_trl(tuned: bool) -> dict:
             "gradient_checkpointing": not tuned, "precompute_ref_log_probs": tuned}
 
 
-def worker(name: str) -> None:
-    if name == "ours":
-        row = run_ours()
+WORKERS = ["ours", "ours-separate-rows", "trl-default", "trl-tuned"]
+
+
+def worker(name: str, pair_set: str) -> None:
+    if name.startswith("ours"):
+        row = run_ours(pair_set, packed=name == "ours")
     else:
-        row = run_trl(tuned=name == "trl-tuned")
+        row = run_trl(pair_set, tuned=name == "trl-tuned")
     row["pairs"] = N_PAIRS
     row["pairs_per_s"] = N_PAIRS / row["wall_s"]
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -140,36 +170,42 @@ def worker(name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", choices=["ours", "trl-default", "trl-tuned"])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dpo_throughput.json"))
+    parser.add_argument("--worker", choices=WORKERS)
+    parser.add_argument("--pairs", choices=sorted(PAIR_SETS), default="science")
+    parser.add_argument("--out", help="default: bench/results/dpo_throughput[_legal].json")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, args.pairs)
         return
+    suffix = "" if args.pairs == "science" else f"_{args.pairs}"
+    out_path = Path(args.out or Path(__file__).parent / "results" / f"dpo_throughput{suffix}.json")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1"}
     rows = {}
-    for name in ["ours", "trl-default", "trl-tuned"]:
-        proc = subprocess.run([sys.executable, __file__, "--worker", name], env=env, capture_output=True, text=True)
+    for name in WORKERS:
+        proc = subprocess.run([sys.executable, __file__, "--worker", name, "--pairs", args.pairs],
+                              env=env, capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
         rows[name] = json.loads(lines[-1][len("RESULT "):])
     ours = rows["ours"]["pairs_per_s"]
     report = {
-        "model": MODEL, "pairs": N_PAIRS, "batch_size": BATCH, "epochs": 1,
+        "model": MODEL, "pair_set": args.pairs, "pairs": N_PAIRS, "batch_size": BATCH, "epochs": 1,
         "lora": "r16 alpha32 all-linear", "loss": "sigmoid DPO, beta 0.1",
         "machine": f"{os.cpu_count()} CPU cores", "threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "results": rows,
         "speedup_vs_trl_default": ours / rows["trl-default"]["pairs_per_s"],
         "speedup_vs_trl_tuned": ours / rows["trl-tuned"]["pairs_per_s"],
+        "speedup_packed_vs_separate_rows": ours / rows["ours-separate-rows"]["pairs_per_s"],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'trainer':<12} {'pairs/s':>8} {'wall s':>7} {'steps':>5} {'peak RSS MB':>11}")
     for name, row in rows.items():
         print(f"{name:<12} {row['pairs_per_s']:>8.2f} {row['wall_s']:>7.1f} {row['steps']:>5} {row['peak_rss_mb']:>11.0f}")
     print(f"speed-up vs TRL default: {report['speedup_vs_trl_default']:.2f}x, "
-          f"vs TRL tuned: {report['speedup_vs_trl_tuned']:.2f}x")
+          f"vs TRL tuned: {report['speedup_vs_trl_tuned']:.2f}x, "
+          f"packed vs separate rows: {report['speedup_packed_vs_separate_rows']:.2f}x")
 
 
 if __name__ == "__main__":
