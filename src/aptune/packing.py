@@ -48,6 +48,8 @@ def packing_is_exact(model: torch.nn.Module, longest_row: int) -> bool:
     lost for any continuation that reaches past it.
     """
     config = getattr(model, "config", None)
+    if config is None:  # not a transformers model: nothing says how its attention takes a mask
+        return False
     if attention_implementation(config) not in MASKABLE_ATTENTION or not modules_allow_packing(model):
         return False
     window = sliding_window(config)

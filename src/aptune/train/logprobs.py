@@ -47,7 +47,9 @@ def response_logps(model: Any, batch: Batch, use_logits_to_keep: bool = True) ->
     mask_4d = batch.attention_mask.dim() == 4
     kwargs: dict[str, Any] = {
         "input_ids": batch.input_ids,
-        "attention_mask": model_mask(batch.attention_mask, innermost(model).config) if mask_4d else batch.attention_mask,
+        "attention_mask": (
+            model_mask(batch.attention_mask, getattr(innermost(model), "config", None)) if mask_4d else batch.attention_mask
+        ),
         "position_ids": batch.position_ids,
         "use_cache": False,
     }
