@@ -297,6 +297,17 @@ def test_unified_api_disable_save_load_roundtrip(kind, ids, tmp_path) -> None:
     assert trainable_parameter_count(loaded) == trainable_parameter_count(model)
 
 
+def test_lora_attach_and_load_emit_no_warning(tmp_path) -> None:
+    """PEFT reads a property transformers 5 deprecates; users should not see that on every run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = attach_adapter(tiny("llama"), AdapterConfig(kind="lora", r=4))
+        save_adapter(model, tmp_path / "adapter")
+        load_adapter(tiny("llama"), tmp_path / "adapter", trainable=True)
+
+
 def test_stacked_alora_disables_only_the_newest_and_saves_the_stack(ids, tmp_path) -> None:
     model = with_alora("llama", "residual", "bottleneck", 2)
     randomize(model, seed=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,16 @@ from aptune.adapters.config import AdapterConfig
 log = logging.getLogger(__name__)
 
 PEFT_CONFIG_NAME = "adapter_config.json"
+
+
+@contextlib.contextmanager
+def _peft_deprecations_silenced() -> Iterator[None]:
+    """PEFT 0.21 reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with
+    a FutureWarning on every attach and load; the user cannot act on it, so it is hidden here
+    (that one message only)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _is_peft(model: nn.Module) -> bool:
@@ -58,7 +69,8 @@ def attach_adapter(model: nn.Module, cfg: AdapterConfig, name: str = "default") 
         lora = LoraConfig(
             r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM"
         )
-        return get_peft_model(model, lora, adapter_name=name)
+        with _peft_deprecations_silenced():
+            return get_peft_model(model, lora, adapter_name=name)
     if current == "lora":
         raise ValueError("model carries an unmerged LoRA adapter; merge_adapter() it before attaching ALoRA")
     return attn_model.attach(model, cfg, name)
@@ -100,7 +112,8 @@ def load_adapter(base_model: nn.Module, folder: str | os.PathLike, trainable: bo
     if (folder / PEFT_CONFIG_NAME).exists():
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
+        with _peft_deprecations_silenced():
+            return PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
     raise ValueError(f"{folder}: no adapter found (expected {attn_io.CONFIG_NAME} or {PEFT_CONFIG_NAME})")
 
 
