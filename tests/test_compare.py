@@ -62,6 +62,21 @@ def test_science_config_has_a_forgetting_budget():
     assert hot.lr * hot.epochs > plain.lr * plain.epochs
 
 
+def test_legal_config_has_an_sft_control_at_apts_step_budget():
+    """APT trains max_rounds rounds on a pool-sized pair set; one SFT entry gets the same number
+    of passes, so an APT gain over SFT cannot be the larger budget alone."""
+    loaded = load_compare_config(REPO / "configs" / "compare-legal-gci.yaml")
+    seed = loaded.config.seeds[0]
+    apt = loaded.run_configs[("apt-alora", seed)]
+    controls = [s for s in loaded.config.specs if s.kind == "sft-alora" and s.label != "sft-alora"]
+    assert controls, "a budget-matched sft-alora entry"
+    control = loaded.run_configs[(controls[0].label, seed)]
+    assert control.train.epochs == apt.rounds.max_rounds * apt.train.epochs
+    assert control.train.lr == apt.train.lr and control.adapter == apt.adapter
+    quick = {s.label for s in load_compare_config(REPO / "configs" / "compare-legal-gci.yaml", quick=True).config.specs}
+    assert controls[0].label not in quick  # the quick profile stays a smoke test of the five GCI methods
+
+
 # ----------------------------------------------------------------------------- reuse and report
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory):
