@@ -11,6 +11,7 @@ What each test pins down (SPEC-ALORA.md):
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -226,12 +227,14 @@ def test_cache_error_on_foreign_past_and_manual_continuation_works(ids) -> None:
     model = with_alora("llama", "residual", "bottleneck", 2)
     randomize(model)
     full = model(ids).logits
+    # the cache argument under the name this transformers uses (5.24 renamed past_key_values)
+    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
     first = model(ids[:, :8], use_cache=True)
-    second = model(ids[:, 8:], past_key_values=first.past_key_values, use_cache=True)
+    second = model(ids[:, 8:], **{name: getattr(first, name)}, use_cache=True)
     torch.testing.assert_close(second.logits, full[:, 8:], atol=1e-5, rtol=1e-5)
-    other = tiny("llama")(ids[:, :8], use_cache=True).past_key_values
+    other = getattr(tiny("llama")(ids[:, :8], use_cache=True), name)
     with pytest.raises(AttnLoraCacheError, match="did not see"):
-        model(ids[:, 8:], past_key_values=other, use_cache=True)
+        model(ids[:, 8:], **{name: other}, use_cache=True)
 
 
 def test_cached_forward_reads_no_deprecated_cache_alias(ids, monkeypatch) -> None:
