@@ -102,13 +102,14 @@ def lora_config():  # noqa: ANN201
 
 
 def run_ours(pair_set: str, packed: bool) -> dict:
-    from peft import get_peft_model
-
+    from aptune.adapters import AdapterConfig, attach_adapter
     from aptune.models import load_model, load_tokenizer, resolve_precision
     from aptune.train import TrainConfig, train_preference
 
     tok = load_tokenizer(MODEL)
-    model = get_peft_model(load_model(MODEL), lora_config())
+    # the same LoRA as lora_config() (TRL's), attached the way aptune users attach it
+    model = attach_adapter(load_model(MODEL), AdapterConfig(kind="lora", r=16, alpha=32.0, dropout=0.0,
+                                                            target_modules="all-linear"))
     pairs = PAIR_SETS[pair_set](tok)
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=LR, nll_weight=0.0, precision="auto",
                       save_adapter=False, progress=False, warmup_ratio=0.0)

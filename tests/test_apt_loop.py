@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from aptune.apt.loop import APTRun
+from aptune.apt.run_dir import config_changes
 from aptune.config import load_run_config
-from aptune.io import read_json, read_jsonl
+from aptune.io import read_json, read_jsonl, write_json_atomic
 from tiny import save_tiny, tiny_mc_rows
 
 
@@ -100,8 +101,32 @@ def test_rerun_with_changed_config_is_refused(run_config: Path, tmp_path: Path):
     root = tmp_path / "r"
     APTRun(cfg, root, progress=False).dir.start(cfg.to_dict(), {})
     cfg.train.lr = 0.001
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match=r"different config \(changed: train\.lr\)"):
         APTRun(cfg, root, progress=False).run()
+
+
+def test_run_started_before_a_field_was_added_still_resumes(run_config: Path, tmp_path: Path):
+    """A run whose saved config predates a new schema field reopens while that field is at its
+    default, and is refused once the field is set to something else."""
+    cfg = load_run_config(run_config)
+    root = tmp_path / "r"
+    APTRun(cfg, root, progress=False).open()
+    manifest = read_json(root / "manifest.json")
+    del manifest["config"]["train"]["max_grad_norm"]  # as an older aptune would have saved it
+    del manifest["config"]["trust_remote_code"]
+    write_json_atomic(root / "manifest.json", manifest)
+    APTRun(cfg, root, progress=False).open()
+    cfg.train.max_grad_norm = cfg.train.max_grad_norm * 2
+    with pytest.raises(ValueError, match=r"changed: train\.max_grad_norm"):
+        APTRun(cfg, root, progress=False).open()
+
+
+def test_config_changes_names_dotted_paths():
+    saved = {"train": {"lr": 1.0, "epochs": 1}, "seed": 0, "gone": 1}
+    current = {"train": {"lr": 2.0, "epochs": 1, "new": 3}, "seed": 0, "added": None}
+    defaults = {"train": {"new": 3}, "added": None}
+    assert config_changes(saved, current, defaults) == ["gone", "train.lr"]
+    assert config_changes(saved, current, {}) == ["added", "gone", "train.lr", "train.new"]
 
 
 def _aptune(*args: str) -> list[str]:

@@ -96,11 +96,15 @@ def test_sliding_window_model_packs_only_items_within_its_window(tokenizer, wind
     calls = []
     handle = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["attention_mask"].dim()), with_kwargs=True)
     scores = score_choices(model, tokenizer, ITEMS, fmt, progress=False)
+    assert set(calls) == ({4} if packs else {2})
+    calls.clear()
+    forced = score_choices(model, tokenizer, ITEMS, fmt, progress=False, packed=True)  # asking cannot override the window
     handle.remove()
     assert set(calls) == ({4} if packs else {2})
-    for ex, sc in zip(ITEMS, scores):
+    for ex, sc, sc_forced in zip(ITEMS, scores, forced):
         for i, lp in enumerate(sc.logprobs):
             assert lp == pytest.approx(_reference_logprob(model, tokenizer, ex, i, fmt), abs=1e-4)
+            assert sc_forced.logprobs[i] == pytest.approx(lp, abs=1e-5)
 
 
 def test_sliding_window_detection():

@@ -253,12 +253,10 @@ def run_cmd(
     try:
         from aptune.apt.loop import APTRun
 
-        from aptune.provenance import provenance
-
         cfg, root = _load_run(config, out)
         run = APTRun(cfg, root)
         run.validate()
-        run.dir.start(cfg.to_dict(), provenance())
+        run.open()
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
@@ -280,9 +278,7 @@ def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], 
 
         cfg, root = _load_run(config, run_dir)
         run = APTRun(cfg, root)
-        from aptune.provenance import provenance
-
-        run.dir.start(cfg.to_dict(), provenance())
+        run.open()
         if stage == "eval":
             run.stage_eval(round_index)
         else:

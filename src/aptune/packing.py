@@ -52,6 +52,13 @@ def packing_is_exact(model: torch.nn.Module, longest_row: int) -> bool:
         return False
     if attention_implementation(config) not in MASKABLE_ATTENTION or not modules_allow_packing(model):
         return False
+    return fits_window(config, longest_row)
+
+
+def fits_window(config: Any, longest_row: int) -> bool:
+    """Whether every continuation of a packed row, ``longest_row`` tokens with its prompt at
+    most, stays inside ``config``'s sliding window (always, for a model without one). A packed
+    row past the window is never exact, even where the caller asked for packing."""
     window = sliding_window(config)
     return window is None or longest_row <= window
 

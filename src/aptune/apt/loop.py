@@ -323,10 +323,15 @@ class APTRun:
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
         resolve_model_path(self.cfg.model)
 
+    def open(self) -> None:
+        """Create the run directory, or reopen it when this config (under today's schema
+        defaults) is the one it was started with."""
+        self.dir.start(self.cfg.to_dict(), provenance(), defaults=RunConfig().to_dict())
+
     def run(self, on_stage: Callable[[int, str], None] | None = None) -> dict[str, Any]:
         """Run (or resume) every round until a stopping rule fires; then write the report."""
         self.validate()
-        self.dir.start(self.cfg.to_dict(), provenance())
+        self.open()
         if not self.dir.is_done_everywhere(0, "eval"):
             self.stage_eval(0)
         last: dict[str, Any] = {}

@@ -101,17 +101,20 @@ class RunDir:
                 f"{MIN_FREE_BYTES // 2**20} MiB (adapters, predictions, index cache)"
             )
 
-    def start(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
-        """Create or reopen the run; a rerun must use the same config (resume, not overwrite)."""
+    def start(self, config: dict[str, Any], provenance: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+        """Create or reopen the run; a rerun must use the same config (resume, not overwrite).
+
+        ``defaults`` is the schema's default config: a key the saved config lacks, set to its
+        default now, is a field added to aptune since the run began, not a change, so upgrading
+        aptune does not strand runs already under way."""
         self._clock[0] = time.perf_counter()
         self.check_writable()
         barrier()  # every process sees the folder as it was before the main process writes
         exists = self.manifest_path.exists()
         barrier()
         if exists:
-            previous = read_json(self.manifest_path).get("config")
-            if previous != config:
-                changed = sorted(k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k))
+            changed = config_changes(read_json(self.manifest_path).get("config") or {}, config, defaults or {})
+            if changed:
                 raise RunDirError(
                     f"{self.manifest_path}: this run was started with a different config "
                     f"(changed: {', '.join(changed)}); use a new output folder"
@@ -146,3 +149,23 @@ class RunDir:
         if not self.manifest_path.exists():
             raise RunDirError(f"{self.root}: not a run directory (no manifest.json); start it with `aptune run`")
         return read_json(self.manifest_path)["config"]
+
+
+_ABSENT = object()
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths where ``current`` differs from ``saved``; see :meth:`RunDir.start` for
+    ``defaults`` (a key missing from ``saved`` whose current value is its default is unchanged)."""
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        path = f"{prefix}{key}"
+        old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
+        default = defaults.get(key, _ABSENT) if isinstance(defaults, dict) else _ABSENT
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += config_changes(old, new, default if isinstance(default, dict) else {}, f"{path}.")
+        elif old is _ABSENT and new is not _ABSENT and new == default:
+            continue
+        elif old != new:
+            changed.append(path)
+    return changed

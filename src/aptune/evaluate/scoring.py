@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from aptune.data.example import Example
 from aptune.models import autocast
-from aptune.packing import model_mask, packing_is_exact, sliding_window
+from aptune.packing import fits_window, model_mask, packing_is_exact
 from aptune.shapes import bucketed
 from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
 from aptune.train.logprobs import accepts_logits_to_keep
@@ -224,7 +224,6 @@ def score_choices(
     for ex in examples:
         if not ex.is_multiple_choice:
             raise ValueError(f"example {ex.id!r} of task {ex.task!r} is not multiple choice")
-    window = sliding_window(model.config)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     use_keep = accepts_logits_to_keep(model)
@@ -234,9 +233,8 @@ def score_choices(
     model.eval()
     bar = tqdm(total=len(examples), desc=desc, unit="item", disable=not progress, leave=False)
     for batch in _batches(encoded, max_tokens, max_items):
-        # a packed row is exact only while each (prompt, choice) fits the model's attention window
         longest = max(e.unpacked_length for e in batch)
-        pack = packing_is_exact(model, longest) if packed is None else packed and (window is None or longest <= window)
+        pack = packing_is_exact(model, longest) if packed is None else packed and fits_window(model.config, longest)
         with autocast(dtype, device):
             if pack:
                 ids, mask, positions, slices = _packed_batch(batch, pad_id, model.config)

@@ -168,7 +168,6 @@ def run_compare(
 
     ``methods`` / ``seeds`` run only those of the config's (e.g. one budget at a time, spread over
     several sessions); the report covers every finished run and lists the rest as not finished."""
-    from aptune.provenance import provenance
     from aptune.report.compare_report import write_compare_report
 
     out = Path(out)
@@ -205,7 +204,7 @@ def run_compare(
         if key not in validated:
             run.validate()
             validated.add(key)
-        run.dir.start(run.cfg.to_dict(), provenance())
+        run.open()
         method_path = run.dir.root / "method.json"
         spec = loaded.spec(name).to_dict()
         if method_path.exists() and read_json(method_path) != spec:
