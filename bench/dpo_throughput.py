@@ -10,7 +10,7 @@ excluded for both.
 TRL is run twice: with its defaults (gradient checkpointing on, reference forward every step)
 and tuned (checkpointing off, reference log-probs precomputed once), so the comparison is not
 only against defaults. Ours is run twice too: packed (chosen and rejected behind one prompt, the
-default) and with separate rows (``packed=False``, TRL's layout), so the packing gain is
+default) and with separate rows (``TrainConfig(packed=False)``, TRL's layout), so the packing gain is
 measured on its own.
 
 Two pair sets: ``science`` (short chat QA prompts: 40 prompt tokens, 7 response tokens per pair
@@ -112,10 +112,10 @@ def run_ours(pair_set: str, packed: bool) -> dict:
                                                             target_modules="all-linear"))
     pairs = PAIR_SETS[pair_set](tok)
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=LR, nll_weight=0.0, precision="auto",
-                      save_adapter=False, progress=False, warmup_ratio=0.0)
+                      save_adapter=False, progress=False, warmup_ratio=0.0, packed=packed)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = train_preference(model, tok, pairs, cfg, out, packed=packed)
+        result = train_preference(model, tok, pairs, cfg, out)
         wall = time.perf_counter() - t0
     return {"wall_s": wall, "steps": result.steps, "reference_s": result.reference_s,
             "final_loss": result.final_loss, "precision": str(resolve_precision("auto")).replace("torch.", ""),

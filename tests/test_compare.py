@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aptune.io import read_json
+from aptune.io import read_json, write_json_atomic
 from aptune.methods import load_compare_config, run_compare
 from aptune.methods.compare import describe
 from aptune.report.compare_plots import pareto_front
@@ -169,9 +169,25 @@ def test_html_has_the_table_and_existing_images(compared):
     assert sft["general_loglik_delta"]["n"] == sft["general"]["n"] and np.isfinite(sft["general_loglik_delta"]["value"])
 
 
+def test_folder_from_before_a_new_config_field_is_reused(compared, monkeypatch: pytest.MonkeyPatch):
+    """Upgrading aptune adds schema fields; a compare folder written before (its compare.json and
+    run manifests lack the key) is reused as long as the new field is at its default."""
+    path, out, _ = compared
+    meta = read_json(out / "compare.json")
+    del meta["base"]["train"]["packed"]
+    write_json_atomic(out / "compare.json", meta)
+    for manifest_path in out.rglob("manifest.json"):
+        manifest = read_json(manifest_path)
+        del manifest["config"]["train"]["packed"]
+        write_json_atomic(manifest_path, manifest)
+    monkeypatch.setattr("aptune.methods.runs.train_sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr("aptune.apt.loop.train_preference", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    assert all(o.reused for o in run_compare(load_compare_config(path), out, progress=False))
+
+
 def test_changed_base_config_needs_a_new_folder(compared, tmp_path: Path):
     path, out, _ = compared
-    with pytest.raises(ValueError, match="different base config"):
+    with pytest.raises(ValueError, match=r"different base config \(changed: pool\.limit\)"):
         run_compare(load_compare_config(path, quick=True), out, progress=False)
 
 

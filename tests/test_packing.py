@@ -121,11 +121,12 @@ def test_training_packed_equals_training_on_separate_rows(tmp_path) -> None:  # 
         PreferencePair(f"p{i}", chat_prompt(tok, f"What is {i} plus {i}?" + " Think." * (i % 3)), f"{2 * i}", f"{2 * i + 1}")
         for i in range(8)
     ]
-    cfg = TrainConfig(precision="fp32", progress=False, lr=1e-2, epochs=2, batch_size=4, save_adapter=False)
     runs = []
     for packed in (False, True):
+        cfg = TrainConfig(precision="fp32", progress=False, lr=1e-2, epochs=2, batch_size=4, save_adapter=False,
+                          packed=packed)
         model = tiny_lora(0)
-        result = train_preference(model, tok, pairs, cfg, tmp_path / str(packed), packed=packed)
+        result = train_preference(model, tok, pairs, cfg, tmp_path / str(packed))
         lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
         runs.append((result, lora))
     (sep, sep_w), (packed, packed_w) = runs

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aptune.apt.run_dir import config_changes
 from aptune.config import RunConfig
 from aptune.config_loader import ConfigError, _Ctx, build, read_yaml
 from aptune.io import read_json, write_json_atomic
@@ -185,10 +186,11 @@ def run_compare(
     resolved = cfg.to_dict()
     meta_path = out / "compare.json"
     if meta_path.exists():
-        previous = read_json(meta_path)
-        if previous.get("base") != resolved["base"]:
-            raise ValueError(f"{meta_path}: this compare folder was made with a different base config; "
-                             "use a new --out folder")
+        # the same rule as a run folder's: a key added to the schema since, at its default, is no change
+        changed = config_changes(read_json(meta_path).get("base") or {}, resolved["base"], RunConfig().to_dict())
+        if changed:
+            raise ValueError(f"{meta_path}: this compare folder was made with a different base config "
+                             f"(changed: {', '.join(changed)}); use a new --out folder")
     write_json_atomic(meta_path, {**resolved, "quick": loaded.quick, "config_file": str(loaded.path)})
 
     # validate every run before any work (data files, model path, run-dir config match)

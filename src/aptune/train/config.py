@@ -36,6 +36,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_length: int = 512  # tokens of prompt + response; prompts are cut from the left
     gradient_checkpointing: bool = False
+    # chosen and rejected behind one shared prompt where exact (aptune.packing): same losses and
+    # gradients, the prompt computed once; false = separate rows (TRL's layout; benchmarks, debugging)
+    packed: bool = True
     precision: Precision = "auto"  # auto = bf16 autocast where the hardware has it
     seed: int = 0
     max_grad_norm: float = 1.0  # 0 disables clipping

@@ -280,7 +280,6 @@ def train_preference(
     reference_logps: ReferenceLogps | None = None,
     reference_context: ReferenceContext | None = None,
     save_fn: SaveFn = default_save,
-    packed: bool = True,
 ) -> TrainResult:
     """Train the model's adapter on preference pairs with ``cfg.loss`` (+ NLL on the chosen side).
 
@@ -288,10 +287,7 @@ def train_preference(
     with the same tokenisation (e.g. by ``compute_reference_logps``); pairs missing from it are
     scored once before training under ``reference_context(model)`` (default: the PEFT adapter
     disabled). Returns a TrainResult; writes metrics, result and adapter under ``out_dir``.
-
-    ``packed`` runs chosen and rejected behind one shared prompt wherever that is exact (the
-    same log-probs and gradients as separate rows, with the prompt computed once); ``False``
-    forces separate rows (benchmarks, debugging).
+    ``cfg.packed`` lays each pair out behind one shared prompt wherever that is exact.
     """
     if not pairs:
         raise ValueError("no preference pairs to train on")
@@ -303,7 +299,7 @@ def train_preference(
     loss_fn = PreferenceLoss(cfg.loss, cfg.beta, cfg.nll_weight, cfg.label_smoothing)
     use_ltk = accepts_logits_to_keep(model)
     reference: ReferenceLogps = dict(reference_logps or {})
-    collate = pair_collator(innermost(model), pad_id, packed)
+    collate = pair_collator(innermost(model), pad_id, cfg.packed)
 
     def before_training(prepared: Any) -> float:
         missing = [p for p in tokenized if p.id not in reference]
@@ -313,7 +309,7 @@ def train_preference(
         reference.update(
             compute_reference_logps(
                 prepared, missing, pad_id, cfg.batch_size, resolve_precision(cfg.precision),
-                accelerator.device, reference_context, packed,
+                accelerator.device, reference_context, cfg.packed,
             )
         )
         seconds = time.perf_counter() - t0
@@ -381,5 +377,5 @@ def reference_logps_for_pairs(
     tokenized = tokenize_pairs(tokenizer, list(pairs), cfg.max_length, cfg.eos)
     return compute_reference_logps(
         model, tokenized, _pad_id(tokenizer), cfg.batch_size, resolve_precision(cfg.precision),
-        device, reference_context,
+        device, reference_context, cfg.packed,
     )
