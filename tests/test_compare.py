@@ -327,7 +327,7 @@ def test_gci_table_pools_each_group_view_cell_over_its_tasks():
                           "ethics / domain acc % [95% CI] (Δ)"]
     assert rows[0][0] == "m" and "(+50.0" in rows[0][1] and "(-50.0" in rows[0][2]
     assert rows[-2] == ["majority-position baseline", "75.0", "50.0", "100.0"]
-    assert rows[-1] == ["items per seed", "4", "2", "1"]
+    assert rows[-1] == ["distinct items (first row's seeds)", "4", "2", "1"]
     assert summary.to_dict()["gci_majority_baseline"] == {"reasoning/general": 0.75, "reasoning/integrated": 0.5,
                                                           "ethics/domain": 1.0}
     assert summary.domain_per_task["gci_ethics_domain"][1].value == 1.0

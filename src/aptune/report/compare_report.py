@@ -59,7 +59,7 @@ def task_table(summaries: list[MethodSummary], view: str = "general") -> tuple[l
     if summaries:
         first = summaries[0]
         rows.append(["majority-position baseline"] + [_pct(first.task_majority.get(t)) for t in tasks])
-        rows.append(["items per seed"] + [str(per[first.method][t][0].n) if t in per[first.method] else "–"
+        rows.append(["distinct items (first row's seeds)"] + [str(per[first.method][t][0].n) if t in per[first.method] else "–"
                                           for t in tasks])
     return header, rows
 
@@ -82,7 +82,7 @@ def gci_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]
         rows.append(row)
     first = summaries[0]
     rows.append(["majority-position baseline"] + [_pct(first.gci_majority.get(c)) for c in cells])
-    rows.append(["items per seed"] + [str(first.gci[c][0].n) if c in first.gci else "–" for c in cells])
+    rows.append(["distinct items (first row's seeds)"] + [str(first.gci[c][0].n) if c in first.gci else "–" for c in cells])
     return header, rows
 
 
