@@ -373,3 +373,15 @@ def test_cli_plan_lists_only_the_selected_methods_and_seeds(tmp_path: Path):
 def test_probe_configs_parse(path: Path):
     loaded = load_compare_config(path)
     assert "base" in {s.kind for s in loaded.config.specs} and describe(loaded)
+
+
+def test_report_warns_when_methods_cover_different_seeds():
+    from types import SimpleNamespace
+
+    from aptune.report.compare_report import seed_coverage_note
+
+    same = [SimpleNamespace(method="base", seeds=[0, 1]), SimpleNamespace(method="sft-lora", seeds=[0, 1])]
+    assert seed_coverage_note(same) is None
+    mixed = [SimpleNamespace(method="base", seeds=[0, 1]), SimpleNamespace(method="sft-lora", seeds=[0])]
+    note = seed_coverage_note(mixed)
+    assert note is not None and "base: 0, 1; sft-lora: 0" in note and "Δ columns compare" in note

@@ -169,6 +169,17 @@ GCI_NOTE = (
 )
 
 
+def seed_coverage_note(summaries: list[MethodSummary]) -> str | None:
+    """A warning when methods cover different seeds (a config run a seed at a time): every Δ is
+    paired within its own seeds and stays comparable, but rows' accuracies pool different items."""
+    coverage = {s.method: tuple(s.seeds) for s in summaries}
+    if len(set(coverage.values())) <= 1:
+        return None
+    listed = "; ".join(f"{m}: {', '.join(map(str, seeds)) or 'none'}" for m, seeds in coverage.items())
+    return (f"Methods cover different seeds ({listed}). Each Δ is paired against the untrained model on its own "
+            "seeds' items, so Δ columns compare across rows; accuracy columns pool different items per row.")
+
+
 def write_compare_report(out: str | Path) -> Path:
     """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png``."""
     out = Path(out)
@@ -199,7 +210,10 @@ def write_compare_report(out: str | Path) -> Path:
     md = [f"# {title}", ""]
     if meta.get("description"):
         md += [meta["description"], ""]
+    coverage = seed_coverage_note(summaries)
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
+    if coverage:
+        md += [f"**{coverage}**", ""]
     if gci:
         md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
     md += ["## Likelihood of the gold answers", "", LOGLIK_NOTE, "", *_md_table(LOGLIK_HEADER, loglik_rows(summaries)), ""]
@@ -223,6 +237,7 @@ def write_compare_report(out: str | Path) -> Path:
         f"<h1>{html.escape(title.replace('`', ''))}</h1>"
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
+        + (f"<p><strong>{html.escape(coverage)}</strong></p>" if coverage else "")
         + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
         + f"<h2>Likelihood of the gold answers</h2><p>{html.escape(LOGLIK_NOTE)}</p>"
         + _html_table(LOGLIK_HEADER, loglik_rows(summaries))
