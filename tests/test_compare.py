@@ -267,6 +267,29 @@ def test_cli_compare_runs_then_reuses(tmp_path: Path):
     assert redraw.returncode == 0 and "| sft-lora |" in redraw.stdout
 
 
+def test_report_of_some_seeds_and_methods_goes_to_its_own_folder(compared, tmp_path: Path):
+    _, out, _ = compared
+    full_before = (out / "compare.md").read_text()
+    dest = tmp_path / "seed1"
+    write_compare_report(out, dest, seeds=[1], methods=["base", "sft-lora"])
+    md = (dest / "compare.md").read_text()
+    assert "Seeds 1." in md and "| sft-lora | 1 |" in md and "apt-lora" not in md
+    assert "| sft-lora | 0 |" not in md  # the per-seed table holds seed 1 only
+    results = read_json(dest / "compare-results.json")
+    assert results["seeds"] == [1] and [m["method"] for m in results["methods"]] == ["base", "sft-lora"]
+    assert all(m["seeds"] == [1] for m in results["methods"])
+    for src in re.findall(r'<img src="([^"]+)"', (dest / "compare.html").read_text()):
+        assert (dest / src).stat().st_size > 1000, src
+    assert (out / "compare.md").read_text() == full_before  # the folder's own report is untouched
+    with pytest.raises(ValueError, match="seed 7 is not one of"):
+        write_compare_report(out, dest, seeds=[7])
+    with pytest.raises(ValueError, match="'nope' is not a method"):
+        write_compare_report(out, dest, methods=["nope"])
+    proc = subprocess.run(_aptune("compare-report", str(out), "--seeds", "1"), env=ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "--to" in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
 def test_cli_quick_without_a_quick_section_is_a_one_line_error(tmp_path: Path):
     path = write_compare_config(tmp_path, ["base"])
     proc = subprocess.run(_aptune("compare", str(path), "--quick", "--out", str(tmp_path / "o")), env=ENV,

@@ -345,11 +345,7 @@ def compare_cmd(
 
         loaded = load_compare_config(config, quick=quick)
         root = out or Path("runs") / (loaded.config.name + ("-quick" if quick else ""))
-        only_methods = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-        try:
-            only_seeds = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
-        except ValueError:
-            raise ValueError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+        only_methods, only_seeds = _names_and_seeds(methods, seeds)
         plan = [row for row in describe(loaded) if only_methods is None or row["method"] in only_methods]
         run_seeds = [s for s in loaded.config.seeds if only_seeds is None or s in only_seeds]
         typer.echo(f"compare {loaded.config.name}: {len(plan)} methods x seeds {run_seeds} -> {root}")
@@ -368,13 +364,32 @@ def compare_cmd(
     typer.echo(f"report: {root / 'compare.html'}")
 
 
+def _names_and_seeds(methods: Optional[str], seeds: Optional[str]) -> tuple[list[str] | None, list[int] | None]:
+    """``--methods a,b`` and ``--seeds 0,1`` as lists (None where not given)."""
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    try:
+        numbers = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
+    except ValueError:
+        raise ValueError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    return names, numbers
+
+
 @app.command("compare-report")
-def compare_report_cmd(folder: Path = typer.Argument(..., help="A compare folder.")) -> None:
-    """Redraw a compare report (Markdown, HTML, PNG) from its folder, finished or not."""
+def compare_report_cmd(
+    folder: Path = typer.Argument(..., help="A compare folder."),
+    seeds: Optional[str] = typer.Option(None, help="Report only these seeds (comma-separated)."),
+    methods: Optional[str] = typer.Option(None, help="Report only these methods (comma-separated names)."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Write the report here (default: FOLDER itself)."),
+) -> None:
+    """Redraw a compare report (Markdown, HTML, PNG) from its folder, finished or not; with
+    --seeds/--methods, a report of just those runs (e.g. one seed alone) into --to."""
     from aptune.report.compare_report import write_compare_report
 
     try:
-        path = write_compare_report(folder)
+        only_methods, only_seeds = _names_and_seeds(methods, seeds)
+        if (only_methods or only_seeds) and to is None:
+            raise ValueError("--seeds/--methods: give --to DIR, so the folder's full report is not replaced")
+        path = write_compare_report(folder, to, seeds=only_seeds, methods=only_methods)
     except USER_ERRORS as exc:
         _fail(str(exc))
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +181,19 @@ def seed_coverage_note(summaries: list[MethodSummary]) -> str | None:
             "seeds' items, so Δ columns compare across rows; accuracy columns pool different items per row.")
 
 
-def write_compare_report(out: str | Path) -> Path:
-    """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png``."""
+def write_compare_report(out: str | Path, dest: str | Path | None = None, *, seeds: Collection[int] | None = None,
+                         methods: Collection[str] | None = None) -> Path:
+    """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png`` for the
+    compare folder ``out`` into ``dest`` (default: ``out``); ``seeds`` / ``methods`` report only
+    those (e.g. one seed alone, or the seeds every method has finished)."""
     out = Path(out)
-    meta, summaries, runs = collect(out)
-    methods = _method_rows(meta, out)
+    dest = Path(dest) if dest is not None else out
+    dest.mkdir(parents=True, exist_ok=True)
+    meta, summaries, runs = collect(out, seeds, methods)
+    method_rows = _method_rows(meta, out)
     base = meta["base"]
-    pareto = plot_pareto(summaries, out / "plots" / "pareto.png")
-    tasks_png = plot_general_tasks(summaries, out / "plots" / "general_tasks.png")
+    pareto = plot_pareto(summaries, dest / "plots" / "pareto.png")
+    tasks_png = plot_general_tasks(summaries, dest / "plots" / "general_tasks.png")
     prov = next((r.provenance for r in runs if r.provenance), {})
     title = f"aptune compare `{meta['name']}` — {base['model']}" + (" (quick profile)" if meta.get("quick") else "")
     setting = (
@@ -219,14 +225,14 @@ def write_compare_report(out: str | Path) -> Path:
     md += ["## Likelihood of the gold answers", "", LOGLIK_NOTE, "", *_md_table(LOGLIK_HEADER, loglik_rows(summaries)), ""]
     md += ["## Domain tasks", "", *_md_table(dh, dr), ""]
     md += ["## General tasks", "", *_md_table(th, tr), ""]
-    md += ["## Cost (per seed)", "", *_md_table(COST_HEADER, cost_rows(summaries, methods)), ""]
+    md += ["## Cost (per seed)", "", *_md_table(COST_HEADER, cost_rows(summaries, method_rows)), ""]
     md += ["## Per seed", "", *_md_table(SEED_HEADER, seed_rows(summaries)), ""]
     md += [f"![{alt}](plots/{p.name})" for p, alt in images]
     if missing:
         md += ["", f"Not finished yet: {', '.join(missing)}."]
     if machine:
         md += ["", f"Machine and versions: {machine}."]
-    write_text_atomic(out / "compare.md", "\n".join(md) + "\n")
+    write_text_atomic(dest / "compare.md", "\n".join(md) + "\n")
     imgs = "".join(f'<figure><img src="plots/{p.name}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}'
                    "</figcaption></figure>" for p, alt in images)
     page = (
@@ -243,18 +249,18 @@ def write_compare_report(out: str | Path) -> Path:
         + _html_table(LOGLIK_HEADER, loglik_rows(summaries))
         + f"<h2>Domain tasks</h2>{_html_table(dh, dr)}"
         + f"<h2>General tasks</h2>{_html_table(th, tr)}"
-        + f"<h2>Cost (per seed)</h2>{_html_table(COST_HEADER, cost_rows(summaries, methods))}"
+        + f"<h2>Cost (per seed)</h2>{_html_table(COST_HEADER, cost_rows(summaries, method_rows))}"
         + f"<h2>Per seed</h2>{_html_table(SEED_HEADER, seed_rows(summaries))}{imgs}"
         + (f"<p>Not finished yet: {html.escape(', '.join(missing))}.</p>" if missing else "")
         + (f"<p>Machine and versions: {html.escape(machine)}.</p>" if machine else "")
         + "</body></html>\n"
     )
-    write_text_atomic(out / "compare.html", page)
-    write_json_atomic(out / "compare-results.json",
+    write_text_atomic(dest / "compare.html", page)
+    write_json_atomic(dest / "compare-results.json",
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
                        "missing": missing, "provenance": prov})
-    log.info("compare report written to %s", out / "compare.md")
-    return out / "compare.md"
+    log.info("compare report written to %s", dest / "compare.md")
+    return dest / "compare.md"
 
 
 def _method_rows(meta: dict[str, Any], out: Path) -> list[dict[str, Any]]:

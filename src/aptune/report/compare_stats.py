@@ -244,8 +244,22 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
     )
 
 
-def collect(out: Path) -> tuple[dict[str, Any], list[MethodSummary], list[SeedRun]]:
+def collect(out: Path, seeds: Collection[int] | None = None,
+            methods: Collection[str] | None = None) -> tuple[dict[str, Any], list[MethodSummary], list[SeedRun]]:
+    """The compare folder's metadata and per-method summaries; ``seeds`` / ``methods`` restrict
+    both to those of the folder's (the metadata returned lists only them)."""
     meta = read_json(out / "compare.json")
+    if seeds is not None:
+        strays = sorted(set(seeds) - set(meta["seeds"]))
+        if strays:
+            raise ValueError(f"--seeds: seed {strays[0]} is not one of {out}'s seeds {meta['seeds']}")
+        meta["seeds"] = [s for s in meta["seeds"] if s in seeds]
+    if methods is not None:
+        names = [m["name"] for m in meta["methods"]]
+        unknown = sorted(set(methods) - set(names))
+        if unknown:
+            raise ValueError(f"--methods: {unknown[0]!r} is not a method of {out} (its methods: {', '.join(names)})")
+        meta["methods"] = [m for m in meta["methods"] if m["name"] in methods]
     summaries, all_runs = [], []
     for m in meta["methods"]:
         runs = [r for seed in meta["seeds"]
