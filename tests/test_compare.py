@@ -281,7 +281,7 @@ def test_report_of_some_seeds_and_methods_goes_to_its_own_folder(compared, tmp_p
     for src in re.findall(r'<img src="([^"]+)"', (dest / "compare.html").read_text()):
         assert (dest / src).stat().st_size > 1000, src
     assert (out / "compare.md").read_text() == full_before  # the folder's own report is untouched
-    with pytest.raises(ValueError, match="seed 7 is not one of"):
+    with pytest.raises(ValueError, match="seed 7 is not in"):
         write_compare_report(out, dest, seeds=[7])
     with pytest.raises(ValueError, match="'nope' is not a method"):
         write_compare_report(out, dest, methods=["nope"])

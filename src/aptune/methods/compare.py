@@ -32,7 +32,7 @@ from aptune.config import RunConfig
 from aptune.config_loader import ConfigError, _Ctx, build, read_yaml
 from aptune.io import read_json, write_json_atomic
 from aptune.methods.runs import check_replay, make_run
-from aptune.methods.spec import METHOD_KINDS, MethodSpec, deep_merge, method_overrides
+from aptune.methods.spec import METHOD_KINDS, MethodSpec, chosen_methods, chosen_seeds, deep_merge, method_overrides
 
 log = logging.getLogger(__name__)
 
@@ -173,15 +173,9 @@ def run_compare(
 
     out = Path(out)
     cfg = loaded.config
-    names = [s.label for s in cfg.specs]
-    unknown = sorted(set(methods or ()) - set(names))
-    if unknown:
-        raise ValueError(f"--methods: {unknown[0]!r} is not a method of {loaded.path} (its methods: {', '.join(names)})")
-    strays = sorted(set(seeds or ()) - set(cfg.seeds))
-    if strays:
-        raise ValueError(f"--seeds: seed {strays[0]} is not in {loaded.path}'s seeds {list(cfg.seeds)}")
-    chosen_specs = [s for s in cfg.specs if methods is None or s.label in methods]
-    chosen_seeds = [s for s in cfg.seeds if seeds is None or s in seeds]
+    names = chosen_methods([s.label for s in cfg.specs], methods, loaded.path)
+    chosen_specs = [s for s in cfg.specs if s.label in names]
+    run_seeds = chosen_seeds(cfg.seeds, seeds, loaded.path)
     out.mkdir(parents=True, exist_ok=True)
     resolved = cfg.to_dict()
     meta_path = out / "compare.json"
@@ -196,7 +190,7 @@ def run_compare(
     # validate every run before any work (data files, model path, run-dir config match)
     runs = {}
     for spec in chosen_specs:
-        for seed in chosen_seeds:
+        for seed in run_seeds:
             run = make_run(spec, loaded.run_configs[(spec.label, seed)], run_dir_for(out, spec.label, seed),
                            progress=progress)
             runs[(spec.label, seed)] = run
@@ -216,7 +210,7 @@ def run_compare(
     outcomes: list[RunOutcome] = []
     donors: dict[str, Path] = {}
     order = sorted(chosen_specs, key=lambda s: s.kind != "base")  # base first: its round 0 is shared
-    for seed in chosen_seeds:
+    for seed in run_seeds:
         for spec in order:
             run = runs[(spec.label, seed)]
             root = run.dir.root

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -110,3 +110,21 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 def method_overrides(spec: MethodSpec) -> dict[str, Any]:
     """The kind's preset with the method's own overrides on top."""
     return deep_merge(PRESETS[spec.kind], spec.overrides)
+
+
+def chosen_methods(names: Sequence[str], wanted: Collection[str] | None, where: object) -> list[str]:
+    """``names`` (in their order) restricted to ``wanted`` (``--methods``; None = all of them);
+    a name ``where`` does not have is a one-line error."""
+    unknown = sorted(set(wanted or ()) - set(names))
+    if unknown:
+        raise ValueError(f"--methods: {unknown[0]!r} is not a method of {where} (its methods: {', '.join(names)})")
+    return [n for n in names if wanted is None or n in wanted]
+
+
+def chosen_seeds(seeds: Sequence[int], wanted: Collection[int] | None, where: object) -> list[int]:
+    """``seeds`` (in their order) restricted to ``wanted`` (``--seeds``; None = all of them);
+    a seed ``where`` does not have is a one-line error."""
+    strays = sorted(set(wanted or ()) - set(seeds))
+    if strays:
+        raise ValueError(f"--seeds: seed {strays[0]} is not in {where}'s seeds {list(seeds)}")
+    return [s for s in seeds if wanted is None or s in wanted]

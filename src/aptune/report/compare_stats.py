@@ -30,6 +30,7 @@ import numpy as np
 
 from aptune.evaluate.metrics import bootstrap_mean, paired_bootstrap_delta
 from aptune.io import read_json
+from aptune.methods.spec import chosen_methods, chosen_seeds
 from aptune.report.compare_runs import VIEWS, SeedRun, load_seed_run
 
 
@@ -249,17 +250,9 @@ def collect(out: Path, seeds: Collection[int] | None = None,
     """The compare folder's metadata and per-method summaries; ``seeds`` / ``methods`` restrict
     both to those of the folder's (the metadata returned lists only them)."""
     meta = read_json(out / "compare.json")
-    if seeds is not None:
-        strays = sorted(set(seeds) - set(meta["seeds"]))
-        if strays:
-            raise ValueError(f"--seeds: seed {strays[0]} is not one of {out}'s seeds {meta['seeds']}")
-        meta["seeds"] = [s for s in meta["seeds"] if s in seeds]
-    if methods is not None:
-        names = [m["name"] for m in meta["methods"]]
-        unknown = sorted(set(methods) - set(names))
-        if unknown:
-            raise ValueError(f"--methods: {unknown[0]!r} is not a method of {out} (its methods: {', '.join(names)})")
-        meta["methods"] = [m for m in meta["methods"] if m["name"] in methods]
+    meta["seeds"] = chosen_seeds(meta["seeds"], seeds, out)
+    names = chosen_methods([m["name"] for m in meta["methods"]], methods, out)
+    meta["methods"] = [m for m in meta["methods"] if m["name"] in names]
     summaries, all_runs = [], []
     for m in meta["methods"]:
         runs = [r for seed in meta["seeds"]
