@@ -161,7 +161,7 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dic
     for key in sorted(set(saved) | set(current)):
         path = f"{prefix}{key}"
         old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
-        default = defaults.get(key, _ABSENT) if isinstance(defaults, dict) else _ABSENT
+        default = defaults.get(key, _ABSENT)
         if isinstance(old, dict) and isinstance(new, dict):
             changed += config_changes(old, new, default if isinstance(default, dict) else {}, f"{path}.")
         elif old is _ABSENT and new is not _ABSENT and new == default:
