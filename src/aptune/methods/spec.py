@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 MethodKind = Literal["base", "sft-lora", "sft-lora+replay", "sft-alora", "dpo-all", "apt-lora", "apt-alora"]
 METHOD_KINDS: tuple[str, ...] = ("base", "sft-lora", "sft-lora+replay", "sft-alora", "dpo-all", "apt-lora", "apt-alora")
+T = TypeVar("T")
 
 _ALORA = {"adapter": {"kind": "alora"}, "rounds": {"between": "stack", "reference": "original"}}
 _LORA = {"adapter": {"kind": "lora"}}
@@ -115,16 +116,20 @@ def method_overrides(spec: MethodSpec) -> dict[str, Any]:
 def chosen_methods(names: Sequence[str], wanted: Collection[str] | None, where: object) -> list[str]:
     """``names`` (in their order) restricted to ``wanted`` (``--methods``; None = all of them);
     a name ``where`` does not have is a one-line error."""
-    unknown = sorted(set(wanted or ()) - set(names))
-    if unknown:
-        raise ValueError(f"--methods: {unknown[0]!r} is not a method of {where} (its methods: {', '.join(names)})")
-    return [n for n in names if wanted is None or n in wanted]
+    return _restrict(names, wanted, lambda name: (
+        f"--methods: {name!r} is not a method of {where} (its methods: {', '.join(names)})"))
 
 
 def chosen_seeds(seeds: Sequence[int], wanted: Collection[int] | None, where: object) -> list[int]:
     """``seeds`` (in their order) restricted to ``wanted`` (``--seeds``; None = all of them);
     a seed ``where`` does not have is a one-line error."""
-    strays = sorted(set(wanted or ()) - set(seeds))
+    return _restrict(seeds, wanted, lambda seed: f"--seeds: seed {seed} is not in {where}'s seeds {list(seeds)}")
+
+
+def _restrict(items: Sequence[T], wanted: Collection[T] | None, stray_error: Callable[[T], str]) -> list[T]:
+    """``items`` in their order, only those in ``wanted`` (None = all); the first wanted value
+    ``items`` lacks (in sorted order) raises ``ValueError(stray_error(value))``."""
+    strays = sorted(set(wanted or ()) - set(items))
     if strays:
-        raise ValueError(f"--seeds: seed {strays[0]} is not in {where}'s seeds {list(seeds)}")
-    return [s for s in seeds if wanted is None or s in wanted]
+        raise ValueError(stray_error(strays[0]))
+    return [x for x in items if wanted is None or x in wanted]
