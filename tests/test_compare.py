@@ -3,6 +3,7 @@ time), the report's HTML shows the tables and images that exist, deltas are pair
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -408,3 +409,22 @@ def test_report_warns_when_methods_cover_different_seeds():
     mixed = [SimpleNamespace(method="base", seeds=[0, 1]), SimpleNamespace(method="sft-lora", seeds=[0])]
     note = seed_coverage_note(mixed)
     assert note is not None and "base: 0, 1; sft-lora: 0" in note and "Δ columns compare" in note
+
+
+def test_report_flags_a_run_whose_training_loss_ended_above_its_start(compared, tmp_path: Path):
+    import shutil
+
+    _, out, _ = compared
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for seed, losses in ((0, [4.0, 30.0, 9.0, 7.0]), (1, [4.0, 30.0, 9.0, 2.0])):  # seed 0 settled above 4.0
+        log_file = copy / "sft-lora" / f"seed-{seed}" / "round-1" / "train" / "train_metrics.jsonl"
+        assert log_file.exists()
+        log_file.write_text("".join(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(losses)))
+    write_compare_report(copy)
+    md, page = (copy / "compare.md").read_text(), (copy / "compare.html").read_text()
+    for text in (md, page):
+        assert "Training loss ended above where it started" in text and "sft-lora/seed-0 round 1" in text
+        assert "sft-lora/seed-1" not in text
+    flagged = read_json(copy / "compare-results.json")["loss_rose"]
+    assert "sft-lora/seed-0/round-1" in flagged and "sft-lora/seed-1/round-1" not in flagged

@@ -23,6 +23,7 @@ from aptune.prompts import end_of_turn_id
 from aptune.train.logprobs import response_logps
 from aptune.train.pairs import tokenize_items, tokenize_pairs
 from aptune.train.reference import adapter_disabled
+from aptune.train.config import loss_rose
 
 FAST = dict(precision="fp32", progress=False, lr=1e-2)
 
@@ -200,6 +201,31 @@ def test_sft_lowers_nll(tmp_path) -> None:  # noqa: ANN001
     rows = [json.loads(line) for line in (tmp_path / "train_metrics.jsonl").read_text().splitlines()]
     assert result.mean_margin is None and result.steps == 60
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
+    assert result.extra["loss_rose"] is False
+
+
+def test_loss_rose_compares_the_last_tenth_with_the_first_step() -> None:
+    assert not loss_rose([])
+    assert not loss_rose([4.0])
+    assert not loss_rose([4.0, 30.0, 9.0, 3.0])  # spiked, but ended below the start
+    assert loss_rose([4.0, 30.0, 9.0, 5.0])
+    assert not loss_rose([4.0] + [50.0] * 17 + [3.9, 3.9])  # 20 steps: the last 2 decide
+    assert loss_rose([4.0] + [1.0] * 17 + [3.9, 4.2])
+
+
+def test_a_run_whose_loss_ends_above_its_start_is_flagged(tmp_path, caplog) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    items = [SFTItem(chat_prompt(tok, f"Say {w}"), w) for w in ["red", "green", "blue", "cyan"]]
+    model = tiny_lora(0)
+    # first learn a little (loss below the uniform 4.85 nats), then blow it up with lr 3.0
+    tuned = train_sft(model, tok, items, TrainConfig(**{**FAST, "lr": 0.1}, epochs=30, batch_size=2), tmp_path / "a")
+    assert tuned.extra["loss_rose"] is False
+    cfg = TrainConfig(**{**FAST, "lr": 3.0}, epochs=3, batch_size=2, warmup_ratio=0.0)
+    with caplog.at_level("WARNING", logger="aptune.train.trainer"):
+        result = train_sft(model, tok, items, cfg, tmp_path / "b")
+    assert result.extra["loss_rose"] is True
+    assert json.loads((tmp_path / "b" / "train_result.json").read_text())["extra"]["loss_rose"] is True
+    assert "ended above where it started" in caplog.text
 
 
 def test_config_and_input_errors(tmp_path) -> None:  # noqa: ANN001

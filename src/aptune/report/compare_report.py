@@ -19,6 +19,7 @@ import numpy as np
 
 from aptune.io import read_json, write_json_atomic, write_text_atomic
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
+from aptune.report.compare_runs import SeedRun
 from aptune.report.compare_stats import NAN, MethodSummary, Stat, collect
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,17 @@ def seed_coverage_note(summaries: list[MethodSummary]) -> str | None:
             "seeds' items, so Δ columns compare across rows; accuracy columns pool different items per row.")
 
 
+def loss_rose_note(runs: list[SeedRun]) -> str | None:
+    """A warning naming every trained round whose loss ended above where it started: such a run
+    diverged and settled (a learning rate past the stable range), so its Δ measures breakage."""
+    flagged = [f"{r.method}/seed-{r.seed} round {k}" for r in runs for k in r.loss_rose_rounds]
+    if not flagged:
+        return None
+    return ("Training loss ended above where it started (the mean over the last tenth of the steps above the "
+            f"first step's) in {', '.join(flagged)}: the learning rate is likely past the stable range, and "
+            "those changes measure a diverged run rather than the method.")
+
+
 def write_compare_report(out: str | Path, dest: str | Path | None = None, *, seeds: Collection[int] | None = None,
                          methods: Collection[str] | None = None) -> Path:
     """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png`` for the
@@ -217,9 +229,11 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     if meta.get("description"):
         md += [meta["description"], ""]
     coverage = seed_coverage_note(summaries)
+    rose = loss_rose_note(runs)
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
-    if coverage:
-        md += [f"**{coverage}**", ""]
+    for note in (coverage, rose):
+        if note:
+            md += [f"**{note}**", ""]
     if gci:
         md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
     md += ["## Likelihood of the gold answers", "", LOGLIK_NOTE, "", *_md_table(LOGLIK_HEADER, loglik_rows(summaries)), ""]
@@ -243,7 +257,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         f"<h1>{html.escape(title.replace('`', ''))}</h1>"
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
-        + (f"<p><strong>{html.escape(coverage)}</strong></p>" if coverage else "")
+        + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose) if note)
         + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
         + f"<h2>Likelihood of the gold answers</h2><p>{html.escape(LOGLIK_NOTE)}</p>"
         + _html_table(LOGLIK_HEADER, loglik_rows(summaries))
@@ -258,7 +272,9 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     write_text_atomic(dest / "compare.html", page)
     write_json_atomic(dest / "compare-results.json",
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
-                       "missing": missing, "provenance": prov})
+                       "missing": missing, "loss_rose": [f"{r.method}/seed-{r.seed}/round-{k}" for r in runs
+                                                         for k in r.loss_rose_rounds],
+                       "provenance": prov})
     log.info("compare report written to %s", dest / "compare.md")
     return dest / "compare.md"
 

@@ -3,7 +3,8 @@
 The report never holds a model: everything it shows comes from the files a run wrote —
 round 0's and the final round's ``eval/predictions.jsonl`` (each item's correctness and gold
 log-likelihood), ``eval/metrics.json`` (gold and predicted position histograms),
-``train/train_result.json`` (cost), ``manifest.json`` (stage records) and ``compare_run.json``
+``train/train_result.json`` (cost), ``train/train_metrics.jsonl`` (whether the loss ended above
+its start), ``manifest.json`` (stage records) and ``compare_run.json``
 (the marker that the run finished).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from aptune.evaluate.paired import gold_loglik
 from aptune.io import read_json, read_jsonl
+from aptune.train.config import loss_rose
 
 #: The two views every compare run evaluates.
 VIEWS = ("domain", "general")
@@ -41,6 +43,7 @@ class SeedRun:
     train: dict[str, float] = field(default_factory=dict)
     train_set: int = 0  # pairs or SFT items, summed over rounds
     rounds_trained: int = 0
+    loss_rose_rounds: list[int] = field(default_factory=list)  # rounds whose training loss ended above its start
     wall_s: float | None = None
     wall_partial: bool = False  # resumed, and the earlier invocations were not timed: a lower bound
     finished: bool = False
@@ -103,6 +106,9 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
         tr = read_json(result)
         totals.update({"steps": tr["steps"], "examples": tr["examples"], "tokens": tr["tokens"], "train_s": tr["wall_s"]})
         run.rounds_trained += 1
+        log_path = result.parent / "train_metrics.jsonl"
+        if log_path.exists() and loss_rose([row["loss"] for row in read_jsonl(log_path) if "loss" in row]):
+            run.loss_rose_rounds.append(int(result.parent.parent.name.split("-", 1)[1]))
     run.train = dict(totals)
     manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
     run.provenance = manifest.get("provenance", {})

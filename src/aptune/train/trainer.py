@@ -39,7 +39,7 @@ from transformers import get_scheduler
 
 from aptune.models import autocast, resolve_precision
 from aptune.train.batching import Batch, collate_items, length_grouped_batches, pair_collator
-from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult
+from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult, loss_rose
 from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
 from aptune.train.losses import PreferenceLoss, SFTLoss
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
@@ -242,6 +242,10 @@ def _train_loop(
     accelerator.wait_for_everyone()
     if not losses:
         raise TrainingDivergedError("no optimizer step succeeded")
+    rose = loss_rose(losses)
+    if rose:
+        log.warning("training loss ended above where it started (%.4f at step 1, %.4f at the last): "
+                    "the learning rate is likely past the stable range", losses[0], losses[-1])
     result = TrainResult(
         steps=step,
         examples=examples,
@@ -255,7 +259,7 @@ def _train_loop(
         reference_s=reference_s,
         adapter_dir=saved_dir,
         metrics_path=str(metrics_path),
-        extra={"trainable_params": n_trainable, "world_size": world},
+        extra={"trainable_params": n_trainable, "world_size": world, "loss_rose": rose},
     )
     if accelerator.is_main_process:
         result.write(out_dir / "train_result.json")
