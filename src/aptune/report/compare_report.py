@@ -19,7 +19,6 @@ import numpy as np
 
 from aptune.io import read_json, write_json_atomic, write_text_atomic
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
-from aptune.report.compare_runs import SeedRun
 from aptune.report.compare_stats import NAN, MethodSummary, Stat, collect
 
 log = logging.getLogger(__name__)
@@ -182,14 +181,15 @@ def seed_coverage_note(summaries: list[MethodSummary]) -> str | None:
             "seeds' items, so Δ columns compare across rows; accuracy columns pool different items per row.")
 
 
-def loss_rose_note(runs: list[SeedRun]) -> str | None:
-    """A warning naming every trained round whose loss ended above where it started: such a run
-    diverged and settled (a learning rate past the stable range), so its Δ measures breakage."""
-    flagged = [f"{r.method}/seed-{r.seed} round {k}" for r in runs for k in r.loss_rose_rounds]
+def loss_rose_note(flagged: list[tuple[str, int, int]]) -> str | None:
+    """A warning naming every trained (method, seed, round) whose loss ended above where it
+    started: such a run diverged and settled (a learning rate past the stable range), so its Δ
+    measures breakage."""
     if not flagged:
         return None
+    named = ", ".join(f"{method}/seed-{seed} round {k}" for method, seed, k in flagged)
     return ("Training loss ended above where it started (the mean over the last tenth of the steps above the "
-            f"first step's) in {', '.join(flagged)}: the learning rate is likely past the stable range, and "
+            f"first step's) in {named}: the learning rate is likely past the stable range, and "
             "those changes measure a diverged run rather than the method.")
 
 
@@ -229,7 +229,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     if meta.get("description"):
         md += [meta["description"], ""]
     coverage = seed_coverage_note(summaries)
-    rose = loss_rose_note(runs)
+    flagged = [(r.method, r.seed, k) for r in runs for k in r.loss_rose_rounds]
+    rose = loss_rose_note(flagged)
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
     for note in (coverage, rose):
         if note:
@@ -272,8 +273,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     write_text_atomic(dest / "compare.html", page)
     write_json_atomic(dest / "compare-results.json",
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
-                       "missing": missing, "loss_rose": [f"{r.method}/seed-{r.seed}/round-{k}" for r in runs
-                                                         for k in r.loss_rose_rounds],
+                       "missing": missing, "loss_rose": [f"{m}/seed-{s}/round-{k}" for m, s, k in flagged],
                        "provenance": prov})
     log.info("compare report written to %s", dest / "compare.md")
     return dest / "compare.md"

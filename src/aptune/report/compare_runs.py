@@ -78,16 +78,22 @@ def _histograms(metrics: dict[str, Any], key: str) -> dict[str, Counter]:
     return out
 
 
+def round_index(folder: Path) -> int | None:
+    """N for a ``round-N`` folder; None for any other name."""
+    prefix, _, n = folder.name.partition("-")
+    return int(n) if prefix == "round" and n.isdigit() else None
+
+
 def final_round(root: Path) -> int:
     """The last round that was accepted and evaluated; 0 when there is none."""
     best = 0
     for rd in root.glob("round-*"):
-        r = rd.name.split("-", 1)[1]
-        if not r.isdigit() or int(r) == 0:
+        r = round_index(rd)
+        if not r:
             continue
         decision, metrics = rd / "decision.json", rd / "eval" / "metrics.json"
         if decision.exists() and metrics.exists() and read_json(decision).get("accepted"):
-            best = max(best, int(r))
+            best = max(best, r)
     return best
 
 
@@ -107,8 +113,10 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
         totals.update({"steps": tr["steps"], "examples": tr["examples"], "tokens": tr["tokens"], "train_s": tr["wall_s"]})
         run.rounds_trained += 1
         log_path = result.parent / "train_metrics.jsonl"
-        if log_path.exists() and loss_rose([row["loss"] for row in read_jsonl(log_path) if "loss" in row]):
-            run.loss_rose_rounds.append(int(result.parent.parent.name.split("-", 1)[1]))
+        r = round_index(result.parent.parent)
+        if r is not None and log_path.exists():
+            if loss_rose([row["loss"] for row in read_jsonl(log_path) if "loss" in row]):
+                run.loss_rose_rounds.append(r)
     run.train = dict(totals)
     manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
     run.provenance = manifest.get("provenance", {})
