@@ -78,6 +78,21 @@ def test_legal_config_has_an_sft_control_at_apts_step_budget():
     assert controls[0].label not in quick  # the quick profile stays a smoke test of the five GCI methods
 
 
+def test_science_config_has_an_sft_control_near_apts_step_budget():
+    """APT's pair sets shrink round by round (weakness cases + neighbours), so its steps are not a
+    fixed multiple of SFT's; the control is sft-lora with one more epoch and nothing else changed,
+    and the report sets APT against it."""
+    loaded = load_compare_config(REPO / "configs" / "compare-science.yaml")
+    seed = loaded.config.seeds[0]
+    plain = loaded.run_configs[("sft-lora", seed)]
+    control = loaded.run_configs[("sft-lora-2ep", seed)]
+    assert control.train.epochs == 2 * plain.train.epochs
+    assert control.train.lr == plain.train.lr and control.adapter == plain.adapter
+    assert "apt-lora:sft-lora-2ep" in loaded.config.versus
+    quick = load_compare_config(REPO / "configs" / "compare-science.yaml", quick=True).config
+    assert "sft-lora-2ep" not in {s.label for s in quick.specs}
+
+
 # ----------------------------------------------------------------------------- reuse and report
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory):
@@ -428,3 +443,72 @@ def test_report_flags_a_run_whose_training_loss_ended_above_its_start(compared, 
         assert "sft-lora/seed-1" not in text
     flagged = read_json(copy / "compare-results.json")["loss_rose"]
     assert "sft-lora/seed-0/round-1" in flagged and "sft-lora/seed-1/round-1" not in flagged
+
+
+# ----------------------------------------------------------------------------- head to head
+def _final(method: str, seed: int, correct: dict[str, bool], loglik: dict[str, float] | None = None) -> SeedRun:
+    run = SeedRun(method, seed, Path("."), 1)
+    run.after = {"domain": {("domain/t", k): v for k, v in correct.items()}}
+    run.loglik_after = {"domain": {("domain/t", k): v for k, v in (loglik or {}).items()}}
+    return run
+
+
+def test_versus_pairs_final_models_on_common_items_and_seeds():
+    """A and B at seeds 0 and 1 (B also at 2, which A lacks): item x: A-B = +1 at seed 0, 0 at seed 1
+    -> +0.5; item y: -1 and -1 -> -1; item z (only A has it at seed 0) is left out. Mean -0.25."""
+    from aptune.report.compare_versus import versus
+
+    runs = [_final("a", 0, {"x": True, "y": False, "z": True}, {"x": -1.0, "y": -4.0}),
+            _final("a", 1, {"x": True, "y": False}),
+            _final("b", 0, {"x": False, "y": True}, {"x": -3.0, "y": -4.0}),
+            _final("b", 1, {"x": True, "y": True}),
+            _final("b", 2, {"x": False, "y": False})]
+    v = versus("a", "b", runs)
+    assert v.seeds == [0, 1]
+    assert v.domain.n == 2 and v.domain.value == pytest.approx(-0.25)
+    assert v.domain.low <= v.domain.value <= v.domain.high
+    assert v.domain_loglik.n == 2 and v.domain_loglik.value == pytest.approx(1.0)  # (+2 + 0) / 2
+    assert v.general.n == 0 and v.general.pct(True) == "–"
+    assert versus("a", "nobody", runs).seeds == [] and versus("a", "nobody", runs).domain.n == 0
+
+
+def test_report_pairs_default_to_sft_lora_then_the_asked_ones():
+    from aptune.report.compare_versus import report_pairs
+
+    methods = ["base", "sft-lora", "apt-lora", "sft-alora-2ep"]
+    assert report_pairs(methods) == [("apt-lora", "sft-lora"), ("sft-alora-2ep", "sft-lora")]
+    asked = ["apt-lora:sft-alora-2ep", "apt-lora:sft-lora", "apt-lora:dpo-all"]  # a repeat; one not reported
+    assert report_pairs(methods, asked) == [("apt-lora", "sft-lora"), ("sft-alora-2ep", "sft-lora"),
+                                            ("apt-lora", "sft-alora-2ep")]
+    assert report_pairs(["base", "apt-lora"]) == []
+
+
+@pytest.mark.parametrize("text, message", [("apt-lora", "expected METHOD:METHOD"), ("a:b:c", "expected METHOD:METHOD"),
+                                           ("sft-lora:sft-lora", "against itself"), ("apt-lora:nope", "'nope'")])
+def test_bad_versus_entry_is_a_config_error(tmp_path: Path, text: str, message: str):
+    from aptune.config_loader import ConfigError
+
+    path = write_compare_config(tmp_path, ["base", "sft-lora", "apt-lora"], versus=[text])
+    with pytest.raises(ConfigError, match=message):
+        load_compare_config(path)
+
+
+def test_report_has_a_head_to_head_table(compared, tmp_path: Path):
+    _, out, _ = compared
+    dest = tmp_path / "versus"
+    write_compare_report(out, dest, versus_pairs=["apt-lora:base"])
+    md, page = (dest / "compare.md").read_text(), (dest / "compare.html").read_text()
+    for text in (md, page):
+        assert "Head to head (paired, same items)" in text
+        assert "apt-lora against sft-lora" in text and "apt-lora against base" in text
+    rows = {(v["a"], v["b"]): v for v in read_json(dest / "compare-results.json")["versus"]}
+    assert set(rows) == {("apt-lora", "sft-lora"), ("apt-lora", "base")}
+    # against base, the head-to-head change is the main table's paired Δ (base's final model is round 0)
+    apt = next(m for m in read_json(dest / "compare-results.json")["methods"] if m["method"] == "apt-lora")
+    assert rows[("apt-lora", "base")]["domain"]["value"] == pytest.approx(apt["domain_delta"]["value"])
+    assert rows[("apt-lora", "base")]["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="'nope'"):
+        write_compare_report(out, dest, versus_pairs=["apt-lora:nope"])
+    proc = subprocess.run(_aptune("compare-report", str(out), "--to", str(dest), "--versus", "apt-lora"), env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "METHOD:METHOD" in proc.stderr and proc.stderr.strip().count("\n") == 0

@@ -380,16 +380,20 @@ def compare_report_cmd(
     seeds: Optional[str] = typer.Option(None, help="Report only these seeds (comma-separated)."),
     methods: Optional[str] = typer.Option(None, help="Report only these methods (comma-separated names)."),
     to: Optional[Path] = typer.Option(None, "--to", help="Write the report here (default: FOLDER itself)."),
+    versus: Optional[list[str]] = typer.Option(
+        None, "--versus", help="A:B — add a head-to-head row, A's final models against B's, paired on "
+        "the same items (repeatable; every trained method is set against sft-lora anyway)."),
 ) -> None:
     """Redraw a compare report (Markdown, HTML, PNG) from its folder, finished or not; with
-    --seeds/--methods, a report of just those runs (e.g. one seed alone) into --to."""
+    --seeds/--methods, a report of just those runs (e.g. one seed alone) into --to; with
+    --versus A:B, head-to-head rows beside the config's own."""
     from aptune.report.compare_report import write_compare_report
 
     try:
         only_methods, only_seeds = _names_and_seeds(methods, seeds)
         if (only_methods or only_seeds) and to is None:
             raise ValueError("--seeds/--methods: give --to DIR, so the folder's full report is not replaced")
-        path = write_compare_report(folder, to, seeds=only_seeds, methods=only_methods)
+        path = write_compare_report(folder, to, seeds=only_seeds, methods=only_methods, versus_pairs=versus or ())
     except USER_ERRORS as exc:
         _fail(str(exc))
         return

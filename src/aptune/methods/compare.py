@@ -32,7 +32,8 @@ from aptune.config import RunConfig
 from aptune.config_loader import ConfigError, _Ctx, build, read_yaml
 from aptune.io import read_json, write_json_atomic
 from aptune.methods.runs import check_replay, make_run
-from aptune.methods.spec import METHOD_KINDS, MethodSpec, chosen_methods, chosen_seeds, deep_merge, method_overrides
+from aptune.methods.spec import (METHOD_KINDS, MethodSpec, check_pairs, chosen_methods, chosen_seeds, deep_merge,
+                                 method_overrides)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class CompareConfig:
     methods: list[str | MethodSpec] = field(default_factory=lambda: list(METHOD_KINDS))
     seeds: list[int] = field(default_factory=lambda: [0])
     description: str = ""
+    # head-to-head rows of the report, "A:B" = A's final models against B's, paired on items
+    # (aptune.report.compare_versus); every trained method is also set against sft-lora
+    versus: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.methods = [m if isinstance(m, MethodSpec) else MethodSpec(kind=m) for m in self.methods]  # type: ignore[arg-type]
@@ -65,6 +69,7 @@ class CompareConfig:
             raise ValueError("seeds is empty")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: duplicate seed")
+        check_pairs(self.versus, names, "this config")
 
     @property
     def specs(self) -> list[MethodSpec]:
@@ -72,7 +77,7 @@ class CompareConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "base": self.base.to_dict(),
-                "methods": [m.to_dict() for m in self.specs], "seeds": list(self.seeds)}
+                "methods": [m.to_dict() for m in self.specs], "seeds": list(self.seeds), "versus": list(self.versus)}
 
 
 @dataclass

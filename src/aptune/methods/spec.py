@@ -18,13 +18,16 @@ The kinds:
 ``apt-lora``        APT (SPEC-APT.md) with LoRA, merged between rounds
 ``apt-alora``       APT with ALoRA, one adapter stacked across rounds, reference = original
 ==================  ==========================================================================
+
+A compare config's ``versus:`` entries name pairs of methods as ``A:B`` (``parse_pair``), for
+the report's head-to-head table (``aptune.report.compare_versus``).
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -133,3 +136,22 @@ def _restrict(items: Sequence[T], wanted: Collection[T] | None, stray_error: Cal
     if strays:
         raise ValueError(stray_error(strays[0]))
     return [x for x in items if wanted is None or x in wanted]
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``"A:B"`` -> ``("A", "B")``; method names cannot hold ``:`` (they name folders)."""
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"versus: expected METHOD:METHOD (e.g. apt-lora:sft-lora), got {text!r}")
+    if parts[0] == parts[1]:
+        raise ValueError(f"versus: {text!r} sets a method against itself")
+    return parts[0], parts[1]
+
+
+def check_pairs(pairs: Iterable[str], methods: Sequence[str], where: object) -> None:
+    """Every ``A:B`` parses and names two of ``methods``; otherwise a one-line ``ValueError``."""
+    for text in pairs:
+        for name in parse_pair(text):
+            if name not in methods:
+                raise ValueError(f"versus: {name!r} (in {text!r}) is not a method of {where} "
+                                 f"(its methods: {', '.join(methods)})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ import numpy as np
 from aptune.io import read_json, write_json_atomic, write_text_atomic
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
 from aptune.report.compare_stats import NAN, MethodSummary, Stat, collect
+from aptune.methods.spec import check_pairs
+from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +196,18 @@ def loss_rose_note(flagged: list[tuple[str, int, int]]) -> str | None:
 
 
 def write_compare_report(out: str | Path, dest: str | Path | None = None, *, seeds: Collection[int] | None = None,
-                         methods: Collection[str] | None = None) -> Path:
+                         methods: Collection[str] | None = None, versus_pairs: Sequence[str] = ()) -> Path:
     """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png`` for the
     compare folder ``out`` into ``dest`` (default: ``out``); ``seeds`` / ``methods`` report only
-    those (e.g. one seed alone, or the seeds every method has finished)."""
+    those (e.g. one seed alone, or the seeds every method has finished); ``versus_pairs``
+    (``A:B``) adds head-to-head rows to the config's own (``compare_versus``)."""
     out = Path(out)
     dest = Path(dest) if dest is not None else out
-    dest.mkdir(parents=True, exist_ok=True)
     meta, summaries, runs = collect(out, seeds, methods)
+    reported = [s.method for s in summaries]
+    check_pairs(versus_pairs, reported, f"this report of {out}")
+    head_to_head = [versus(a, b, runs) for a, b in report_pairs(reported, [*meta.get("versus", []), *versus_pairs])]
+    dest.mkdir(parents=True, exist_ok=True)
     method_rows = _method_rows(meta, out)
     base = meta["base"]
     pareto = plot_pareto(summaries, dest / "plots" / "pareto.png")
@@ -237,6 +243,9 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
             md += [f"**{note}**", ""]
     if gci:
         md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
+    if head_to_head:
+        md += ["## Head to head (paired, same items)", "", VERSUS_NOTE, "",
+               *_md_table(VERSUS_HEADER, versus_rows(head_to_head)), ""]
     md += ["## Likelihood of the gold answers", "", LOGLIK_NOTE, "", *_md_table(LOGLIK_HEADER, loglik_rows(summaries)), ""]
     md += ["## Domain tasks", "", *_md_table(dh, dr), ""]
     md += ["## General tasks", "", *_md_table(th, tr), ""]
@@ -260,6 +269,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
         + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose) if note)
         + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
+        + (f"<h2>Head to head (paired, same items)</h2><p>{html.escape(VERSUS_NOTE)}</p>"
+           f"{_html_table(VERSUS_HEADER, versus_rows(head_to_head))}" if head_to_head else "")
         + f"<h2>Likelihood of the gold answers</h2><p>{html.escape(LOGLIK_NOTE)}</p>"
         + _html_table(LOGLIK_HEADER, loglik_rows(summaries))
         + f"<h2>Domain tasks</h2>{_html_table(dh, dr)}"
@@ -273,6 +284,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     write_text_atomic(dest / "compare.html", page)
     write_json_atomic(dest / "compare-results.json",
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
+                       "versus": [v.to_dict() for v in head_to_head],
                        "missing": missing, "loss_rose": [f"{m}/seed-{s}/round-{k}" for m, s, k in flagged],
                        "provenance": prov})
     log.info("compare report written to %s", dest / "compare.md")

@@ -1,0 +1,113 @@
+"""Head to head: one method's final models against another's, paired on the same items.
+
+Every Δ in the main table is a method against the untrained model. "Does APT beat SFT?" is a
+different question, and reading it off two of those intervals is wrong both ways: two
+intervals that overlap can still hold a difference that excludes zero, because both methods
+were scored on the same items and most of the item-to-item noise cancels in the pairing.
+
+So for a pair (A, B), at every seed both ran, A's final model and B's are compared item by item
+on the items both evaluated; an item's difference is averaged over those seeds, and the 95%
+interval is a percentile bootstrap over items — the same construction as the Δ against
+``base`` (``compare_stats``), with B's final model in place of round 0.
+
+Pairs come from the compare config's ``versus:`` list and ``aptune compare-report --versus``
+(``A:B``, read "A against B"); by default every trained method is set against ``sft-lora``,
+the usual practice, when the report has it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aptune.evaluate.metrics import paired_bootstrap_delta
+from aptune.methods.spec import parse_pair
+from aptune.report.compare_runs import SeedRun
+from aptune.report.compare_stats import NAN, Stat
+
+#: The method every trained method is set against unless the config names other pairs.
+USUAL_PRACTICE = "sft-lora"
+
+
+def report_pairs(methods: Sequence[str], asked: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """The pairs a report shows, in order, each once: every trained method against
+    ``sft-lora`` (when ``methods`` has it), then the ``asked`` ``A:B`` pairs whose two methods
+    the report holds (a subset report may leave one out)."""
+    pairs: list[tuple[str, str]] = []
+    if USUAL_PRACTICE in methods:
+        pairs += [(m, USUAL_PRACTICE) for m in methods if m not in ("base", USUAL_PRACTICE)]
+    for a, b in map(parse_pair, asked):
+        if a in methods and b in methods and (a, b) not in pairs:
+            pairs.append((a, b))
+    return pairs
+
+
+@dataclass
+class Versus:
+    """A against B: paired differences of their final models (fractions, or nats per item)."""
+
+    a: str
+    b: str
+    seeds: list[int]
+    domain: Stat
+    general: Stat
+    domain_loglik: Stat
+    general_loglik: Stat
+
+    def to_dict(self) -> dict[str, object]:
+        return {"a": self.a, "b": self.b, "seeds": self.seeds, "domain": self.domain.to_dict(),
+                "general": self.general.to_dict(), "domain_loglik": self.domain_loglik.to_dict(),
+                "general_loglik": self.general_loglik.to_dict()}
+
+
+def _paired(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str, loglik: bool, seed: int) -> Stat:
+    """A minus B over the items both final models scored at the seeds both ran, each item's
+    difference averaged over those seeds."""
+    b_by_seed = {r.seed: r for r in runs_b}
+    a_vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    b_vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run_a in runs_a:
+        run_b = b_by_seed.get(run_a.seed)
+        if run_b is None:
+            continue
+        ma = (run_a.loglik_after if loglik else run_a.after).get(view, {})
+        mb = (run_b.loglik_after if loglik else run_b.after).get(view, {})
+        for key in ma.keys() & mb.keys():
+            a_vals[key].append(float(ma[key]))
+            b_vals[key].append(float(mb[key]))
+    if not a_vals:
+        return NAN
+    keys = sorted(a_vals)
+    iv = paired_bootstrap_delta([float(np.mean(a_vals[k])) for k in keys],
+                                [float(np.mean(b_vals[k])) for k in keys], seed=seed)
+    return Stat(iv.value, iv.low, iv.high, len(keys))
+
+
+def versus(a: str, b: str, runs: Sequence[SeedRun], seed: int = 0) -> Versus:
+    """Method ``a``'s final models against method ``b``'s, from the report's runs."""
+    runs_a = [r for r in runs if r.method == a]
+    runs_b = [r for r in runs if r.method == b]
+    common = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
+    return Versus(a, b, common,
+                  domain=_paired(runs_a, runs_b, "domain", False, seed),
+                  general=_paired(runs_a, runs_b, "general", False, seed),
+                  domain_loglik=_paired(runs_a, runs_b, "domain", True, seed),
+                  general_loglik=_paired(runs_a, runs_b, "general", True, seed))
+
+
+VERSUS_HEADER = ["A against B", "seeds", "Δ domain acc [95% CI]", "Δ general acc [95% CI]",
+                 "Δ domain gold log-lik, nats/item", "Δ general gold log-lik, nats/item", "items (domain / general)"]
+VERSUS_NOTE = (
+    "A's final model minus B's, item by item on the items both scored at the seeds both ran (each item's "
+    "difference averaged over those seeds), 95% percentile bootstrap over items. Pairing on the same items "
+    "cancels most item-to-item noise, so this interval, not the overlap of two intervals against base, says "
+    "whether A beat B."
+)
+
+
+def versus_rows(table: Sequence[Versus]) -> list[list[str]]:
+    return [[f"{v.a} against {v.b}", ",".join(map(str, v.seeds)) or "–", v.domain.pct(True), v.general.pct(True),
+             v.domain_loglik.nats(), v.general_loglik.nats(), f"{v.domain.n} / {v.general.n}"] for v in table]
