@@ -469,6 +469,7 @@ def test_versus_pairs_final_models_on_common_items_and_seeds():
     assert v.domain.low <= v.domain.value <= v.domain.high
     assert v.domain_loglik.n == 2 and v.domain_loglik.value == pytest.approx(1.0)  # (+2 + 0) / 2
     assert v.general.n == 0 and v.general.pct(True) == "–"
+    assert v.per_seed[0][0].value == pytest.approx(0.0) and v.per_seed[1][0].value == pytest.approx(-0.5)
     assert versus("a", "nobody", runs).seeds == [] and versus("a", "nobody", runs).domain.n == 0
 
 

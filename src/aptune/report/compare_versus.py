@@ -56,11 +56,16 @@ class Versus:
     general: Stat
     domain_loglik: Stat
     general_loglik: Stat
+    # seed -> (domain, general) accuracy difference at that seed alone: the pooled interval is
+    # over items, so this is where a difference that holds at one training run only shows
+    per_seed: dict[int, tuple[Stat, Stat]]
 
     def to_dict(self) -> dict[str, object]:
         return {"a": self.a, "b": self.b, "seeds": self.seeds, "domain": self.domain.to_dict(),
                 "general": self.general.to_dict(), "domain_loglik": self.domain_loglik.to_dict(),
-                "general_loglik": self.general_loglik.to_dict()}
+                "general_loglik": self.general_loglik.to_dict(),
+                "per_seed": [{"seed": k, "domain": d.to_dict(), "general": g.to_dict()}
+                             for k, (d, g) in self.per_seed.items()]}
 
 
 def _paired(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str, loglik: bool, seed: int) -> Stat:
@@ -91,23 +96,36 @@ def versus(a: str, b: str, runs: Sequence[SeedRun], seed: int = 0) -> Versus:
     runs_a = [r for r in runs if r.method == a]
     runs_b = [r for r in runs if r.method == b]
     common = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
+    per_seed = {}
+    for k in common:
+        one_a, one_b = [r for r in runs_a if r.seed == k], [r for r in runs_b if r.seed == k]
+        per_seed[k] = (_paired(one_a, one_b, "domain", False, seed), _paired(one_a, one_b, "general", False, seed))
     return Versus(a, b, common,
                   domain=_paired(runs_a, runs_b, "domain", False, seed),
                   general=_paired(runs_a, runs_b, "general", False, seed),
                   domain_loglik=_paired(runs_a, runs_b, "domain", True, seed),
-                  general_loglik=_paired(runs_a, runs_b, "general", True, seed))
+                  general_loglik=_paired(runs_a, runs_b, "general", True, seed),
+                  per_seed=per_seed)
 
 
 VERSUS_HEADER = ["A against B", "seeds", "Δ domain acc [95% CI]", "Δ general acc [95% CI]",
-                 "Δ domain gold log-lik, nats/item", "Δ general gold log-lik, nats/item", "items (domain / general)"]
+                 "Δ domain gold log-lik, nats/item", "Δ general gold log-lik, nats/item",
+                 "Δ domain / general acc per seed", "items (domain / general)"]
 VERSUS_NOTE = (
     "A's final model minus B's, item by item on the items both scored at the seeds both ran (each item's "
     "difference averaged over those seeds), 95% percentile bootstrap over items. Pairing on the same items "
     "cancels most item-to-item noise, so this interval, not the overlap of two intervals against base, says "
-    "whether A beat B."
+    "whether A's models beat B's on these items. It does not resample training runs: the per-seed column "
+    "shows whether the difference holds run by run."
 )
+
+
+def _per_seed(v: Versus) -> str:
+    return "; ".join(f"{k}: {100 * d.value:+.1f} / {100 * g.value:+.1f}" if d.n and g.n else f"{k}: –"
+                     for k, (d, g) in v.per_seed.items()) or "–"
 
 
 def versus_rows(table: Sequence[Versus]) -> list[list[str]]:
     return [[f"{v.a} against {v.b}", ",".join(map(str, v.seeds)) or "–", v.domain.pct(True), v.general.pct(True),
-             v.domain_loglik.nats(), v.general_loglik.nats(), f"{v.domain.n} / {v.general.n}"] for v in table]
+             v.domain_loglik.nats(), v.general_loglik.nats(), _per_seed(v), f"{v.domain.n} / {v.general.n}"]
+            for v in table]
