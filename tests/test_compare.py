@@ -63,6 +63,17 @@ def test_science_config_has_a_forgetting_budget():
     assert hot.lr * hot.epochs > plain.lr * plain.epochs
 
 
+def test_legal_config_has_the_forgetting_budget_the_probe_measured():
+    """compare-legal-gci carries the budget that cost general accuracy in the legal probe
+    (docs/results.md, section 9), with the probe's settings."""
+    legal = load_compare_config(REPO / "configs" / "compare-legal-gci.yaml")
+    probe = load_compare_config(REPO / "configs" / "probes" / "forgetting-legal.yaml")
+    seed = legal.config.seeds[0]
+    here, there = legal.run_configs[("sft-lora-forget", seed)], probe.run_configs[("sft-lora-forget-lr6e-3", seed)]
+    assert (here.train.lr, here.train.epochs, here.adapter) == (there.train.lr, there.train.epochs, there.adapter)
+    assert here.train.lr > 10 * legal.run_configs[("sft-lora", seed)].train.lr
+
+
 def test_legal_config_has_an_sft_control_at_apts_step_budget():
     """APT trains max_rounds rounds on a pool-sized pair set; one SFT entry gets the same number
     of passes, so an APT gain over SFT cannot be the larger budget alone."""

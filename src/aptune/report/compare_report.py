@@ -3,8 +3,9 @@
 Read back entirely from the compare folder (``aptune.methods.compare`` lays it out), so it can
 be redrawn at any time, also while runs are missing. ``compare_runs`` reads each run,
 ``compare_stats`` pools them per method (how intervals, paired changes and baselines are
-computed is documented there), ``compare_plots`` draws the figures; this module lays out the
-tables and writes ``compare.md``, ``compare.html`` and ``compare-results.json``.
+computed is documented there), ``compare_versus`` sets pairs of methods against each other,
+``compare_plots`` draws the figures; this module lays out the tables and writes
+``compare.md``, ``compare.html`` and ``compare-results.json``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from aptune.io import read_json, write_json_atomic, write_text_atomic
+from aptune.methods.spec import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
 from aptune.report.compare_stats import NAN, MethodSummary, Stat, collect
-from aptune.methods.spec import check_pairs
 from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
 
 log = logging.getLogger(__name__)
