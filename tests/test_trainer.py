@@ -23,7 +23,7 @@ from aptune.prompts import end_of_turn_id
 from aptune.train.logprobs import response_logps
 from aptune.train.pairs import tokenize_items, tokenize_pairs
 from aptune.train.reference import adapter_disabled
-from aptune.train.config import loss_rose
+from aptune.train.config import loss_rose, loss_start_end
 
 FAST = dict(precision="fp32", progress=False, lr=1e-2)
 
@@ -204,20 +204,29 @@ def test_sft_lowers_nll(tmp_path) -> None:  # noqa: ANN001
     assert result.extra["loss_rose"] is False
 
 
-def test_loss_rose_compares_the_last_tenth_with_the_first_step() -> None:
+def test_loss_rose_compares_the_last_tenth_with_the_first_steps() -> None:
     assert not loss_rose([])
     assert not loss_rose([4.0])
     assert not loss_rose([4.0, 30.0, 9.0, 3.0])  # spiked, but ended below the start
-    assert loss_rose([4.0, 30.0, 9.0, 5.0])
+    assert not loss_rose([4.0, 30.0, 9.0, 4.8])  # ended above, within the noise margin
+    assert loss_rose([4.0, 30.0, 9.0, 5.2])      # more than 1.25x the start
     assert not loss_rose([4.0] + [50.0] * 17 + [3.9, 3.9])  # 20 steps: the last 2 decide
-    assert loss_rose([4.0] + [1.0] * 17 + [3.9, 4.2])
+    assert loss_rose([4.0] + [1.0] * 17 + [3.9, 4.2])       # start = mean of the first 2 (2.5)
+    # 40 steps: the start is the first 3 (one lucky low first batch does not make a flat run "rise")
+    flat = [1.5, 1.9, 1.9] + [1.8] * 33 + [1.9, 1.9, 1.95, 2.0]
+    assert loss_start_end(flat)[0] == pytest.approx(1.7667, abs=1e-3) and not loss_rose(flat)
 
 
-def test_a_run_whose_loss_ends_above_its_start_is_flagged(tmp_path, caplog) -> None:  # noqa: ANN001
+def test_a_run_whose_loss_ends_above_its_start_is_flagged(tmp_path, caplog, monkeypatch) -> None:  # noqa: ANN001
+    import aptune.train.config as train_config
+
     tok = tiny_tokenizer()
     items = [SFTItem(chat_prompt(tok, f"Say {w}"), w) for w in ["red", "green", "blue", "cyan"]]
     model = tiny_lora(0)
-    # first learn a little (loss below the uniform 4.85 nats), then blow it up with lr 3.0
+    # first learn a little (loss below the uniform 4.85 nats), then blow it up with lr 3.0; the
+    # tiny model can only climb back to about uniform (+6%), so the noise margin real runs need
+    # (loss_rose's own test) is set to 1 here: this checks the trainer's wiring on a real run
+    monkeypatch.setattr(train_config, "LOSS_ROSE_MARGIN", 1.0)
     tuned = train_sft(model, tok, items, TrainConfig(**{**FAST, "lr": 0.1}, epochs=30, batch_size=2), tmp_path / "a")
     assert tuned.extra["loss_rose"] is False
     cfg = TrainConfig(**{**FAST, "lr": 3.0}, epochs=3, batch_size=2, warmup_ratio=0.0)

@@ -23,6 +23,7 @@ from aptune.methods.spec import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
 from aptune.report.compare_stats import NAN, MethodSummary, Stat, collect
 from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
+from aptune.train.config import LOSS_ROSE_MARGIN
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,9 @@ def loss_rose_note(flagged: list[tuple[str, int, int]]) -> str | None:
     if not flagged:
         return None
     named = ", ".join(f"{method}/seed-{seed} round {k}" for method, seed, k in flagged)
-    return ("Training loss ended above where it started (the mean over the last tenth of the steps above the "
-            f"first step's) in {named}: the learning rate is likely past the stable range, and "
-            "those changes measure a diverged run rather than the method.")
+    return ("Training loss ended above where it started (the mean over the last tenth of the steps more than "
+            f"{LOSS_ROSE_MARGIN:g}x that over the first steps) in {named}: the learning rate is likely past the "
+            "stable range, and those changes measure a diverged run rather than the method.")
 
 
 def write_compare_report(out: str | Path, dest: str | Path | None = None, *, seeds: Collection[int] | None = None,

@@ -39,7 +39,7 @@ from transformers import get_scheduler
 
 from aptune.models import autocast, resolve_precision
 from aptune.train.batching import Batch, collate_items, length_grouped_batches, pair_collator
-from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult, loss_rose
+from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult, loss_rose, loss_start_end
 from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
 from aptune.train.losses import PreferenceLoss, SFTLoss
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
@@ -244,8 +244,9 @@ def _train_loop(
         raise TrainingDivergedError("no optimizer step succeeded")
     rose = loss_rose(losses)
     if rose:
-        log.warning("training loss ended above where it started (%.4f at step 1, %.4f at the last): "
-                    "the learning rate is likely past the stable range", losses[0], losses[-1])
+        start, end = loss_start_end(losses)
+        log.warning("training loss ended above where it started (%.4f over the first steps, %.4f over the "
+                    "last tenth): the learning rate is likely past the stable range", start, end)
     result = TrainResult(
         steps=step,
         examples=examples,
