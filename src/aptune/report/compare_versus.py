@@ -28,7 +28,7 @@ from aptune.methods.spec import parse_pair
 from aptune.report.compare_runs import SeedRun
 from aptune.report.compare_stats import NAN, Stat
 
-#: The method every trained method is set against unless the config names other pairs.
+#: The method every trained method is set against, beside the pairs a config or the CLI names.
 USUAL_PRACTICE = "sft-lora"
 
 
