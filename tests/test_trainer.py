@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -230,9 +231,13 @@ def test_a_run_whose_loss_ends_above_its_start_is_flagged(tmp_path, caplog, monk
     tuned = train_sft(model, tok, items, TrainConfig(**{**FAST, "lr": 0.1}, epochs=30, batch_size=2), tmp_path / "a")
     assert tuned.extra["loss_rose"] is False
     cfg = TrainConfig(**{**FAST, "lr": 3.0}, epochs=3, batch_size=2, warmup_ratio=0.0)
+    called = time.perf_counter()
     with caplog.at_level("WARNING", logger="aptune.train.trainer"):
         result = train_sft(model, tok, items, cfg, tmp_path / "b")
+    elapsed = time.perf_counter() - called
     assert result.extra["loss_rose"] is True
+    # the flag's warning once reused the timer's name, so flagged runs reported the clock's uptime
+    assert 0 < result.wall_s <= elapsed
     assert json.loads((tmp_path / "b" / "train_result.json").read_text())["extra"]["loss_rose"] is True
     assert "ended above where it started" in caplog.text
 

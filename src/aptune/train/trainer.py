@@ -244,9 +244,9 @@ def _train_loop(
         raise TrainingDivergedError("no optimizer step succeeded")
     rose = loss_rose(losses)
     if rose:
-        start, end = loss_start_end(losses)
+        first, last = loss_start_end(losses)
         log.warning("training loss ended above where it started (%.4f over the first steps, %.4f over the "
-                    "last tenth): the learning rate is likely past the stable range", start, end)
+                    "last tenth): the learning rate is likely past the stable range", first, last)
     result = TrainResult(
         steps=step,
         examples=examples,
