@@ -74,6 +74,18 @@ def test_legal_config_has_the_forgetting_budget_the_probe_measured():
     assert here.train.lr > 10 * legal.run_configs[("sft-lora", seed)].train.lr
 
 
+def test_legal_probe_trains_apt_at_the_forgetting_budget():
+    """The probe's APT entry uses the forgetting SFT budget's adapter and rate, and its rounds
+    add up to the same passes over a pool-sized pair set, so a general-accuracy difference between
+    the two cannot be the budget."""
+    probe = load_compare_config(REPO / "configs" / "probes" / "forgetting-legal.yaml")
+    seed = probe.config.seeds[0]
+    apt, sft = probe.run_configs[("apt-lora-lr6e-3", seed)], probe.run_configs[("sft-lora-forget-lr6e-3", seed)]
+    assert (apt.adapter, apt.train.lr) == (sft.adapter, sft.train.lr)
+    assert apt.rounds.max_rounds * apt.train.epochs == sft.train.epochs
+    assert "apt-lora-lr6e-3:sft-lora-forget-lr6e-3" in probe.config.versus
+
+
 def test_legal_config_has_an_sft_control_at_apts_step_budget():
     """APT trains max_rounds rounds on a pool-sized pair set; one SFT entry gets the same number
     of passes, so an APT gain over SFT cannot be the larger budget alone."""
