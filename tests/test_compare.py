@@ -468,6 +468,50 @@ def test_report_flags_a_run_whose_training_loss_ended_above_its_start(compared, 
     assert "sft-lora/seed-0/round-1" in flagged and "sft-lora/seed-1/round-1" not in flagged
 
 
+def test_position_collapses_need_most_answers_on_one_option_and_enough_items():
+    from aptune.report.compare_stats import position_collapses
+
+    def run(method: str, seed: int, pred: dict[str, Counter]) -> SeedRun:
+        r = SeedRun(method, seed, Path("."), 1)
+        r.pred_hist = {**pred, "general": sum(pred.values(), Counter())}
+        r.gold_hist = {t: Counter({0: 3, 1: 7}) for t in pred}
+        return r
+
+    runs = [run("a", 0, {"general/boolq": Counter({1: 5}), "general/piqa": Counter({0: 4, 1: 6})}),
+            run("a", 1, {"general/boolq": Counter({1: 4, 0: 1}), "general/piqa": Counter({0: 5, 1: 5})}),
+            run("b", 0, {"general/boolq": Counter({1: 9})})]  # 9 items: too few to name
+    (found,) = position_collapses(runs)  # a: 9 of 10 boolq answers are B; piqa is split; b is too small
+    assert (found.method, found.task, found.position) == ("a", "general/boolq", 1)
+    assert found.share == pytest.approx(0.9) and found.gold_share == pytest.approx(0.7)
+    assert "B on 90% of items; gold is B on 70%" in found.describe()
+
+
+def test_report_names_a_final_model_that_answers_one_option(compared, tmp_path: Path):
+    import shutil
+
+    _, out, _ = compared
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for seed in (0, 1):
+        path = copy / "sft-lora" / f"seed-{seed}" / "round-1" / "eval" / "metrics.json"
+        metrics = read_json(path)
+        task = sorted(t for t in metrics["tasks"] if t.startswith("general/"))[0]
+        metrics["tasks"][task]["positions"]["predicted_histogram"] = {"1": 10}
+        path.write_text(json.dumps(metrics))
+    write_compare_report(copy)
+    md, page = (copy / "compare.md").read_text(), (copy / "compare.html").read_text()
+    for text in (md, page):
+        assert "Predictions collapsed onto one option" in text and f"sft-lora on {task} (B on 100%" in text
+    def named(folder: Path) -> set[tuple[str, str]]:
+        return {(c["method"], c["task"]) for c in read_json(folder / "compare-results.json")["position_collapses"]}
+
+    # the edited task is named; nothing else changed (the tiny models may collapse on their own)
+    assert named(copy) - {("sft-lora", task)} == named(out) - {("sft-lora", task)}
+    entry = next(c for c in read_json(copy / "compare-results.json")["position_collapses"] if c["method"] == "sft-lora"
+                 and c["task"] == task)
+    assert (entry["position"], entry["share"]) == (1, 1.0)
+
+
 # ----------------------------------------------------------------------------- head to head
 def _final(method: str, seed: int, correct: dict[str, bool], loglik: dict[str, float] | None = None) -> SeedRun:
     run = SeedRun(method, seed, Path("."), 1)

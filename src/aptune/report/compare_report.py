@@ -21,7 +21,15 @@ import numpy as np
 from aptune.io import read_json, write_json_atomic, write_text_atomic
 from aptune.methods.spec import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
-from aptune.report.compare_stats import NAN, MethodSummary, Stat, collect
+from aptune.report.compare_stats import (
+    COLLAPSE_SHARE,
+    NAN,
+    Collapse,
+    MethodSummary,
+    Stat,
+    collect,
+    position_collapses,
+)
 from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
 from aptune.train.config import LOSS_ROSE_MARGIN
 
@@ -197,6 +205,18 @@ def loss_rose_note(flagged: list[tuple[str, int, int]]) -> str | None:
             "stable range, and those changes measure a diverged run rather than the method.")
 
 
+def collapse_note(collapses: Sequence[Collapse]) -> str | None:
+    """A warning naming every (method, task) whose final model answers one option almost always:
+    its accuracy there is the share of gold answers at that position, so a pooled change can
+    come from the collapse alone (up on a task whose gold is mostly that option, down otherwise)."""
+    if not collapses:
+        return None
+    named = "; ".join(c.describe() for c in collapses)
+    return (f"Predictions collapsed onto one option (at least {100 * COLLAPSE_SHARE:.0f}% of a task's items): "
+            f"{named}. Accuracy on those tasks measures a position prior, not the skill, and moves the pooled "
+            "figures with it; compare the per-task rows with their majority-position baselines.")
+
+
 def write_compare_report(out: str | Path, dest: str | Path | None = None, *, seeds: Collection[int] | None = None,
                          methods: Collection[str] | None = None, versus_pairs: Sequence[str] = ()) -> Path:
     """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png`` for the
@@ -239,8 +259,10 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     coverage = seed_coverage_note(summaries)
     flagged = [(r.method, r.seed, k) for r in runs for k in r.loss_rose_rounds]
     rose = loss_rose_note(flagged)
+    collapses = position_collapses(runs)
+    collapsed = collapse_note(collapses)
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
-    for note in (coverage, rose):
+    for note in (coverage, rose, collapsed):
         if note:
             md += [f"**{note}**", ""]
     if gci:
@@ -269,7 +291,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         f"<h1>{html.escape(title.replace('`', ''))}</h1>"
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
-        + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose) if note)
+        + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose, collapsed) if note)
         + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
         + (f"<h2>Head to head (paired, same items)</h2><p>{html.escape(VERSUS_NOTE)}</p>"
            f"{_html_table(VERSUS_HEADER, versus_rows(head_to_head))}" if head_to_head else "")
@@ -288,6 +310,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
                        "versus": [v.to_dict() for v in head_to_head],
                        "missing": missing, "loss_rose": [f"{m}/seed-{s}/round-{k}" for m, s, k in flagged],
+                       "position_collapses": [vars(c) for c in collapses],
                        "provenance": prov})
     log.info("compare report written to %s", dest / "compare.md")
     return dest / "compare.md"

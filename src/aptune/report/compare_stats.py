@@ -12,7 +12,8 @@ For every method:
   over seeds, and the interval resamples items (``paired_bootstrap_delta``);
 - beside every multiple-choice accuracy sits the majority-position baseline (always answering
   the most common gold position of those items) and, for the domain, the predicted-position
-  histogram, so that a position prior cannot pass for a gain;
+  histogram, so that a position prior cannot pass for a gain; a final model that answers one
+  option on most items of a task is named (``position_collapses``);
 - beside accuracy, the paired change in the **log-likelihood of the gold answer** (nats per
   item): a small model's accuracy can hold while its language model degrades, because every
   choice of an item loses likelihood together. It is the forgetting signal accuracy misses.
@@ -124,6 +125,54 @@ def _pred_positions(runs: list[SeedRun], key: str) -> str:
     if not total:
         return "–"
     return " ".join(f"{chr(65 + k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
+
+
+#: A final model that answers one option on at least this share of a task's items has
+#: collapsed onto a position: its accuracy there is that position's gold share, not the skill.
+COLLAPSE_SHARE = 0.9
+#: ... counted only on tasks with at least this many items (over the seeds), so that a handful
+#: of items cannot raise it
+COLLAPSE_MIN_ITEMS = 10
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """A method whose final models answer one option on most items of a task (pooled over seeds)."""
+
+    method: str
+    task: str  # view-prefixed, e.g. general/boolq
+    position: int
+    share: float  # of the task's predictions
+    gold_share: float  # of the task's gold answers at that position: the accuracy it buys
+
+    def describe(self) -> str:
+        letter = chr(65 + self.position)
+        return (f"{self.method} on {self.task} ({letter} on {100 * self.share:.0f}% of items; "
+                f"gold is {letter} on {100 * self.gold_share:.0f}%)")
+
+
+def position_collapses(runs: list[SeedRun]) -> list[Collapse]:
+    """Every (method, task) whose final models put at least ``COLLAPSE_SHARE`` of their answers on
+    one option, in run order: pooled accuracy can rise or fall by such a collapse alone (a
+    two-option task whose gold is mostly one side), so the report names them."""
+    pred: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    gold: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for run in runs:
+        for task, hist in run.pred_hist.items():
+            if "/" in task:  # per-task keys only; the bare view pools its tasks
+                pred[run.method, task].update(hist)
+                gold[run.method, task].update(run.gold_hist.get(task, Counter()))
+    found = []
+    for (method, task), hist in pred.items():
+        total = sum(hist.values())
+        if total < COLLAPSE_MIN_ITEMS:
+            continue
+        position, count = hist.most_common(1)[0]
+        if count / total >= COLLAPSE_SHARE:
+            golds = gold[method, task]
+            found.append(Collapse(method, task, position, count / total,
+                                  golds.get(position, 0) / max(1, sum(golds.values()))))
+    return found
 
 
 def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
