@@ -133,5 +133,10 @@ def test_training_packed_equals_training_on_separate_rows(tmp_path) -> None:  # 
     assert packed.steps == sep.steps == 4 and packed.tokens == sep.tokens
     assert packed.final_loss == pytest.approx(sep.final_loss, abs=1e-5)
     assert max(w.abs().max().item() for n, w in sep_w.items() if "lora_B" in n) > 1e-3  # B left zero: it trained
+    # Adam divides each element's gradient by its own running scale, so an element whose gradient
+    # is at rounding level can move by a small part of lr when packing changes the summation
+    # order (seen on an AMD EPYC: 1 of 128 elements off by 2e-5 at lr 1e-2, the rest within 1e-7);
+    # each element is allowed 1% of lr, and every matrix as a whole must agree to 1e-4
     for name in sep_w:
-        torch.testing.assert_close(packed_w[name], sep_w[name], atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(packed_w[name], sep_w[name], atol=1e-2 * cfg.lr, rtol=1e-4, msg=name)
+        assert (packed_w[name] - sep_w[name]).norm() <= 1e-4 * sep_w[name].norm(), name
