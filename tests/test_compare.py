@@ -502,6 +502,7 @@ def test_report_names_a_final_model_that_answers_one_option(compared, tmp_path: 
     md, page = (copy / "compare.md").read_text(), (copy / "compare.html").read_text()
     for text in (md, page):
         assert "Predictions collapsed onto one option" in text and f"sft-lora on {task} (B on 100%" in text
+
     def named(folder: Path) -> set[tuple[str, str]]:
         return {(c["method"], c["task"]) for c in read_json(folder / "compare-results.json")["position_collapses"]}
 
