@@ -469,7 +469,7 @@ def test_report_flags_a_run_whose_training_loss_ended_above_its_start(compared, 
 
 
 def test_position_collapses_need_most_answers_on_one_option_and_enough_items():
-    from aptune.report.compare_stats import position_collapses
+    from aptune.report.compare_stats import method_collapses
 
     def run(method: str, seed: int, pred: dict[str, Counter]) -> SeedRun:
         r = SeedRun(method, seed, Path("."), 1)
@@ -477,10 +477,10 @@ def test_position_collapses_need_most_answers_on_one_option_and_enough_items():
         r.gold_hist = {t: Counter({0: 3, 1: 7}) for t in pred}
         return r
 
-    runs = [run("a", 0, {"general/boolq": Counter({1: 5}), "general/piqa": Counter({0: 4, 1: 6})}),
-            run("a", 1, {"general/boolq": Counter({1: 4, 0: 1}), "general/piqa": Counter({0: 5, 1: 5})}),
-            run("b", 0, {"general/boolq": Counter({1: 9})})]  # 9 items: too few to name
-    (found,) = position_collapses(runs)  # a: 9 of 10 boolq answers are B; piqa is split; b is too small
+    a = [run("a", 0, {"general/boolq": Counter({1: 5}), "general/piqa": Counter({0: 4, 1: 6})}),
+         run("a", 1, {"general/boolq": Counter({1: 4, 0: 1}), "general/piqa": Counter({0: 5, 1: 5})})]
+    (found,) = method_collapses("a", a)  # 9 of 10 boolq answers over the two seeds are B; piqa is split
+    assert method_collapses("b", [run("b", 0, {"general/boolq": Counter({1: 9})})]) == []  # 9 items: too few
     assert (found.method, found.task, found.position) == ("a", "general/boolq", 1)
     assert found.share == pytest.approx(0.9) and found.gold_share == pytest.approx(0.7)
     assert "B on 90% of items; gold is B on 70%" in found.describe()

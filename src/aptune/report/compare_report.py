@@ -28,7 +28,6 @@ from aptune.report.compare_stats import (
     MethodSummary,
     Stat,
     collect,
-    position_collapses,
 )
 from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
 from aptune.train.config import LOSS_ROSE_MARGIN
@@ -259,7 +258,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     coverage = seed_coverage_note(summaries)
     flagged = [(r.method, r.seed, k) for r in runs for k in r.loss_rose_rounds]
     rose = loss_rose_note(flagged)
-    collapses = position_collapses(runs)
+    collapses = [c for summary in summaries for c in summary.collapses]
     collapsed = collapse_note(collapses)
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
     for note in (coverage, rose, collapsed):

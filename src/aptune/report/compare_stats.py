@@ -13,7 +13,7 @@ For every method:
 - beside every multiple-choice accuracy sits the majority-position baseline (always answering
   the most common gold position of those items) and, for the domain, the predicted-position
   histogram, so that a position prior cannot pass for a gain; a final model that answers one
-  option on most items of a task is named (``position_collapses``);
+  option on most items of a task is named (``method_collapses``);
 - beside accuracy, the paired change in the **log-likelihood of the gold answer** (nats per
   item): a small model's accuracy can hold while its language model degrades, because every
   choice of an item loses likelihood together. It is the forgetting signal accuracy misses.
@@ -106,21 +106,26 @@ def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Stat:
     return Stat(iv.value, iv.low, iv.high, len(per_item))
 
 
-def _majority(runs: list[SeedRun], *keys: str) -> float | None:
-    """Accuracy of always answering the most common gold position of the items under ``keys``
-    (a view, "view/task" names, or several pooled)."""
+def _pooled(runs: list[SeedRun], histograms: str, *keys: str) -> Counter:
+    """One position histogram (``histograms``: ``"gold_hist"`` or ``"pred_hist"``) pooled over
+    the runs and the given keys (a view, "view/task" names, or several)."""
     hist: Counter = Counter()
     for run in runs:
         for key in keys:
-            hist.update(run.gold_hist.get(key, Counter()))
+            hist.update(getattr(run, histograms).get(key, Counter()))
+    return hist
+
+
+def _majority(runs: list[SeedRun], *keys: str) -> float | None:
+    """Accuracy of always answering the most common gold position of the items under ``keys``
+    (a view, "view/task" names, or several pooled)."""
+    hist = _pooled(runs, "gold_hist", *keys)
     total = sum(hist.values())
     return max(hist.values()) / total if total else None
 
 
 def _pred_positions(runs: list[SeedRun], key: str) -> str:
-    hist: Counter = Counter()
-    for run in runs:
-        hist.update(run.pred_hist.get(key, Counter()))
+    hist = _pooled(runs, "pred_hist", key)
     total = sum(hist.values())
     if not total:
         return "–"
@@ -151,25 +156,21 @@ class Collapse:
                 f"gold is {letter} on {100 * self.gold_share:.0f}%)")
 
 
-def position_collapses(runs: list[SeedRun]) -> list[Collapse]:
-    """Every (method, task) whose final models put at least ``COLLAPSE_SHARE`` of their answers on
-    one option, in run order: pooled accuracy can rise or fall by such a collapse alone (a
-    two-option task whose gold is mostly one side), so the report names them."""
-    pred: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    gold: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for run in runs:
-        for task, hist in run.pred_hist.items():
-            if "/" in task:  # per-task keys only; the bare view pools its tasks
-                pred[run.method, task].update(hist)
-                gold[run.method, task].update(run.gold_hist.get(task, Counter()))
+def method_collapses(method: str, runs: list[SeedRun]) -> list[Collapse]:
+    """Every task on which ``method``'s final models (``runs``, its seeds) put at least
+    ``COLLAPSE_SHARE`` of their answers on one option, pooled over seeds: pooled accuracy can
+    rise or fall by such a collapse alone (a two-option task whose gold is mostly one side),
+    so the report names them."""
+    tasks = sorted({task for run in runs for task in run.pred_hist if "/" in task})  # the bare view pools its tasks
     found = []
-    for (method, task), hist in pred.items():
+    for task in tasks:
+        hist = _pooled(runs, "pred_hist", task)
         total = sum(hist.values())
         if total < COLLAPSE_MIN_ITEMS:
             continue
         position, count = hist.most_common(1)[0]
         if count / total >= COLLAPSE_SHARE:
-            golds = gold[method, task]
+            golds = _pooled(runs, "gold_hist", task)
             found.append(Collapse(method, task, position, count / total,
                                   golds.get(position, 0) / max(1, sum(golds.values()))))
     return found
@@ -228,6 +229,7 @@ class MethodSummary:
     general_majority: float | None
     task_majority: dict[str, float | None]
     domain_predicted: str
+    collapses: list[Collapse]
     train: dict[str, float]
     train_set: int
     rounds_trained: int
@@ -284,6 +286,7 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
         domain_majority=_majority(runs, "domain"), general_majority=_majority(runs, "general"),
         task_majority={t.split("/", 1)[1]: _majority(runs, t) for t in tasks + domain_tasks},
         domain_predicted=_pred_positions(runs, "domain"),
+        collapses=method_collapses(method, runs),
         # cost per seed (mean over seeds), so methods with different seed counts compare
         train={k: v / n_seeds for k, v in train.items()},
         train_set=round(sum(r.train_set for r in runs) / n_seeds),
