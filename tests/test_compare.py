@@ -196,6 +196,7 @@ def test_html_has_the_table_and_existing_images(compared):
         assert (out / src).stat().st_size > 1000, src
     md = (out / "compare.md").read_text()
     assert "| method |" in md and "![domain change against general change](plots/pareto.png)" in md
+    assert "None/task" not in md and "every item" in md  # the setting line spells an unlimited split
     results = read_json(out / "compare-results.json")
     base = next(m for m in results["methods"] if m["method"] == "base")
     assert base["domain_delta"]["value"] == 0.0 and base["train"] == {}

@@ -237,10 +237,10 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     title = f"aptune compare `{meta['name']}` — {base['model']}" + (" (quick profile)" if meta.get("quick") else "")
     setting = (
         f"Domain pool: {', '.join(_short(t) for t in base['pool']['tasks'])} ({base['pool']['split']}, "
-        f"limit {base['pool']['limit']}/task); domain held-out: {', '.join(_short(t) for t in base['domain_eval']['tasks'])} "
-        f"({base['domain_eval']['split']}, limit {base['domain_eval']['limit']}/task); general: "
-        f"{', '.join(_short(t) for t in base['general_eval']['tasks'])} ({base['general_eval']['split']}, limit "
-        f"{base['general_eval']['limit']}/task). Seeds {', '.join(map(str, meta['seeds']))}. Prompt "
+        f"{_per_task(base['pool']['limit'])}); domain held-out: {', '.join(_short(t) for t in base['domain_eval']['tasks'])} "
+        f"({base['domain_eval']['split']}, {_per_task(base['domain_eval']['limit'])}); general: "
+        f"{', '.join(_short(t) for t in base['general_eval']['tasks'])} ({base['general_eval']['split']}, "
+        f"{_per_task(base['general_eval']['limit'])}). Seeds {', '.join(map(str, meta['seeds']))}. Prompt "
         f"{base['prompt']['template']}/{base['prompt']['mc_format']}, answer rule {base['mining']['mc_metric']}."
     )
     machine = ", ".join(f"{k} {v}" for k, v in _flat({k: prov[k] for k in ("versions", "python", "machine")
@@ -324,6 +324,11 @@ def _method_rows(meta: dict[str, Any], out: Path) -> list[dict[str, Any]]:
         rows.append({"name": m["name"], "adapter": cfg.get("adapter", {}).get("kind", "–") if m["kind"] != "base" else "none",
                      "train": cfg.get("train", {}) if m["kind"] != "base" else {}})
     return rows
+
+
+def _per_task(limit: int | None) -> str:
+    """A split's item limit as the setting line says it: ``limit 100/task``, or every item."""
+    return "every item" if limit is None else f"limit {limit}/task"
 
 
 def _short(task: str) -> str:
