@@ -236,11 +236,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     prov = next((r.provenance for r in runs if r.provenance), {})
     title = f"aptune compare `{meta['name']}` — {base['model']}" + (" (quick profile)" if meta.get("quick") else "")
     setting = (
-        f"Domain pool: {', '.join(_short(t) for t in base['pool']['tasks'])} ({base['pool']['split']}, "
-        f"{_per_task(base['pool']['limit'])}); domain held-out: {', '.join(_short(t) for t in base['domain_eval']['tasks'])} "
-        f"({base['domain_eval']['split']}, {_per_task(base['domain_eval']['limit'])}); general: "
-        f"{', '.join(_short(t) for t in base['general_eval']['tasks'])} ({base['general_eval']['split']}, "
-        f"{_per_task(base['general_eval']['limit'])}). Seeds {', '.join(map(str, meta['seeds']))}. Prompt "
+        f"Domain pool: {_data_spec(base['pool'])}; domain held-out: {_data_spec(base['domain_eval'])}; "
+        f"general: {_data_spec(base['general_eval'])}. Seeds {', '.join(map(str, meta['seeds']))}. Prompt "
         f"{base['prompt']['template']}/{base['prompt']['mc_format']}, answer rule {base['mining']['mc_metric']}."
     )
     machine = ", ".join(f"{k} {v}" for k, v in _flat({k: prov[k] for k in ("versions", "python", "machine")
@@ -326,9 +323,11 @@ def _method_rows(meta: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _per_task(limit: int | None) -> str:
-    """A split's item limit as the setting line says it: ``limit 100/task``, or every item."""
-    return "every item" if limit is None else f"limit {limit}/task"
+def _data_spec(data: dict[str, Any]) -> str:
+    """One data section of the run config as the setting line says it:
+    ``sciq, arc_easy (test, limit 100/task)``, or ``(test, every item)`` without a limit."""
+    limit = "every item" if data["limit"] is None else f"limit {data['limit']}/task"
+    return f"{', '.join(_short(t) for t in data['tasks'])} ({data['split']}, {limit})"
 
 
 def _short(task: str) -> str:
