@@ -488,6 +488,41 @@ def test_position_collapses_need_most_answers_on_one_option_and_enough_items():
     assert "B on 90% of items; gold is B on 70%" in found.describe()
 
 
+def test_pooled_figures_without_the_collapsed_tasks_leave_out_the_same_tasks_for_every_method():
+    """Method a collapsed on boolq. Without it, a's general pool is piqa alone: item p1 right
+    before and after, p2 wrong -> right: accuracy 2/2, Δ (0 + 1) / 2 = +0.5. Method b did not
+    collapse, yet its row leaves boolq out too (p1 right -> wrong, p2 wrong: accuracy 0, Δ -0.5);
+    its boolq items, which would lift its pool, do not count."""
+    from aptune.report.compare_report import collapse_free_table
+    from aptune.report.compare_stats import Collapse, collapsed_tasks, summarize, without_tasks
+
+    def run(method: str, before: dict[str, bool], after: dict[str, bool]) -> SeedRun:
+        """Item ids p* are piqa items, b* boolq items."""
+        task = {"p": "general/piqa", "b": "general/boolq"}
+        r = SeedRun(method, 0, Path("."), 1)
+        r.before = {"general": {(task[i[0]], i): v for i, v in before.items()}}
+        r.after = {"general": {(task[i[0]], i): v for i, v in after.items()}}
+        return r
+
+    runs = [run("a", {"p1": True, "p2": False, "b1": False}, {"p1": True, "p2": True, "b1": True}),
+            run("b", {"p1": True, "p2": False, "b1": False, "b2": False}, {"p1": False, "p2": False, "b1": True, "b2": True})]
+    collapses = [Collapse("a", "general/boolq", 1, 1.0, 0.7)]
+    assert collapsed_tasks(collapses, "general") == ["general/boolq"] and collapsed_tasks(collapses, "domain") == []
+    acc, delta = without_tasks(runs[:1], "general", ["general/boolq"])
+    assert (acc.value, delta.value, acc.n) == (1.0, 0.5, 2)
+    acc, delta = without_tasks(runs[1:], "general", ["general/boolq"])
+    assert (acc.value, delta.value, acc.n) == (0.0, -0.5, 2)
+    assert without_tasks(runs[:1], "general", ["general/boolq", "general/piqa"])[0].n == 0  # nothing kept
+
+    summaries = [summarize("a", "sft-lora", runs[:1]), summarize("b", "sft-lora", runs[1:])]
+    header, rows, data = collapse_free_table(summaries, runs, collapses)
+    assert header[1] == "general acc % without boolq [95% CI]" and len(header) == 4  # no domain columns
+    assert [r[0] for r in rows] == ["a", "b"] and rows[0][2].startswith("+50.0") and rows[1][2].startswith("-50.0")
+    assert data["left_out"] == {"general": ["general/boolq"]}
+    assert data["methods"]["b"]["general"]["delta"]["value"] == -0.5
+    assert collapse_free_table(summaries, runs, []) is None
+
+
 def test_report_names_a_final_model_that_answers_one_option(compared, tmp_path: Path):
     import shutil
 
@@ -513,6 +548,11 @@ def test_report_names_a_final_model_that_answers_one_option(compared, tmp_path: 
     entry = next(c for c in read_json(copy / "compare-results.json")["position_collapses"] if c["method"] == "sft-lora"
                  and c["task"] == task)
     assert (entry["position"], entry["share"]) == (1, 1.0)
+    # and the pooled figures come again without that task, for every method
+    for text in (md, page):
+        assert "Without the collapsed tasks" in text and f"general acc % without {Path(task).name}" in text
+    free = read_json(copy / "compare-results.json")["without_collapsed"]
+    assert task in free["left_out"]["general"] and set(free["methods"]) == {"base", "sft-lora", "apt-lora"}
 
 
 # ----------------------------------------------------------------------------- head to head

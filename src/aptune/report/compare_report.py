@@ -21,13 +21,16 @@ import numpy as np
 from aptune.io import read_json, write_json_atomic, write_text_atomic
 from aptune.methods.spec import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
+from aptune.report.compare_runs import VIEWS, SeedRun
 from aptune.report.compare_stats import (
     COLLAPSE_SHARE,
     NAN,
     Collapse,
     MethodSummary,
     Stat,
+    collapsed_tasks,
     collect,
+    without_tasks,
 )
 from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
 from aptune.train.config import LOSS_ROSE_MARGIN
@@ -216,6 +219,35 @@ def collapse_note(collapses: Sequence[Collapse]) -> str | None:
             "figures with it; compare the per-task rows with their majority-position baselines.")
 
 
+def collapse_free_table(summaries: list[MethodSummary], runs: list[SeedRun],
+                        collapses: Sequence[Collapse]) -> tuple[list[str], list[list[str]], dict[str, Any]] | None:
+    """Each method's pooled accuracy and Δ per view without the tasks on which any method's
+    final model collapsed onto one option (the same tasks left out for every row), as a table
+    and as JSON; None when nothing collapsed."""
+    left_out = {view: tasks for view in VIEWS if (tasks := collapsed_tasks(collapses, view))}
+    if not left_out:
+        return None
+    figures = {s.method: {view: without_tasks([r for r in runs if r.method == s.method], view, tasks)
+                          for view, tasks in left_out.items()} for s in summaries}
+    header = ["method"]
+    for view, tasks in left_out.items():
+        named = ", ".join(_short(t.split("/", 1)[1]) for t in tasks)
+        header += [f"{view} acc % without {named} [95% CI]", f"Δ {view} vs base [95% CI]", f"{view} items"]
+    rows = [[method] + [cell for acc, delta in per_view.values() for cell in (acc.pct(), delta.pct(True), str(acc.n))]
+            for method, per_view in figures.items()]
+    data = {"left_out": left_out,
+            "methods": {method: {view: {"acc": acc.to_dict(), "delta": delta.to_dict()}
+                                 for view, (acc, delta) in per_view.items()} for method, per_view in figures.items()}}
+    return header, rows, data
+
+
+COLLAPSE_FREE_NOTE = (
+    "The main table's pooled figures again, leaving out every task on which some method's final model answered "
+    "one option on most items (named above) — the same tasks for every row, so the rows stay comparable. "
+    "Δ is paired against the untrained model on the kept items, 95% bootstrap over items."
+)
+
+
 def write_compare_report(out: str | Path, dest: str | Path | None = None, *, seeds: Collection[int] | None = None,
                          methods: Collection[str] | None = None, versus_pairs: Sequence[str] = ()) -> Path:
     """Write ``compare.md``, ``compare.html``, ``compare-results.json`` and ``plots/*.png`` for the
@@ -257,10 +289,13 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     rose = loss_rose_note(flagged)
     collapses = [c for summary in summaries for c in summary.collapses]
     collapsed = collapse_note(collapses)
+    collapse_free = collapse_free_table(summaries, runs, collapses)
     md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
     for note in (coverage, rose, collapsed):
         if note:
             md += [f"**{note}**", ""]
+    if collapse_free:
+        md += ["## Without the collapsed tasks", "", COLLAPSE_FREE_NOTE, "", *_md_table(*collapse_free[:2]), ""]
     if gci:
         md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
     if head_to_head:
@@ -288,6 +323,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
         + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
         + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose, collapsed) if note)
+        + (f"<h2>Without the collapsed tasks</h2><p>{html.escape(COLLAPSE_FREE_NOTE)}</p>"
+           f"{_html_table(*collapse_free[:2])}" if collapse_free else "")
         + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
         + (f"<h2>Head to head (paired, same items)</h2><p>{html.escape(VERSUS_NOTE)}</p>"
            f"{_html_table(VERSUS_HEADER, versus_rows(head_to_head))}" if head_to_head else "")
@@ -307,6 +344,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
                        "versus": [v.to_dict() for v in head_to_head],
                        "missing": missing, "loss_rose": [f"{m}/seed-{s}/round-{k}" for m, s, k in flagged],
                        "position_collapses": [vars(c) for c in collapses],
+                       "without_collapsed": collapse_free[2] if collapse_free else None,
                        "provenance": prov})
     log.info("compare report written to %s", dest / "compare.md")
     return dest / "compare.md"

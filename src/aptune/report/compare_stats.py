@@ -13,7 +13,8 @@ For every method:
 - beside every multiple-choice accuracy sits the majority-position baseline (always answering
   the most common gold position of those items) and, for the domain, the predicted-position
   histogram, so that a position prior cannot pass for a gain; a final model that answers one
-  option on most items of a task is named (``method_collapses``);
+  option on most items of a task is named (``method_collapses``), and the pooled figures are
+  given again without the tasks any method collapsed on (``without_tasks``);
 - beside accuracy, the paired change in the **log-likelihood of the gold answer** (nats per
   item): a small model's accuracy can hold while its language model degrades, because every
   choice of an item loses likelihood together. It is the forgetting signal accuracy misses.
@@ -174,6 +175,18 @@ def method_collapses(method: str, runs: list[SeedRun]) -> list[Collapse]:
             found.append(Collapse(method, task, position, count / total,
                                   golds.get(position, 0) / max(1, sum(golds.values()))))
     return found
+
+
+def collapsed_tasks(collapses: Collection[Collapse], view: str) -> list[str]:
+    """The view's tasks (view-prefixed) on which any method's final model collapsed."""
+    return sorted({c.task for c in collapses if c.task.split("/", 1)[0] == view})
+
+
+def without_tasks(runs: list[SeedRun], view: str, left_out: Collection[str]) -> tuple[Stat, Stat]:
+    """The view's pooled accuracy and paired Δ with the ``left_out`` tasks excluded: the figure
+    without the tasks on which some method collapsed, whose position prior alone moves the pool."""
+    kept = set(view_tasks(runs, view)) - set(left_out)
+    return accuracy_and_delta(runs, view, kept) if kept else (NAN, NAN)
 
 
 def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
