@@ -185,8 +185,7 @@ def collapsed_tasks(collapses: Collection[Collapse], view: str) -> list[str]:
 def without_tasks(runs: list[SeedRun], view: str, left_out: Collection[str]) -> tuple[Stat, Stat]:
     """The view's pooled accuracy and paired Δ with the ``left_out`` tasks excluded: the figure
     without the tasks on which some method collapsed, whose position prior alone moves the pool."""
-    kept = set(view_tasks(runs, view)) - set(left_out)
-    return accuracy_and_delta(runs, view, kept) if kept else (NAN, NAN)
+    return accuracy_and_delta(runs, view, set(view_tasks(runs, view)) - set(left_out))  # none kept: NAN
 
 
 def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
