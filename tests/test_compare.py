@@ -16,7 +16,8 @@ import pytest
 
 from aptune.io import read_json, write_json_atomic
 from aptune.methods import load_compare_config, run_compare
-from aptune.methods.compare import describe
+from aptune.apt.loop import APTRun
+from aptune.methods.compare import _eval_key, describe, finished_round0
 from aptune.report.compare_plots import pareto_front
 from aptune.report.compare_report import write_compare_report
 from aptune.report.compare_runs import SeedRun, load_seed_run
@@ -415,6 +416,35 @@ def test_methods_and_seeds_select_runs_and_the_report_lists_the_rest(tmp_path: P
         run_compare(load_compare_config(path), out, progress=False, methods=["dpo-all"])
     with pytest.raises(ValueError, match="seed 7 is not in"):
         run_compare(load_compare_config(path), out, progress=False, seeds=[7])
+
+
+def test_a_later_invocation_copies_round0_from_a_run_an_earlier_one_finished(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """``--methods base`` first, ``--methods sft-lora`` later: the second copies base's round-0
+    evaluation instead of scoring the same items again; a method whose settings changed since
+    (another method.json) is no donor."""
+    path = write_compare_config(tmp_path, ["base", "sft-lora", "apt-lora"])
+    out = tmp_path / "out"
+    run_compare(load_compare_config(path), out, progress=False, methods=["base"])
+    base_eval = out / "base" / "seed-0" / "round-0" / "eval" / "metrics.json"
+    calls: list[int] = []
+    real = APTRun.stage_eval
+
+    def counted(self, round_index: int, model=None):  # noqa: ANN001, ANN202
+        calls.append(round_index)
+        return real(self, round_index, model)
+
+    monkeypatch.setattr(APTRun, "stage_eval", counted)
+    run_compare(load_compare_config(path), out, progress=False, methods=["sft-lora"])
+    assert calls == [1], "round 0 was evaluated again"
+    stages = read_json(out / "sft-lora" / "seed-0" / "manifest.json")["stages"]
+    assert stages["round-0/eval"]["copied_from"] == "base/seed-0"
+    copied = out / "sft-lora" / "seed-0" / "round-0" / "eval" / "metrics.json"
+    assert copied.read_bytes() == base_eval.read_bytes()
+
+    write_json_atomic(out / "base" / "seed-0" / "method.json", {"kind": "base", "name": "other"})
+    assert finished_round0(load_compare_config(path), out, [0]) == {
+        _eval_key(load_compare_config(path).run_configs[("sft-lora", 0)]): out / "sft-lora" / "seed-0"}
 
 
 def test_cli_bad_methods_selection_is_a_one_line_error(tmp_path: Path):

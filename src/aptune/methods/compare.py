@@ -11,7 +11,8 @@ A finished run (``compare_run.json`` present) is reused without loading a model;
 unfinished one resumes at its first unfinished stage (``APTRun.run``). Round 0 — the starting
 model evaluated on the same items — is identical for every method of a seed, so it is
 evaluated once and copied into the other runs of that seed (its files are the round-0 stage
-outputs, so the copy is exactly what the run would have written).
+outputs, so the copy is exactly what the run would have written), also from a run that an
+earlier invocation finished.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aptune.apt.run_dir import config_changes
+from aptune.apt.run_dir import RunDir, config_changes
 from aptune.config import RunConfig
 from aptune.config_loader import ConfigError, _Ctx, build, read_yaml
 from aptune.io import read_json, write_json_atomic
@@ -161,6 +162,27 @@ def _copy_round0(donor: Path, target: Path) -> None:
             tmp.replace(dst / f.name)
 
 
+def finished_round0(loaded: LoadedCompare, out: Path, seeds: Collection[int]) -> dict[str, Path]:
+    """Run folders under ``out`` whose round-0 evaluation is finished, by ``_eval_key``.
+
+    Any method of the config counts, chosen in this invocation or not: ``--methods sft-lora-2ep``
+    after an earlier ``--methods base`` reuses base's round 0 instead of evaluating the same
+    items again. A folder counts only when its ``method.json`` is the config's current entry for
+    that method (the base config was checked against ``compare.json`` already), so its round 0
+    was made with the run config this invocation would use."""
+    donors: dict[str, Path] = {}
+    for spec in sorted(loaded.config.specs, key=lambda s: s.kind != "base"):
+        for seed in seeds:
+            root = run_dir_for(out, spec.label, seed)
+            method_path = root / "method.json"
+            if not (method_path.exists() and RunDir(root).is_done(0, "eval")):
+                continue
+            if read_json(method_path) != spec.to_dict():
+                continue
+            donors.setdefault(_eval_key(loaded.run_configs[(spec.label, seed)]), root)
+    return donors
+
+
 def run_compare(
     loaded: LoadedCompare,
     out: str | Path,
@@ -213,7 +235,7 @@ def run_compare(
         write_json_atomic(method_path, spec)
 
     outcomes: list[RunOutcome] = []
-    donors: dict[str, Path] = {}
+    donors = finished_round0(loaded, out, run_seeds)
     order = sorted(chosen_specs, key=lambda s: s.kind != "base")  # base first: its round 0 is shared
     for seed in run_seeds:
         for spec in order:
