@@ -443,8 +443,8 @@ def test_a_later_invocation_copies_round0_from_a_run_an_earlier_one_finished(tmp
     assert copied.read_bytes() == base_eval.read_bytes()
 
     write_json_atomic(out / "base" / "seed-0" / "method.json", {"kind": "base", "name": "other"})
-    assert finished_round0(load_compare_config(path), out, [0]) == {
-        _eval_key(load_compare_config(path).run_configs[("sft-lora", 0)]): out / "sft-lora" / "seed-0"}
+    loaded = load_compare_config(path)
+    assert finished_round0(loaded, out, [0]) == {_eval_key(loaded.run_configs[("sft-lora", 0)]): out / "sft-lora" / "seed-0"}
 
 
 def test_cli_bad_methods_selection_is_a_one_line_error(tmp_path: Path):

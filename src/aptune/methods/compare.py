@@ -248,8 +248,7 @@ def run_compare(
                 if on_run:
                     on_run(spec.label, seed, "reused")
                 outcomes.append(RunOutcome(spec.label, seed, root, True, read_json(marker)["wall_s"]))
-                donors.setdefault(key, root)
-                continue
+                continue  # already a donor: finished_round0 lists every finished round 0
             if not run.dir.is_done(0, "eval") and key in donors:
                 _copy_round0(donors[key], root)
                 # the donor paid for this evaluation: it costs this run nothing
