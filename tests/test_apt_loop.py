@@ -158,6 +158,41 @@ def test_kill_and_resume_gives_same_metrics(run_config: Path, tmp_path: Path):
     assert read_jsonl(killed / "round-2" / "pairs.jsonl") == read_jsonl(clean / "round-2" / "pairs.jsonl")
 
 
+def test_a_run_killed_mid_training_resumes_at_the_checkpoint(run_config: Path, tmp_path: Path, monkeypatch,
+                                                             caplog):
+    """Interrupted right after round 1's first mid-training checkpoint, the rerun carries on from
+    that step (not step 0) and ends with the uninterrupted run's metrics."""
+    import aptune.train.trainer as trainer
+
+    cfg = load_run_config(run_config)
+    cfg.train.checkpoint_every = 1
+    clean = tmp_path / "clean"
+    APTRun(cfg, clean, progress=False).run()
+    real = trainer.save_checkpoint
+
+    def killed_after_saving(out_dir, state, *args):  # noqa: ANN001, ANN202
+        real(out_dir, state, *args)
+        raise KeyboardInterrupt("simulated kill")
+
+    root = tmp_path / "killed"
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "save_checkpoint", killed_after_saving)
+        with pytest.raises(KeyboardInterrupt):
+            APTRun(cfg, root, progress=False).run()
+    assert [p.name for p in (root / "round-1" / "train").glob("checkpoint-*")] == ["checkpoint-1"]
+    assert not (root / "round-1" / "train" / "train_result.json").exists()
+    with caplog.at_level("INFO", logger="aptune.train.checkpoint"):
+        APTRun(cfg, root, progress=False).run()
+    assert "resuming training from" in caplog.text
+    assert _final_metrics(root) == _final_metrics(clean)
+    def rows(run: Path) -> list[dict]:
+        metrics = read_jsonl(run / "round-1" / "train" / "train_metrics.jsonl")
+        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in metrics]
+
+    assert rows(root) == rows(clean) and len(rows(root)) >= 2
+    assert not list(root.rglob("checkpoint-*"))
+
+
 def test_each_stage_runs_alone_from_the_cli(run_config: Path, tmp_path: Path):
     """`aptune mine/retrieve/pairs/train/evaluate-round/report` each read and write the run dir."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -242,9 +242,123 @@ def test_a_run_whose_loss_ends_above_its_start_is_flagged(tmp_path, caplog, monk
     assert "ended above where it started" in caplog.text
 
 
+# --- mid-training checkpoints ---------------------------------------------------------------
+
+
+def _train(kind: str, model, tok, cfg: TrainConfig, out):  # noqa: ANN001, ANN202
+    if kind == "dpo":
+        return train_preference(model, tok, _pairs(tok), cfg, out)
+    items = [SFTItem(p.prompt, p.chosen, p.id) for p in _pairs(tok)]
+    return train_sft(model, tok, items, cfg, out)
+
+
+def _interrupt_after_checkpoint(monkeypatch, model, at_step: int, extra_forwards: int) -> None:  # noqa: ANN001
+    """Raise KeyboardInterrupt in the forward pass ``extra_forwards`` calls after checkpoint ``at_step``."""
+    import aptune.train.trainer as trainer
+
+    real = trainer.save_checkpoint
+    armed: list[int] = []
+
+    def saving(out_dir, state, *args):  # noqa: ANN001, ANN202
+        path = real(out_dir, state, *args)
+        if state.step == at_step:
+            armed.append(0)
+        return path
+
+    def forward_hook(module, args) -> None:  # noqa: ANN001
+        if armed:
+            armed[0] += 1
+            if armed[0] > extra_forwards:
+                raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(trainer, "save_checkpoint", saving)
+    model.register_forward_pre_hook(forward_hook)
+
+
+def _rows(path) -> list[dict]:  # noqa: ANN001
+    return [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"}
+            for line in (path / "train_metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["dpo", "sft"])
+def test_an_interrupted_training_call_resumes_at_its_checkpoint_as_if_never_stopped(
+    tmp_path, monkeypatch, caplog, kind: str,  # noqa: ANN001
+) -> None:
+    """Killed one step past checkpoint-6 of 8 steps, a fresh model in the same folder carries on
+    from step 6: the same adapter bit for bit, the same metrics rows, counters and loss history.
+    Dropout is on, so the RNG state must be restored too; no checkpoint is left at the end."""
+    tok = tiny_tokenizer()
+    cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, disable_dropout=False, **FAST)
+    clean_model = tiny_lora(0, dropout=0.1)
+    clean = _train(kind, clean_model, tok, cfg, tmp_path / "clean")
+
+    killed_model = tiny_lora(0, dropout=0.1)
+    with monkeypatch.context() as patch:
+        _interrupt_after_checkpoint(patch, killed_model, at_step=6, extra_forwards=1)
+        with pytest.raises(KeyboardInterrupt):
+            _train(kind, killed_model, tok, cfg, tmp_path / "killed")
+    assert [p.name for p in (tmp_path / "killed").glob("checkpoint-*")] == ["checkpoint-6"]
+    assert len(_rows(tmp_path / "killed")) == 7  # step 7 was logged after the checkpoint, then the kill
+
+    resumed_model = tiny_lora(0, dropout=0.1)
+    with caplog.at_level("INFO", logger="aptune.train.checkpoint"):
+        resumed = _train(kind, resumed_model, tok, cfg, tmp_path / "killed")
+    assert "resuming training from" in caplog.text and "step 6" in caplog.text
+    assert _rows(tmp_path / "killed") == _rows(tmp_path / "clean")
+    assert (resumed.steps, resumed.examples, resumed.tokens) == (clean.steps, clean.examples, clean.tokens) == (
+        8, 16, clean.tokens)
+    assert resumed.mean_loss == clean.mean_loss and resumed.final_loss == clean.final_loss
+    want, got = _lora_state(clean_model), _lora_state(resumed_model)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert not list((tmp_path / "killed").glob("checkpoint-*")) and not list((tmp_path / "clean").glob("checkpoint-*"))
+
+
+def test_a_checkpoint_of_another_job_is_ignored_and_training_starts_over(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, **FAST)
+    model = tiny_lora(0)
+    with monkeypatch.context() as patch:
+        _interrupt_after_checkpoint(patch, model, at_step=3, extra_forwards=0)
+        with pytest.raises(KeyboardInterrupt):
+            _train("dpo", model, tok, cfg, tmp_path / "out")
+    other = TrainConfig(**{**cfg.to_dict(), "lr": 5e-3})  # another learning rate: another job
+    fresh_model = tiny_lora(0)
+    with caplog.at_level("WARNING", logger="aptune.train.checkpoint"):
+        result = _train("dpo", tiny_lora(0), tok, other, tmp_path / "out")
+    assert "different training job" in caplog.text
+    fresh = _train("dpo", fresh_model, tok, other, tmp_path / "fresh")
+    assert result.mean_loss == fresh.mean_loss and _rows(tmp_path / "out") == _rows(tmp_path / "fresh")
+    # settings that do not change the computation keep a checkpoint usable
+    base = dict(cfg.to_dict())
+    quiet = {**base, "progress": True, "checkpoint_every": 4, "log_every": 2}
+    from aptune.train.checkpoint import fingerprint
+
+    named = [("w", torch.zeros(2))]
+    assert fingerprint(base, named, "d", 1) == fingerprint(quiet, named, "d", 1)
+    assert fingerprint(base, named, "d", 1) != fingerprint(base, named, "e", 1) != fingerprint(base, named, "d", 2)
+
+
+def test_no_checkpoints_when_turned_off_or_too_few_steps(tmp_path) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    import aptune.train.trainer as trainer
+
+    saved: list[int] = []
+    real = trainer.save_checkpoint
+    try:
+        trainer.save_checkpoint = lambda out, state, *a: saved.append(state.step) or real(out, state, *a)
+        _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=2, batch_size=2, checkpoint_every=0, **FAST), tmp_path / "a")
+        assert saved == []
+        _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=2, batch_size=2, checkpoint_every=4, **FAST), tmp_path / "b")
+        assert saved == [4]  # step 8 is the end: the adapter itself is saved, no checkpoint
+    finally:
+        trainer.save_checkpoint = real
+
+
 def test_config_and_input_errors(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 0"):
+        TrainConfig(checkpoint_every=-1)
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainConfig(loss="kto")  # type: ignore[arg-type]
     tok = tiny_tokenizer()

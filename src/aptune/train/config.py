@@ -48,6 +48,9 @@ class TrainConfig:
     disable_dropout: bool = True  # dropout off while training (policy and reference agree at step 0)
     eos: EosMode = "auto"  # append the chat end-of-turn token to responses: auto | always | never
     save_adapter: bool = True  # write out_dir/adapter at the end (and on divergence)
+    # optimizer steps between mid-training checkpoints (out_dir/checkpoint-<step>; an interrupted
+    # call resumes from the newest; removed when training ends); 0 = none
+    checkpoint_every: int = 50
     progress: bool = True  # tqdm bar
 
     def __post_init__(self) -> None:
@@ -56,6 +59,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0 = no checkpoints), not {self.checkpoint_every}")
         if not 0 < self.lr < float("inf"):  # also refuses .nan / .inf from YAML
             raise ValueError(f"lr must be a finite number > 0, not {self.lr}")
         if not 0.0 <= self.warmup_ratio < 1.0:

@@ -12,6 +12,8 @@ under ``accelerate launch`` (each process takes every world-size-th batch). Assu
   LM head (see ``batching.py``); chosen and rejected share one forward pass.
 - A non-finite loss or gradient skips that step and is logged; ``max_nonfinite_steps`` in a row
   raises ``TrainingDivergedError`` after saving the adapter as it was before those steps.
+- Every ``checkpoint_every`` steps the loop saves its whole state (``checkpoint.py``); a call
+  into an ``out_dir`` that holds a checkpoint of the same job carries on from it.
 
 Outputs in ``out_dir``: ``train_metrics.jsonl`` (one record per ``log_every`` steps),
 ``train_result.json`` and ``adapter/`` (``save_pretrained``, safetensors).
@@ -29,16 +31,24 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from aptune.models import autocast, resolve_precision
 from aptune.train.batching import Batch, collate_items, length_grouped_batches, pair_collator
+from aptune.train.checkpoint import (
+    LoopState,
+    clear_checkpoints,
+    data_digest,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult, loss_rose, loss_start_end
 from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
 from aptune.train.losses import PreferenceLoss, SFTLoss
@@ -103,6 +113,25 @@ def _mean(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
 
 
+def _checkpoints_supported(accelerator: Accelerator) -> bool:
+    """Checkpoints copy replicated tensors; a sharded plan would need accelerate's ``save_state``."""
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        log.warning("checkpoint_every is ignored under %s (sharded state): an interrupted training "
+                    "call restarts from step 0", accelerator.distributed_type.value)
+        return False
+    return True
+
+
+def _open_metrics(path: Path, keep_bytes: int, main: bool) -> IO[str]:
+    """The metrics file, cut back to what a resumed checkpoint had written (fresh when none)."""
+    if not main:
+        return open(os.devnull, "w")
+    if keep_bytes and path.exists() and path.stat().st_size >= keep_bytes:
+        os.truncate(path, keep_bytes)  # drop rows logged after the checkpoint: they will be logged again
+        return open(path, "a")
+    return open(path, "w")
+
+
 def _train_loop(
     model: Any,
     n_examples: int,
@@ -113,12 +142,15 @@ def _train_loop(
     out_dir: Path,
     accelerator: Accelerator,
     save_fn: SaveFn,
+    data: str,
     before_training: Callable[[Any], float] | None = None,
 ) -> TrainResult:
-    """The shared optimisation loop; ``before_training`` (the reference pass) returns its seconds."""
+    """The shared optimisation loop; ``data`` is a digest of the examples (for checkpoints);
+    ``before_training`` (the reference pass) returns its seconds."""
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     if not params:
         raise ValueError("the model has no trainable parameters; attach an adapter before training")
     n_trainable = sum(p.numel() for p in params)
@@ -140,6 +172,12 @@ def _train_loop(
     model, optimizer = accelerator.prepare(model, optimizer)
     reference_s = before_training(model) if before_training else 0.0
 
+    checkpoints = cfg.checkpoint_every > 0 and _checkpoints_supported(accelerator)
+    job = fingerprint(cfg.to_dict(), named, data, world)
+    resumed = load_checkpoint(out_dir, named, optimizer, scheduler, job) if checkpoints else None
+    loop = resumed or LoopState()
+    start -= loop.elapsed_s
+
     metrics_path = out_dir / "train_metrics.jsonl"
     adapter_dir = out_dir / "adapter"
     log.info(
@@ -147,15 +185,14 @@ def _train_loop(
         n_trainable, n_examples, cfg.epochs, steps_per_epoch, cfg.batch_size, cfg.grad_accum, world,
     )
 
-    step = examples = tokens = skipped = nonfinite_run = 0
-    losses: list[float] = []
-    margins: list[float] = []
-    window: list[dict[str, float]] = []
-    bar = tqdm(total=total_steps, desc="train", disable=not (cfg.progress and accelerator.is_main_process))
+    step, examples, tokens, skipped, nonfinite_run = loop.step, loop.examples, loop.tokens, loop.skipped, 0
+    losses, margins, window = loop.losses, loop.margins, loop.window
+    bar = tqdm(total=total_steps, initial=step, desc="train",
+               disable=not (cfg.progress and accelerator.is_main_process))
     unwrap(model).train()
 
     with (
-        open(metrics_path if accelerator.is_main_process else os.devnull, "w") as metrics_file,
+        _open_metrics(metrics_path, loop.metrics_bytes, accelerator.is_main_process) as metrics_file,
         dropout_disabled(model, cfg.disable_dropout),
         _checkpointing(model, cfg.gradient_checkpointing),
     ):
@@ -178,11 +215,12 @@ def _train_loop(
                     f"(lower lr or use precision fp32){saved}"
                 )
 
-        for epoch in range(cfg.epochs):
+        for epoch in range(loop.epoch, cfg.epochs):
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             batches = length_grouped_batches(lengths, cfg.batch_size, generator)
             local = batches[: per_epoch * world][rank::world]
-            for group_start in range(0, len(local), cfg.grad_accum):
+            first = loop.next_batch if epoch == loop.epoch else 0  # a resumed epoch skips what was consumed
+            for group_start in range(first, len(local), cfg.grad_accum):
                 group = local[group_start : group_start + cfg.grad_accum]
                 group_rows: list[dict[str, float]] = []
                 for i, idx in enumerate(group):
@@ -232,6 +270,12 @@ def _train_loop(
                     record({"step": step, "epoch": epoch, **_mean(window), "examples": examples, "tokens": tokens,
                             "elapsed_s": round(time.perf_counter() - start, 3)})
                     window = []
+                if checkpoints and step % cfg.checkpoint_every == 0 and step < total_steps:
+                    if accelerator.is_main_process:
+                        state = LoopState(step, epoch, group_start + cfg.grad_accum, examples, tokens, skipped,
+                                          losses, margins, window, time.perf_counter() - start,
+                                          os.fstat(metrics_file.fileno()).st_size)  # flushed by record()
+                        save_checkpoint(out_dir, state, named, optimizer, scheduler, job)
     bar.close()
 
     saved_dir = None
@@ -264,6 +308,7 @@ def _train_loop(
     )
     if accelerator.is_main_process:
         result.write(out_dir / "train_result.json")
+        clear_checkpoints(out_dir)
     log.info("trained %d steps in %.1f s (%.2f examples/s), final loss %.4f",
              result.steps, result.wall_s, result.examples_per_s, result.final_loss)
     return result
@@ -331,7 +376,7 @@ def train_preference(
     return _train_loop(
         model, len(tokenized), [p.length for p in tokenized],
         lambda idx: collate([tokenized[i] for i in idx]),
-        step_fn, cfg, out, accelerator, save_fn, before_training,
+        step_fn, cfg, out, accelerator, save_fn, data_digest(tokenized), before_training,
     )
 
 
@@ -366,7 +411,7 @@ def train_sft(
     return _train_loop(
         model, len(tokenized), [i.length for i in tokenized],
         lambda idx: collate_items([tokenized[i] for i in idx], pad_id),
-        step_fn, cfg, out, accelerator, save_fn,
+        step_fn, cfg, out, accelerator, save_fn, data_digest(tokenized),
     )
 
 
