@@ -280,19 +280,32 @@ def _rows(path) -> list[dict]:  # noqa: ANN001
             for line in (path / "train_metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("kind", ["dpo", "sft"])
+def _adapted(adapter: str):  # noqa: ANN202
+    """A tiny model with adapter dropout 0.1: LoRA (PEFT) or aptune's ALoRA."""
+    if adapter == "lora":
+        return tiny_lora(0, dropout=0.1)
+    from aptune.adapters import AdapterConfig, attach_adapter
+
+    return attach_adapter(tiny_model(0), AdapterConfig(kind="alora", r=4, alpha=8.0, dropout=0.1, heads=2))
+
+
+def _trainable(model) -> dict[str, torch.Tensor]:  # noqa: ANN001
+    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+@pytest.mark.parametrize(("kind", "adapter"), [("dpo", "lora"), ("sft", "lora"), ("dpo", "alora")])
 def test_an_interrupted_training_call_resumes_at_its_checkpoint_as_if_never_stopped(
-    tmp_path, monkeypatch, caplog, kind: str,  # noqa: ANN001
+    tmp_path, monkeypatch, caplog, kind: str, adapter: str,  # noqa: ANN001
 ) -> None:
     """Killed one step past checkpoint-6 of 8 steps, a fresh model in the same folder carries on
     from step 6: the same adapter bit for bit, the same metrics rows, counters and loss history.
     Dropout is on, so the RNG state must be restored too; no checkpoint is left at the end."""
     tok = tiny_tokenizer()
     cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, disable_dropout=False, **FAST)
-    clean_model = tiny_lora(0, dropout=0.1)
+    clean_model = _adapted(adapter)
     clean = _train(kind, clean_model, tok, cfg, tmp_path / "clean")
 
-    killed_model = tiny_lora(0, dropout=0.1)
+    killed_model = _adapted(adapter)
     with monkeypatch.context() as patch:
         _interrupt_after_checkpoint(patch, killed_model, at_step=6, extra_forwards=1)
         with pytest.raises(KeyboardInterrupt):
@@ -300,7 +313,7 @@ def test_an_interrupted_training_call_resumes_at_its_checkpoint_as_if_never_stop
     assert [p.name for p in (tmp_path / "killed").glob("checkpoint-*")] == ["checkpoint-6"]
     assert len(_rows(tmp_path / "killed")) == 7  # step 7 was logged after the checkpoint, then the kill
 
-    resumed_model = tiny_lora(0, dropout=0.1)
+    resumed_model = _adapted(adapter)
     with caplog.at_level("INFO", logger="aptune.train.checkpoint"):
         resumed = _train(kind, resumed_model, tok, cfg, tmp_path / "killed")
     assert "resuming training from" in caplog.text and "step 6" in caplog.text
@@ -308,8 +321,8 @@ def test_an_interrupted_training_call_resumes_at_its_checkpoint_as_if_never_stop
     assert (resumed.steps, resumed.examples, resumed.tokens) == (clean.steps, clean.examples, clean.tokens) == (
         8, 16, clean.tokens)
     assert resumed.mean_loss == clean.mean_loss and resumed.final_loss == clean.final_loss
-    want, got = _lora_state(clean_model), _lora_state(resumed_model)
-    assert all(torch.equal(want[k], got[k]) for k in want)
+    want, got = _trainable(clean_model), _trainable(resumed_model)
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     assert not list((tmp_path / "killed").glob("checkpoint-*")) and not list((tmp_path / "clean").glob("checkpoint-*"))
 
 
