@@ -120,3 +120,15 @@ def test_eval_diff_pairs_two_evaluations_item_by_item(tmp_path: Path):
     assert "1 items are in only one" in proc.stdout
     bad = _aptune("eval-diff", before, str(tmp_path))
     assert bad.returncode == 2 and "no predictions.jsonl" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_library_chatter_is_kept_below_warning() -> None:
+    """faiss.loader logs a traceback at INFO for each CPU build it cannot import; the CLI's INFO
+    log shows warnings from it and nothing else (the same for the other chatty libraries)."""
+    import logging
+
+    from aptune.cli import _setup_logging
+
+    _setup_logging(verbose=False)
+    for name in ("faiss.loader", "sentence_transformers", "httpx"):  # set on the logger, whatever the root's level
+        assert logging.getLogger(name).level == logging.WARNING, name

@@ -30,7 +30,9 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers"):
+    # faiss.loader reports each CPU-specific build it tries and fails to import (AVX512, AVX2) as
+    # an INFO traceback before it falls back to the generic one: harmless, and it read like an error
+    for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
