@@ -51,7 +51,8 @@ def _config(tmp_path: Path, name: str, grad_accum: int) -> Path:
         "general_eval": {"tasks": ["general.jsonl"], "split": "source"},
         "adapter": {"kind": "lora", "r": 4, "alpha": 8.0},
         "retrieval": {"strategy": "none"},
-        "train": {"lr": 0.05, "epochs": 1, "batch_size": 1, "grad_accum": grad_accum, "progress": False},
+        "train": {"lr": 0.05, "epochs": 1, "batch_size": 1, "grad_accum": grad_accum, "progress": False,
+                  "checkpoint_every": 2},  # mid-training checkpoints written by the main process only
         "rounds": {"max_rounds": 2, "general_tolerance": 1.0, "patience": 5},
     }
     path = tmp_path / f"{name}.yaml"
@@ -106,6 +107,7 @@ def test_two_processes_match_one(tmp_path: Path):
             assert abs(a[view]["accuracy"] - b[view]["accuracy"]) <= 0.05, (r, view, a, b)
     # one writer: no leftover temporary files, every file whole
     assert not [p for p in two.rglob(".*.tmp")] and not list(two.glob(".write-test*"))
+    assert not list(two.rglob("*checkpoint-*"))  # saved while training, removed at its end
     for path in two.rglob("*.json*"):
         read_jsonl(path) if path.suffix == ".jsonl" else read_json(path)
     assert (two / "report.md").exists()
