@@ -311,6 +311,10 @@ def test_an_interrupted_training_call_resumes_at_its_checkpoint_as_if_never_stop
         with pytest.raises(KeyboardInterrupt):
             _train(kind, killed_model, tok, cfg, tmp_path / "killed")
     assert [p.name for p in (tmp_path / "killed").glob("checkpoint-*")] == ["checkpoint-6"]
+    from aptune.io import new_mode
+
+    for path in (tmp_path / "killed" / "checkpoint-6").iterdir():  # readable by whoever shares the run folder
+        assert path.stat().st_mode & 0o777 == new_mode(), path.name
     assert len(_rows(tmp_path / "killed")) == 7  # step 7 was logged after the checkpoint, then the kill
 
     resumed_model = _adapted(adapter)

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from aptune.io import write_folder_atomic
+from aptune.io import write_atomic, write_folder_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,9 @@ def save_checkpoint(
     }
     tensors = _tensors(params, optimizer)
 
-    def write(folder: Path) -> None:
-        save_file(tensors, str(folder / "state.safetensors"))
-        (folder / "state.json").write_text(json.dumps(meta, default=_plain), encoding="utf-8")
+    def write(folder: Path) -> None:  # write_atomic gives each file the umask's mode, as elsewhere
+        write_atomic(folder / "state.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        write_text_atomic(folder / "state.json", json.dumps(meta, default=_plain))
 
     target = out_dir / f"{PREFIX}{state.step}"
     if target.exists():  # a resumed run saving the step it resumed from again
