@@ -355,20 +355,17 @@ def test_a_checkpoint_of_another_job_is_ignored_and_training_starts_over(tmp_pat
     assert fingerprint(base, named, "d", 1) != fingerprint(base, named, "e", 1) != fingerprint(base, named, "d", 2)
 
 
-def test_no_checkpoints_when_turned_off_or_too_few_steps(tmp_path) -> None:  # noqa: ANN001
+def test_no_checkpoints_when_turned_off_or_too_few_steps(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     tok = tiny_tokenizer()
     import aptune.train.trainer as trainer
 
     saved: list[int] = []
     real = trainer.save_checkpoint
-    try:
-        trainer.save_checkpoint = lambda out, state, *a: saved.append(state.step) or real(out, state, *a)
-        _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=2, batch_size=2, checkpoint_every=0, **FAST), tmp_path / "a")
-        assert saved == []
-        _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=2, batch_size=2, checkpoint_every=4, **FAST), tmp_path / "b")
-        assert saved == [4]  # step 8 is the end: the adapter itself is saved, no checkpoint
-    finally:
-        trainer.save_checkpoint = real
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda out, state, *a: saved.append(state.step) or real(out, state, *a))
+    _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=2, batch_size=2, checkpoint_every=0, **FAST), tmp_path / "a")
+    assert saved == []
+    _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=2, batch_size=2, checkpoint_every=4, **FAST), tmp_path / "b")
+    assert saved == [4]  # step 8 is the end: the adapter itself is saved, no checkpoint
 
 
 def test_config_and_input_errors(tmp_path) -> None:  # noqa: ANN001

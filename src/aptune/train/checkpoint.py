@@ -96,9 +96,10 @@ def _checkpoints(out_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def _tensors(params: Sequence[tuple[str, torch.Tensor]], optimizer: Any) -> dict[str, torch.Tensor]:
+def _tensors(params: Sequence[tuple[str, torch.Tensor]], optim_state: dict[Any, dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Adapter parameters, the optimizer's per-parameter tensors and the RNG state(s), by key."""
     tensors = {f"param.{name}": p.detach().to("cpu").contiguous() for name, p in params}
-    for index, state in optimizer.state_dict()["state"].items():
+    for index, state in optim_state.items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"optim.{index}.{key}"] = value.detach().to("cpu").contiguous()
@@ -128,14 +129,14 @@ def save_checkpoint(
         "scheduler": scheduler.state_dict(),
         "optimizer": {"param_groups": optim["param_groups"], "plain_state": plain_state},
     }
-    tensors = _tensors(params, optimizer)
+    tensors = _tensors(params, optim["state"])
 
     def write(folder: Path) -> None:  # write_atomic gives each file the umask's mode, as elsewhere
         write_atomic(folder / "state.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         write_text_atomic(folder / "state.json", json.dumps(meta, default=_plain))
 
     target = out_dir / f"{PREFIX}{state.step}"
-    if target.exists():  # a resumed run saving the step it resumed from again
+    if target.exists():  # left by another job (ignored at the start of this one) at the same step
         shutil.rmtree(target)
     write_folder_atomic(target, write)
     for older in _checkpoints(out_dir):

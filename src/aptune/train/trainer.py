@@ -272,9 +272,12 @@ def _train_loop(
                     window = []
                 if checkpoints and step % cfg.checkpoint_every == 0 and step < total_steps:
                     if accelerator.is_main_process:
-                        state = LoopState(step, epoch, group_start + cfg.grad_accum, examples, tokens, skipped,
-                                          losses, margins, window, time.perf_counter() - start,
-                                          os.fstat(metrics_file.fileno()).st_size)  # flushed by record()
+                        state = LoopState(
+                            step=step, epoch=epoch, next_batch=group_start + cfg.grad_accum, examples=examples,
+                            tokens=tokens, skipped=skipped, losses=losses, margins=margins, window=window,
+                            elapsed_s=time.perf_counter() - start,
+                            metrics_bytes=os.fstat(metrics_file.fileno()).st_size,  # flushed by record()
+                        )
                         save_checkpoint(out_dir, state, named, optimizer, scheduler, job)
     bar.close()
 
