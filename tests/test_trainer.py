@@ -355,6 +355,53 @@ def test_a_checkpoint_of_another_job_is_ignored_and_training_starts_over(tmp_pat
     assert fingerprint(base, named, "d", 1) != fingerprint(base, named, "e", 1) != fingerprint(base, named, "d", 2)
 
 
+def _damage(folder, how: str) -> None:  # noqa: ANN001
+    """Spoil a checkpoint the way a full disk, a bad copy or a hand edit would."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "state.safetensors"
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x00not a safetensors file")
+    elif how == "missing":
+        path.unlink()
+    else:  # "lost-tensor" or "wrong-shape": a well-formed file that no longer fits the model
+        tensors = load_file(str(path))
+        name = max(k for k in tensors if k.startswith("param."))  # not the first copied: catches half-restores
+        if how == "lost-tensor":
+            del tensors[name]
+        else:
+            tensors[name] = torch.zeros(3, 3)
+        save_file(tensors, str(path))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "missing", "lost-tensor", "wrong-shape"])
+def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_training_starts_over(
+    tmp_path, monkeypatch, caplog, how: str,  # noqa: ANN001
+) -> None:
+    """A checkpoint only saves time: one that cannot be read back whole must not stop the run or
+    leave half its state in the model. The call warns (naming the folder), trains from step 0 as
+    a fresh call would, and leaves no checkpoint behind."""
+    tok = tiny_tokenizer()
+    cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, **FAST)
+    model = tiny_lora(0)
+    with monkeypatch.context() as patch:
+        _interrupt_after_checkpoint(patch, model, at_step=3, extra_forwards=0)
+        with pytest.raises(KeyboardInterrupt):
+            _train("dpo", model, tok, cfg, tmp_path / "out")
+    _damage(tmp_path / "out" / "checkpoint-3", how)
+    retried_model, fresh_model = tiny_lora(0), tiny_lora(0)
+    with caplog.at_level("WARNING", logger="aptune.train.checkpoint"):
+        retried = _train("dpo", retried_model, tok, cfg, tmp_path / "out")
+    assert "checkpoint-3: damaged or incomplete" in caplog.text
+    fresh = _train("dpo", fresh_model, tok, cfg, tmp_path / "fresh")
+    assert retried.mean_loss == fresh.mean_loss and _rows(tmp_path / "out") == _rows(tmp_path / "fresh")
+    want, got = _trainable(fresh_model), _trainable(retried_model)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
 def test_no_checkpoints_when_turned_off_or_too_few_steps(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     tok = tiny_tokenizer()
     import aptune.train.trainer as trainer

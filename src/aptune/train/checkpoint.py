@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from aptune.io import write_atomic, write_folder_atomic, write_text_atomic
@@ -160,7 +161,11 @@ def load_checkpoint(
 ) -> LoopState | None:
     """Restore the newest matching checkpoint into params, optimizer, scheduler and RNG.
 
-    Returns the loop state to continue from, or None (no checkpoint, or one from another job).
+    Returns the loop state to continue from, or None: no checkpoint, one from another job, or one
+    that cannot be read back whole (a damaged or truncated file, a missing tensor, a shape that
+    no longer fits). The last case warns and training starts from step 0: a checkpoint only saves
+    time, so losing one must never stop a run. Everything is read and checked before anything
+    is written into the model or optimizer, so a bad checkpoint leaves them as they were.
     """
     found = _checkpoints(out_dir)
     if not found:
@@ -176,10 +181,40 @@ def load_checkpoint(
         log.warning("%s was written by a different training job (config, data, adapter or process count "
                     "changed); training starts from step 0 and will replace it", folder)
         return None
-    tensors = load_file(str(folder / "state.safetensors"))
+    try:
+        scheduler_state = dict(meta["scheduler"])
+        weights, optim_state, loop, rng = _read_state(folder, meta, params)
+        optimizer.load_state_dict(optim_state)  # checks the groups against the optimizer's before changing it
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+        log.warning("%s: damaged or incomplete (%s: %s); training starts from step 0 and will replace it",
+                    folder, type(exc).__name__, exc)
+        return None
+    scheduler.load_state_dict(scheduler_state)
     with torch.no_grad():
-        for name, p in params:
-            p.copy_(tensors[f"param.{name}"].to(p.device))
+        for (_, p), value in zip(params, weights):
+            p.copy_(value)
+    torch.set_rng_state(rng["cpu"])
+    if rng["cuda"] and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    log.info("resuming training from %s (step %d, epoch %d)", folder, loop.step, loop.epoch)
+    return loop
+
+
+def _read_state(
+    folder: Path, meta: dict[str, Any], params: Sequence[tuple[str, torch.Tensor]],
+) -> tuple[list[torch.Tensor], dict[str, Any], LoopState, dict[str, Any]]:
+    """Read a checkpoint's tensors and check they fit ``params``, without touching anything.
+
+    Returns the parameter values (in ``params`` order, on their devices), the optimizer state
+    dict, the loop state and the RNG states; raises on anything missing or malformed.
+    """
+    tensors = load_file(str(folder / "state.safetensors"))
+    weights = []
+    for name, p in params:
+        value = tensors[f"param.{name}"]
+        if value.shape != p.shape:
+            raise ValueError(f"param.{name} has shape {tuple(value.shape)}, the model {tuple(p.shape)}")
+        weights.append(value.to(p.device, p.dtype))
     device_of = {i: p.device for i, (_, p) in enumerate(params)}
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -192,15 +227,9 @@ def load_checkpoint(
     for group in groups:
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng.cpu"])
     cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k[9:]))]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    loop = LoopState(**meta["loop"])
-    log.info("resuming training from %s (step %d, epoch %d)", folder, loop.step, loop.epoch)
-    return loop
+    rng = {"cpu": tensors["rng.cpu"], "cuda": cuda}
+    return weights, {"state": state, "param_groups": groups}, LoopState(**meta["loop"]), rng
 
 
 def clear_checkpoints(out_dir: Path) -> None:
