@@ -181,9 +181,15 @@ def test_a_run_killed_mid_training_resumes_at_the_checkpoint(run_config: Path, t
             APTRun(cfg, root, progress=False).run()
     assert [p.name for p in (root / "round-1" / "train").glob("checkpoint-*")] == ["checkpoint-1"]
     assert not (root / "round-1" / "train" / "train_result.json").exists()
+    trained_before_kill = read_json(root / "round-1" / "train" / "checkpoint-1" / "state.json")["loop"]["elapsed_s"]
     with caplog.at_level("INFO", logger="aptune.train.checkpoint"):
         APTRun(cfg, root, progress=False).run()
     assert "resuming training from" in caplog.text
+    # the stage's recorded cost keeps the training the killed invocation did, not only the rerun's
+    stage = read_json(root / "manifest.json")["stages"]["round-1/train"]
+    assert trained_before_kill > 0 and stage["resumed_s"] == round(trained_before_kill, 1)
+    assert stage["seconds"] >= stage["resumed_s"]
+    assert "resumed_s" not in read_json(clean / "manifest.json")["stages"]["round-1/train"]
     assert _final_metrics(root) == _final_metrics(clean)
     def rows(run: Path) -> list[dict]:
         metrics = read_jsonl(run / "round-1" / "train" / "train_metrics.jsonl")

@@ -134,7 +134,8 @@ class SFTRun(APTRun):
         result = train_sft(model, self.tokenizer, items, self._train_cfg(round_index),
                            self.dir.round_dir(round_index) / "train")
         self.dir.mark(round_index, "train", reference="none (SFT)", steps=result.steps, tokens=result.tokens,
-                      examples=result.examples, mean_loss=result.mean_loss, mean_margin=None)
+                      examples=result.examples, mean_loss=result.mean_loss, mean_margin=None,
+                      earlier_s=result.resumed_s)
 
 
 def make_run(spec: MethodSpec, cfg: RunConfig, root: str | Path, *, progress: bool = True) -> APTRun:

@@ -88,6 +88,7 @@ class TrainResult:
     peak_rss_mb: float  # process peak resident memory so far
     skipped_steps: int = 0
     reference_s: float = 0.0  # time spent computing reference log-probs
+    resumed_s: float = 0.0  # of wall_s, training seconds spent in earlier, interrupted calls (from the checkpoint)
     adapter_dir: str | None = None
     metrics_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

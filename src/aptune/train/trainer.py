@@ -305,6 +305,7 @@ def _train_loop(
         peak_rss_mb=peak_rss_mb(),
         skipped_steps=skipped,
         reference_s=reference_s,
+        resumed_s=resumed.elapsed_s if resumed else 0.0,
         adapter_dir=saved_dir,
         metrics_path=str(metrics_path),
         extra={"trainable_params": n_trainable, "world_size": world, "loss_rose": rose},
