@@ -330,14 +330,19 @@ def test_an_interrupted_training_call_resumes_at_its_checkpoint_as_if_never_stop
     assert not list((tmp_path / "killed").glob("checkpoint-*")) and not list((tmp_path / "clean").glob("checkpoint-*"))
 
 
-def test_a_checkpoint_of_another_job_is_ignored_and_training_starts_over(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
-    tok = tiny_tokenizer()
-    cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, **FAST)
+def _killed_right_after_checkpoint_3(monkeypatch, tok, cfg: TrainConfig, out) -> None:  # noqa: ANN001
+    """A DPO call into ``out`` that is killed as soon as it has written checkpoint-3."""
     model = tiny_lora(0)
     with monkeypatch.context() as patch:
         _interrupt_after_checkpoint(patch, model, at_step=3, extra_forwards=0)
         with pytest.raises(KeyboardInterrupt):
-            _train("dpo", model, tok, cfg, tmp_path / "out")
+            _train("dpo", model, tok, cfg, out)
+
+
+def test_a_checkpoint_of_another_job_is_ignored_and_training_starts_over(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
+    tok = tiny_tokenizer()
+    cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, **FAST)
+    _killed_right_after_checkpoint_3(monkeypatch, tok, cfg, tmp_path / "out")
     other = TrainConfig(**{**cfg.to_dict(), "lr": 5e-3})  # another learning rate: another job
     fresh_model = tiny_lora(0)
     with caplog.at_level("WARNING", logger="aptune.train.checkpoint"):
@@ -385,11 +390,7 @@ def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_training_starts_over
     a fresh call would, and leaves no checkpoint behind."""
     tok = tiny_tokenizer()
     cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, **FAST)
-    model = tiny_lora(0)
-    with monkeypatch.context() as patch:
-        _interrupt_after_checkpoint(patch, model, at_step=3, extra_forwards=0)
-        with pytest.raises(KeyboardInterrupt):
-            _train("dpo", model, tok, cfg, tmp_path / "out")
+    _killed_right_after_checkpoint_3(monkeypatch, tok, cfg, tmp_path / "out")
     _damage(tmp_path / "out" / "checkpoint-3", how)
     retried_model, fresh_model = tiny_lora(0), tiny_lora(0)
     with caplog.at_level("WARNING", logger="aptune.train.checkpoint"):
