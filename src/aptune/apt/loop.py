@@ -270,7 +270,7 @@ class APTRun:
         )
         self.dir.mark(round_index, "train", reference=what, steps=result.steps, tokens=result.tokens,
                       examples=result.examples, mean_loss=result.mean_loss, mean_margin=result.mean_margin,
-                      earlier_s=result.resumed_s)
+                      resumed_s=result.resumed_s)
 
     def stage_decide(self, round_index: int, no_work_reason: str | None = None) -> dict[str, Any]:
         """Accept or roll back the round (general-capability gate) and decide whether to stop."""

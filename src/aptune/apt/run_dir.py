@@ -127,24 +127,23 @@ class RunDir:
         )
         barrier()  # under a launcher only the main process wrote: the others wait for it
 
-    def mark(self, round_index: int, stage: str, **info: Any) -> None:
+    def mark(self, round_index: int, stage: str, *, resumed_s: float = 0.0, **info: Any) -> None:
         """Record a finished stage in the manifest (status only; outputs are the truth), with
         ``seconds``: the wall time since the previous stage ended or the run (re)started (``info``
-        may set it, for a stage whose work was done elsewhere), plus ``earlier_s``: work on this
+        may set it, for a stage whose work was done elsewhere), plus ``resumed_s``: work on this
         stage that earlier, interrupted invocations did and this one resumed instead of redoing
-        (a training checkpoint's elapsed time), kept in the record as ``resumed_s``. Without it a
-        stage killed after 30 minutes of training and resumed for 5 would record 5.
+        (a training checkpoint's elapsed time), also kept in the record. Without it a stage killed
+        after 30 minutes of training and resumed for 5 would record 5.
 
         Every stage ends here; under a launcher all processes then wait (``barrier``) until the
         main process has written the stage's files, so the next stage reads them everywhere."""
         now = time.perf_counter()
         seconds, self._clock[0] = now - self._clock[0], now
-        earlier = float(info.pop("earlier_s", 0.0) or 0.0)
         manifest = read_json(self.manifest_path)
         manifest.setdefault("stages", {})[f"round-{round_index}/{stage}"] = {
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seconds": round(seconds + earlier, 1),
-            **({"resumed_s": round(earlier, 1)} if earlier else {}),
+            "seconds": round(seconds + resumed_s, 1),
+            **({"resumed_s": round(resumed_s, 1)} if resumed_s else {}),
             **info,
         }
         write_json_atomic(self.manifest_path, manifest)

@@ -135,7 +135,7 @@ class SFTRun(APTRun):
                            self.dir.round_dir(round_index) / "train")
         self.dir.mark(round_index, "train", reference="none (SFT)", steps=result.steps, tokens=result.tokens,
                       examples=result.examples, mean_loss=result.mean_loss, mean_margin=None,
-                      earlier_s=result.resumed_s)
+                      resumed_s=result.resumed_s)
 
 
 def make_run(spec: MethodSpec, cfg: RunConfig, root: str | Path, *, progress: bool = True) -> APTRun:
