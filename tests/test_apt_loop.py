@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aptune.apt.loop import APTRun
-from aptune.apt.run_dir import config_changes
+from aptune.methods.apt import APTRun
+from aptune.report.apt_report import write_report
+from aptune.run.run_dir import config_changes
 from aptune.config import load_run_config
 from aptune.io import read_json, read_jsonl, write_json_atomic
 from tiny import save_tiny, tiny_mc_rows
@@ -59,6 +60,8 @@ def test_full_run_writes_every_stage_and_report(run_config: Path, tmp_path: Path
     root = tmp_path / "run"
     decision = APTRun(cfg, root, progress=False).run()
     assert decision["stop"] is True
+    assert not (root / "report.md").exists(), "a run draws no report of its own: the caller does"
+    write_report(root)
     for stage in ("answers.jsonl", "weakness.jsonl", "retrieved.jsonl", "pairs.jsonl", "decision.json"):
         assert (root / "round-1" / stage).exists(), stage
     assert (root / "round-1" / "train" / "train_result.json").exists()
@@ -229,7 +232,6 @@ def test_alora_run_stacks_one_adapter_across_rounds(run_config: Path, tmp_path: 
     assert (root / "round-1" / "train" / "adapter" / "attn_lora_config.json").exists()
     manifest = read_json(root / "manifest.json")
     assert "original model" in manifest["stages"]["round-1/train"]["reference"]
-    assert (root / "report.md").exists()
 
 
 def test_bad_pool_file_fails_before_any_work(run_config: Path, tmp_path: Path):
@@ -245,7 +247,7 @@ def test_bad_pool_file_fails_before_any_work(run_config: Path, tmp_path: Path):
 def test_nearly_full_disk_is_refused_before_work(tmp_path: Path, monkeypatch):
     import shutil as _shutil
 
-    from aptune.apt import run_dir as rd
+    from aptune.run import run_dir as rd
 
     usage = _shutil.disk_usage(tmp_path)
     monkeypatch.setattr(rd.shutil, "disk_usage", lambda _: usage._replace(free=10 * 2**20))
@@ -301,14 +303,14 @@ def test_model_sample_negatives_for_generative_similar_cases(tmp_path: Path, mon
 
 def test_separate_llm_judge_model_is_loaded_once_per_run(run_config: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch):
-    import aptune.apt.loop as loop
+    import aptune.run.driver as driver
     from tiny import tiny_model
 
     judge_dir = save_tiny(tmp_path / "judge", seed=5)
     cfg = load_run_config(run_config)
     cfg.mining.judge, cfg.mining.judge_model = "llm", judge_dir
     loaded = []
-    monkeypatch.setattr(loop, "load_model", lambda name, **kw: loaded.append(name) or tiny_model(seed=5))
+    monkeypatch.setattr(driver, "load_model", lambda name, **kw: loaded.append(name) or tiny_model(seed=5))
     run = APTRun(cfg, tmp_path / "run", progress=False)
     first, second = run.judge(policy=None), run.judge(policy=None)
     assert first.name == second.name == "llm"

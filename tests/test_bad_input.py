@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from aptune.apt.loop import eval_settings
+from aptune.run.evaluation import eval_settings
 from aptune.config import load_run_config
 from aptune.data import load_task
 from aptune.evaluate.runner import answer

@@ -65,3 +65,34 @@ def test_data_paths_resolve_relative_to_the_config(tmp_path: Path):
     path.write_text("pool:\n  tasks: [mine.jsonl, sciq]\n")
     cfg = load_run_config(path)
     assert cfg.pool.tasks == [str((tmp_path / "sub" / "mine.jsonl").resolve()), "sciq"]
+
+
+def test_set_overrides_any_key_with_its_yaml_type(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: x\ntrain:\n  lr: 0.001\n")
+    cfg = load_run_config(path, ["train.lr=1e-4", "rounds.max_rounds=3", "pool.tasks=[sciq]", "prompt.system_prompt=be brief"])
+    assert cfg.train.lr == 1e-4 and cfg.rounds.max_rounds == 3 and cfg.pool.tasks == ["sciq"]
+    assert cfg.prompt.system_prompt == "be brief" and cfg.name == "x"
+    assert load_run_config(None, ["seed=7"]).seed == 7  # no file: the demo defaults, overridden
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("train.lr=fast", "--set train.lr=fast: train.lr: expected a number, got 'fast'"),
+    ("train.lrr=1", "--set train.lrr=1: train.lrr: unknown key"),
+    ("rounds.max_rounds=0", "--set rounds.max_rounds=0: rounds: max_rounds must be >= 1"),
+    ("train", "--set train: expected KEY=VALUE"),
+    ("name.x=1", "--set name.x=1: name is not a section"),
+])
+def test_bad_set_is_a_one_line_error_naming_the_option(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path, [text])
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_file_error_still_names_the_file_and_line_beside_sets(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: x\ntrain:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:3: train.epochs: expected an integer"):
+        load_run_config(path, ["train.lr=1e-4"])

@@ -117,8 +117,8 @@ def test_stage_skip_decision_is_taken_before_processes_sync(tmp_path: Path, monk
     """The race behind a deadlock: if the main process writes a stage's output between another
     process's barrier and its look, that process skips the stage alone. The loop looks first
     and syncs after, so a file written once everyone has synced cannot change the answer."""
-    from aptune.apt import run_dir as run_dir_module
-    from aptune.apt.run_dir import RunDir
+    from aptune.run import run_dir as run_dir_module
+    from aptune.run.run_dir import RunDir
 
     run_dir = RunDir(tmp_path)
     output = run_dir.stage_output(1, "pairs")

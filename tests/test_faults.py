@@ -73,7 +73,7 @@ def test_kill_9_at_random_points_then_resume(run_config: Path, tmp_path: Path, s
 # The CLI with one fault injected: from round 2 on, every preference loss is NaN.
 NAN_FROM_ROUND_2 = """
 import sys
-import aptune.apt.loop as loop
+import aptune.methods.preference as loop
 import aptune.train.trainer as trainer
 
 original = loop.train_preference

@@ -13,10 +13,13 @@ from aptune.config import RunConfig
 from aptune.config_loader import ConfigError
 from aptune.data import load_task
 from aptune.io import read_json, read_jsonl
-from aptune.methods import METHOD_KINDS, MethodSpec, load_compare_config, run_compare
-from aptune.methods.runs import SFTRun, check_replay
-from aptune.methods.spec import ReplayConfig, deep_merge, method_overrides
+from aptune.compare import load_compare_config, run_compare
+from aptune.methods import METHODS, MethodSpec
+from aptune.methods.sft import SFTRun, check_replay
+from aptune.config_loader import deep_merge
+from aptune.methods import ReplayConfig, method_overrides
 from aptune.prompts import PromptFormat, render_answer, render_prompt
+from aptune.report.compare_report import write_compare_report
 from tiny import save_tiny, tiny_mc_rows, tiny_tokenizer
 
 
@@ -67,14 +70,15 @@ def compared(tmp_path_factory: pytest.TempPathFactory):
     loaded = load_compare_config(path)
     out = folder / "out"
     outcomes = run_compare(loaded, out, progress=False)
+    write_compare_report(out)
     return loaded, out, outcomes
 
 
 def test_every_method_runs_end_to_end_and_writes_metrics(compared):
     loaded, out, outcomes = compared
     assert [o.method for o in outcomes][0] == "base"
-    assert sorted(o.method for o in outcomes) == sorted(METHOD_KINDS)
-    for kind in METHOD_KINDS:
+    assert sorted(o.method for o in outcomes) == sorted(METHODS)
+    for kind in METHODS:
         root = out / kind / "seed-0"
         assert (root / "compare_run.json").exists(), kind
         assert (root / "round-0" / "eval" / "metrics.json").exists()
@@ -94,7 +98,7 @@ def test_every_method_runs_end_to_end_and_writes_metrics(compared):
 def test_round0_is_evaluated_once_and_shared(compared):
     _, out, _ = compared
     reference = read_jsonl(out / "base" / "seed-0" / "round-0" / "eval" / "predictions.jsonl")
-    for kind in METHOD_KINDS[1:]:
+    for kind in list(METHODS)[1:]:
         root = out / kind / "seed-0"
         assert read_jsonl(root / "round-0" / "eval" / "predictions.jsonl") == reference
         assert read_json(root / "manifest.json")["stages"]["round-0/eval"]["copied_from"] == "base/seed-0"
@@ -119,7 +123,7 @@ def test_adapters_and_stages_per_method(compared):
 def test_sft_items_are_the_whole_pool_in_the_eval_format(compared):
     loaded, out, _ = compared
     cfg = loaded.run_configs[("sft-lora", 0)]
-    rows = read_jsonl(out / "sft-lora" / "seed-0" / "round-1" / "pairs.jsonl")
+    rows = read_jsonl(out / "sft-lora" / "seed-0" / "round-1" / "sft_items.jsonl")
     pool = load_task(cfg.pool.tasks[0], split="train", seed=cfg.seed)
     assert len(rows) == len(pool) and {r["source"] for r in rows} == {"domain"}
     tok = tiny_tokenizer()
@@ -136,7 +140,7 @@ def test_sft_items_are_the_whole_pool_in_the_eval_format(compared):
 def test_replay_mixes_general_train_items_only(compared):
     loaded, out, _ = compared
     cfg = loaded.run_configs[("sft-lora+replay", 0)]
-    rows = read_jsonl(out / "sft-lora+replay" / "seed-0" / "round-1" / "pairs.jsonl")
+    rows = read_jsonl(out / "sft-lora+replay" / "seed-0" / "round-1" / "sft_items.jsonl")
     domain = [r for r in rows if r["source"] == "domain"]
     replay = [r for r in rows if r["source"] == "replay"]
     assert len(replay) == round(0.5 * len(domain))
@@ -159,6 +163,31 @@ def test_dpo_all_pairs_cover_the_pool(compared):
             assert p["rejected"].strip() == wrong[p["id"]]["answer_text"].strip()
 
 
+def test_each_method_writes_only_its_own_stage_files(compared):
+    """No method writes files in another's schema: SFT writes items, not pairs; dpo-all records
+    a selection, not retrieval rows; each manifest names the stages the method ran."""
+    _, out, _ = compared
+    r1 = lambda kind: out / kind / "seed-0" / "round-1"  # noqa: E731
+    expected = {
+        "sft-lora": {"sft_items.jsonl"},
+        "sft-alora": {"sft_items.jsonl"},
+        "dpo-all": {"answers.jsonl", "weakness.jsonl", "selected.jsonl", "pairs.jsonl"},
+        "apt-lora": {"answers.jsonl", "weakness.jsonl", "retrieved.jsonl", "pairs.jsonl"},
+    }
+    for kind, files in expected.items():
+        written = {p.name for p in r1(kind).glob("*.jsonl")}
+        assert written == files, kind
+        stages = {k.split("/")[1] for k in read_json(out / kind / "seed-0" / "manifest.json")["stages"]
+                  if k.startswith("round-1/")}
+        assert stages == {f.removesuffix(".jsonl").replace("weakness", "mine").replace("retrieved", "retrieve")
+                          .replace("selected", "select") for f in files if f != "answers.jsonl"} | {"train", "eval", "decide"}
+    sft = read_json(out / "sft-lora+replay" / "seed-0" / "manifest.json")["stages"]["round-1/sft_items"]
+    assert sft["items"] == sft["domain_items"] + sft["replay_items"] and sft["replay_items"] > 0
+    assert "weakness_pairs" not in sft
+    answers = read_jsonl(r1("dpo-all") / "answers.jsonl")
+    assert read_jsonl(r1("dpo-all") / "selected.jsonl") == [{"id": a["id"]} for a in answers if a["correct"]]
+
+
 def test_apt_trains_on_fewer_pairs_than_dpo_all(compared):
     _, out, _ = compared
     apt = read_jsonl(out / "apt-lora" / "seed-0" / "round-1" / "pairs.jsonl")
@@ -169,7 +198,7 @@ def test_apt_trains_on_fewer_pairs_than_dpo_all(compared):
 # ----------------------------------------------------------------------------- specs and configs
 def test_presets_build_valid_run_configs():
     base = RunConfig().to_dict()
-    for kind in METHOD_KINDS:
+    for kind in METHODS:
         from aptune.config_loader import build
 
         cfg = build(RunConfig, deep_merge(base, method_overrides(MethodSpec(kind=kind))))
@@ -215,3 +244,42 @@ def test_duplicate_method_names_are_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match="duplicate method name 'sft-lora'"):
         load_compare_config(path)
 
+
+
+def test_a_new_method_is_one_module_and_one_table_entry(tmp_path: Path):
+    """A toy method registered from outside the package runs through compare like the shipped
+    ones: its stages, its own output file, the shared evaluation and gate."""
+    from aptune.methods import METHODS, Method, register_method
+    from aptune.run.driver import Run
+
+    class EvalTwice(Run):
+        """Trains nothing: a round only evaluates the starting model again."""
+
+        round_stages = ()
+
+    register_method(Method("eval-twice", "evaluate the starting model twice",
+                           lambda cfg, root, spec, progress: EvalTwice(cfg, root, progress=progress),
+                           {"rounds": {"max_rounds": 1}}))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_method(METHODS["eval-twice"])
+        path = write_compare_config(tmp_path, ["base", "eval-twice"])
+        out = tmp_path / "out"
+        outcomes = run_compare(load_compare_config(path), out, progress=False)
+        assert [o.method for o in outcomes] == ["base", "eval-twice"]
+        root = out / "eval-twice" / "seed-0"
+        assert read_json(root / "round-1" / "decision.json")["accepted"] is True
+        base = read_jsonl(out / "base" / "seed-0" / "round-0" / "eval" / "predictions.jsonl")
+        assert read_jsonl(root / "round-1" / "eval" / "predictions.jsonl") == base  # same model, same answers
+    finally:
+        METHODS.pop("eval-twice", None)
+
+
+def test_a_method_naming_an_unknown_stage_is_refused():
+    from aptune.run.driver import Run
+
+    class Typo(Run):
+        round_stages = ("mine", "retreive")
+
+    with pytest.raises(ValueError, match="unknown stage 'retreive'"):
+        Typo(RunConfig(), "/nonexistent-unused")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aptune.apt.loop import APTRun
+from aptune.methods.apt import APTRun
 from aptune.config import load_run_config
 from aptune.models import ModelLoadError, load_model
 from test_apt_loop import run_config  # noqa: F401  (fixture: a tiny run config next to its data)

@@ -97,94 +97,113 @@ def _metric_cell(metrics: dict, key: str) -> str:
     return interval.format() if interval is not None else "-"
 
 
-def _histogram(hist: dict[int, int]) -> str:
-    if not hist:
-        return "-"
-    total = sum(hist.values())
-    return " ".join(f"{chr(65 + k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
+#: the run config's top-level keys that `aptune eval` takes as options
+_EVAL_RUN_KEYS = ("model", "precision", "seed", "trust_remote_code")
 
 
-@app.command("eval")
-def eval_cmd(
-    model: str = typer.Option("smollm2-135m", help="Registry name, Hub id or local folder."),
-    adapter: Optional[list[Path]] = typer.Option(
-        None, help="A saved adapter folder (LoRA/PEFT or ALoRA) to apply; repeat for the rounds of a "
-        "merged run, in order (each but the last is merged into the weights).",
-    ),
-    tasks: Optional[str] = typer.Option(
-        None, help="Comma-separated task names or data files (JSONL/CSV/Parquet)."
-    ),
-    suite: Optional[str] = typer.Option(
-        None, help="A named suite (see `aptune data`); used when --tasks is not given."
-    ),
-    split: str = typer.Option("test", help="train, dev, test, or source (all, source order)."),
-    limit: Optional[int] = typer.Option(None, help="At most this many items per task."),
-    precision: str = typer.Option("auto", help="auto (bf16 where the CPU has it), bf16, fp32."),
-    template: str = typer.Option("auto", help="Prompt template: auto, chat, plain."),
-    mc_format: str = typer.Option("cloze", help="cloze (score the answer text) or letter."),
-    metric: str = typer.Option("acc", help="MC answer rule: acc or acc_norm."),
-    out: Path = typer.Option(Path("runs/eval"), help="Output folder for predictions + metrics."),
-    seed: int = typer.Option(0, help="Seed for splits and bootstrap."),
-    trust_remote_code: bool = typer.Option(False, help="Allow model repository code (off)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
-) -> None:
+def _eval_params() -> list:  # noqa: ANN202
+    """``aptune eval``'s options: its own, then the settings dataclasses' (defaults declared there)."""
+    import inspect
+
+    from aptune.cli_options import options
+    from aptune.config import MiningConfig, PromptConfig, RunConfig
+
+    def own(name: str, annotation: object, default: object) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+    return [
+        *options(RunConfig, only=_EVAL_RUN_KEYS[:1]),
+        own("adapter", Optional[list[Path]], typer.Option(
+            None, help="A saved adapter folder (LoRA/PEFT or ALoRA) to apply; repeat for the rounds of a "
+            "merged run, in order (each but the last is merged into the weights).")),
+        own("tasks", Optional[str], typer.Option(None, help="Comma-separated task names or data files (JSONL/CSV/Parquet).")),
+        own("suite", Optional[str], typer.Option(None, help="A named suite (see `aptune data`); used when --tasks is not given.")),
+        own("split", str, typer.Option("test", help="train, dev, test, or source (all, source order).")),
+        own("limit", Optional[int], typer.Option(None, help="At most this many items per task.")),
+        *options(RunConfig, only=_EVAL_RUN_KEYS[1:]),
+        *options(PromptConfig),
+        *options(MiningConfig),
+        own("out", Path, typer.Option(Path("runs/eval"), help="Output folder for predictions + metrics.")),
+        own("verbose", bool, typer.Option(False, "--verbose", "-v")),
+    ]
+
+
+def _eval_command(**kwargs: object) -> None:
     """Evaluate a model: accuracy with 95% intervals, position bias, per-item predictions."""
-    _setup_logging(verbose)
+    from aptune.cli_options import values
+    from aptune.config import MiningConfig, PromptConfig, RunConfig
+    from aptune.config_loader import build
+
+    _setup_logging(bool(kwargs["verbose"]))
+    try:
+        top = build(RunConfig, values(RunConfig, kwargs, only=_EVAL_RUN_KEYS), source="command line")
+        prompt = build(PromptConfig, values(PromptConfig, kwargs), source="command line")
+        mining = build(MiningConfig, values(MiningConfig, kwargs), source="command line")
+        cfg = RunConfig(name="eval", model=top.model, precision=top.precision, seed=top.seed,
+                        trust_remote_code=top.trust_remote_code, prompt=prompt, mining=mining)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    _evaluate(cfg, adapter=kwargs["adapter"], tasks=kwargs["tasks"], suite=kwargs["suite"],  # type: ignore[arg-type]
+              split=str(kwargs["split"]), limit=kwargs["limit"], out=Path(str(kwargs["out"])))  # type: ignore[arg-type]
+
+
+def _register_eval() -> None:
+    from aptune.cli_options import with_signature
+
+    app.command("eval")(with_signature(_eval_params())(_eval_command))
+
+
+def _evaluate(cfg: "RunConfig", *, adapter: Optional[list[Path]], tasks: Optional[str], suite: Optional[str],  # noqa: F821
+              split: str, limit: Optional[int], out: Path) -> None:
     from aptune.data import load_suite, load_task
-    from aptune.evaluate.runner import EvalSettings, evaluate
+    from aptune.evaluate.metrics import format_positions
+    from aptune.evaluate.runner import evaluate
     from aptune.models import load_model, load_tokenizer, resolve_precision
-    from aptune.prompts import PromptFormat
+    from aptune.run.evaluation import eval_settings
 
     try:
-        settings = EvalSettings(
-            prompt=PromptFormat(template=template, mc_format=mc_format),  # type: ignore[arg-type]
-            mc_metric=metric,  # type: ignore[arg-type]
-            seed=seed,
-        )
-        if metric not in ("acc", "acc_norm"):
-            raise ValueError(f"--metric must be acc or acc_norm, not {metric!r}")
+        settings = eval_settings(cfg)
         if tasks:
             names = [t.strip() for t in tasks.split(",") if t.strip()]
-            loaded = [load_task(n, split=split, limit=limit, seed=seed) for n in names]
+            loaded = [load_task(n, split=split, limit=limit, seed=cfg.seed) for n in names]
             data = {(items[0].task if items else n): items for n, items in zip(names, loaded)}
         else:
-            data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=seed)
-        dtype = resolve_precision(precision)  # type: ignore[arg-type]
+            data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed)
+        dtype = resolve_precision(cfg.precision)
         started = time.time()
-        lm = load_model(model, trust_remote_code=trust_remote_code)
-        tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+        lm = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
         if adapter:
             from aptune.adapters import apply_adapters
 
             lm = apply_adapters(lm, adapter)
-    except USER_ERRORS as exc:
-        _fail(str(exc))
-        return
-    try:
         report = evaluate(lm, tokenizer, data, settings, dtype)
-    except USER_ERRORS as exc:  # e.g. --template chat on a tokenizer without one
+    except USER_ERRORS as exc:  # bad data, a missing model, --template chat on a tokenizer without one
         _fail(str(exc))
         return
     elapsed = time.time() - started
     from aptune.provenance import provenance
 
+    precision = str(dtype).replace("torch.", "")
     report.write(
         out,
         extra={
-            "model": model,
+            "model": cfg.model,
             "adapters": [str(a) for a in adapter or ()],
             "split": split,
             "limit": limit,
-            "precision": str(dtype).replace("torch.", ""),
-            "prompt": {"template": template, "mc_format": mc_format, "mc_metric": metric},
-            "seed": seed,
+            "precision": precision,
+            "prompt": {"template": cfg.prompt.template, "mc_format": cfg.prompt.mc_format,
+                       "mc_metric": cfg.mining.mc_metric},
+            "seed": cfg.seed,
             "seconds": round(elapsed, 1),
             "provenance": provenance(),
         },
     )
     from rich.table import Table
 
-    table = Table(title=f"{model} · split={split} · {str(dtype).replace('torch.', '')} · 95% bootstrap CI")
+    table = Table(title=f"{cfg.model} · split={split} · {precision} · 95% bootstrap CI")
     for col in ("task", "domain", "n", "acc", "acc_norm", "majority-position", "predicted positions"):
         table.add_column(col)
     for name, tm in report.metrics.items():
@@ -196,24 +215,29 @@ def eval_cmd(
             _metric_cell(tm.metrics, "acc" if "acc" in tm.metrics else "accuracy"),
             _metric_cell(tm.metrics, "acc_norm"),
             f"{100 * pos.majority_baseline:.1f}" if pos else "-",
-            _histogram(pos.predicted_histogram) if pos else "-",
+            format_positions(pos.predicted_histogram) if pos else "-",
         )
     console = _console()
     console.print(table)
     console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'} ({elapsed:.0f} s)")
 
 
-def _load_run(config: Optional[Path], run_dir: Optional[Path]):  # noqa: ANN202
+_register_eval()
+
+
+def _load_run(config: Optional[Path], run_dir: Optional[Path], sets: tuple[str, ...] = ()):  # noqa: ANN202
     """The run config (from a file, or the one a run directory was started with) and its folder."""
-    from aptune.apt.run_dir import RunDir
     from aptune.config import RunConfig, load_run_config
     from aptune.config_loader import build
+    from aptune.run.run_dir import RunDir
 
     if config is None and run_dir is not None and (run_dir / "manifest.json").exists():
+        if sets:
+            raise ValueError(f"--set: {run_dir} was started with its own config; a changed key needs a new run folder")
         cfg = build(RunConfig, RunDir(run_dir).config(), source=str(run_dir / "manifest.json"))
         return cfg, run_dir
     # no file: the schema's defaults are the shipped demo (configs/demo.yaml spells them out)
-    cfg = load_run_config(config) if config is not None else RunConfig()
+    cfg = load_run_config(config, sets)
     return cfg, run_dir or Path("runs") / cfg.name
 
 
@@ -244,47 +268,58 @@ def eval_diff_cmd(
         typer.echo(f"{unmatched} items are in only one of the two folders and were left out")
 
 
+_SET = typer.Option(None, "--set", help="Override one config key, e.g. --set train.lr=1e-4 (repeatable).")
+
+
 @app.command("run")
 def run_cmd(
     config: Optional[Path] = typer.Argument(None, help="Run config YAML (default: the shipped demo)."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<name>)."),
+    set_: Optional[list[str]] = _SET,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run APT end to end (or resume it): rounds of mine → retrieve → pairs → train → eval → gate."""
     _setup_logging(verbose)
-    try:
-        from aptune.apt.loop import APTRun
+    from aptune.run.console import RunConsole
 
-        cfg, root = _load_run(config, out)
+    try:
+        from aptune.methods.apt import APTRun
+
+        cfg, root = _load_run(config, out, tuple(set_ or ()))
         run = APTRun(cfg, root)
         run.validate()
         run.open()
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
+    from aptune.report.apt_report import write_report
     from aptune.train.config import TrainingDivergedError
 
+    console = RunConsole(run, _console())
+    console.start()
     try:
-        decision = run.run(on_stage=lambda t, stage: typer.echo(f"[round {t}] {stage}"))
+        decision = run.run(on_stage=console.stage, on_round=console.round_done)
     except (TrainingDivergedError, *USER_ERRORS) as exc:  # e.g. a prompt too long for the model
         _fail(str(exc))
         return
-    typer.echo((root / "report.md").read_text())
-    typer.echo(f"stopped: {decision.get('reason', 'done')}\nreport: {root / 'report.html'}")
+    from aptune.distributed import barrier, is_main
+
+    if is_main():  # under a launcher one process draws the report; the others wait for it
+        write_report(root)
+        console.finish(decision)
+    barrier()
+    typer.echo(f"report: {root / 'report.md'} (and report.html)")
 
 
 def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], verbose: bool) -> None:
     _setup_logging(verbose)
     try:
-        from aptune.apt.loop import APTRun
+        from aptune.methods.apt import APTRun
 
         cfg, root = _load_run(config, run_dir)
         run = APTRun(cfg, root)
         run.open()
-        if stage == "eval":
-            run.stage_eval(round_index)
-        else:
-            getattr(run, f"stage_{stage}")(round_index)
+        getattr(run, f"stage_{stage}")(round_index)
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
@@ -295,25 +330,21 @@ _RUN_DIR = typer.Option(..., "--run-dir", help="The run directory.")
 _ROUND = typer.Option(1, "--round", help="Round number (1-based; 0 = the starting model).")
 _CONFIG = typer.Option(None, "--config", help="Config for a new run directory.")
 
-
-STAGES = {
-    "mine": ("mine", "Stage 1: the round's model answers the domain pool; writes answers/weakness JSONL."),
-    "retrieve": ("retrieve", "Stage 2: retrieve similar cases for the weakness cases; writes retrieved.jsonl."),
-    "pairs": ("pairs", "Stage 3: build preference pairs (gold vs the model's own wrong answer); writes pairs.jsonl."),
-    "train": ("train", "Stage 4: train the adapter with DPO (+NLL) on the round's pairs; writes train/."),
-    "evaluate-round": ("eval", "Stage 5: evaluate the round's model on domain, general and dev views."),
-}
+#: APT's stages as commands (command name -> stage); the help text is the stage's own summary
+STAGE_COMMANDS = {"mine": "mine", "retrieve": "retrieve", "pairs": "pairs", "train": "train", "evaluate-round": "eval"}
 
 
-def _register_stage(command: str, stage: str, help_text: str) -> None:
-    @app.command(command, help=help_text)
+def _register_stage(command: str, stage: str) -> None:
+    from aptune.run.run_dir import STAGES
+
+    @app.command(command, help=f"APT stage alone: {STAGES[stage].summary}; writes round-N/{STAGES[stage].output}.")
     def stage_command(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
                       verbose: bool = typer.Option(False, "-v")) -> None:
         _stage(stage, run_dir, round, config, verbose)
 
 
-for _command, (_stage_name, _help) in STAGES.items():
-    _register_stage(_command, _stage_name, _help)
+for _command, _stage_name in STAGE_COMMANDS.items():
+    _register_stage(_command, _stage_name)
 
 
 @app.command("report")
@@ -343,7 +374,7 @@ def compare_cmd(
     from aptune.train.config import TrainingDivergedError
 
     try:
-        from aptune.methods.compare import describe, load_compare_config, run_compare
+        from aptune.compare import describe, load_compare_config, run_compare
 
         loaded = load_compare_config(config, quick=quick)
         root = out or Path("runs") / (loaded.config.name + ("-quick" if quick else ""))
@@ -356,6 +387,9 @@ def compare_cmd(
                        f"lr {row['lr']:g}, epochs/round {row['epochs']}, batch {row['batch']}")
         run_compare(loaded, root, on_run=lambda m, s, what: typer.echo(f"[{m} seed {s}] {what}"),
                     methods=only_methods, seeds=only_seeds)
+        from aptune.report.compare_report import write_compare_report
+
+        write_compare_report(root)
     except TrainingDivergedError as exc:
         _fail(str(exc))
         return
@@ -400,10 +434,6 @@ def compare_report_cmd(
         _fail(str(exc))
         return
     typer.echo(path.read_text())
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from aptune.adapters.config import AdapterConfig
 from aptune.config_loader import load_config
 from aptune.evaluate.generation import Sampling
+from aptune.evaluate.runner import EvalSettings
 from aptune.models import DEFAULT_MODEL, Precision
 from aptune.prompts import MCFormat, Template
 from aptune.train.config import TrainConfig
@@ -34,24 +35,38 @@ class TaskSet:
             raise ValueError(f"limit must be >= 1, not {self.limit}")
 
 
+#: the evaluator's own defaults: the config sections below take theirs from it, so a default
+#: is declared once (in ``EvalSettings``) and the YAML schema, ``aptune eval`` and APT agree
+_EVAL = EvalSettings()
+
+
+def _opt(default: Any, help: str) -> Any:  # noqa: A002 - the CLI's word for it
+    """A field with a default and the help text its command-line option shows."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class PromptConfig:
-    template: Template = "auto"
-    mc_format: MCFormat = "cloze"
-    system_prompt: str | None = None
-    too_long: Literal["truncate", "error"] = "truncate"  # beyond the model's context: cut from the left, or fail
+    """How an item becomes a prompt (evaluation, mining and training share it)."""
+
+    template: Template = _opt(_EVAL.prompt.template, "Prompt template: the model's chat template where it has one, or plain")
+    mc_format: MCFormat = _opt(_EVAL.prompt.mc_format, "Multiple choice: score the answer text (cloze) or a letter")
+    system_prompt: str | None = _opt(_EVAL.prompt.system_prompt, "System message for chat templates")
+    too_long: Literal["truncate", "error"] = _opt(_EVAL.too_long, "A prompt beyond the model's context: cut from the left, or fail")
 
 
 @dataclass
 class MiningConfig:
-    """How the model answers the pool and who decides it was wrong."""
+    """How the model answers (the pool, and every evaluation) and who decides it was wrong."""
 
-    judge: str | None = None  # None: choice for MC, final_number / exact_match for generative
-    judge_model: str | None = None  # for judge: llm (any local model); default = the policy
-    judge_threshold: float = 3.0  # llm judge: correct when score >= threshold (1-5 scale)
-    mc_metric: Literal["acc", "acc_norm"] = "acc"
-    max_new_tokens: int = 64
-    generation_backend: str = "transformers"  # generative items; see aptune.evaluate.backends
+    judge: str | None = _opt(_EVAL.judge, "Grader: choice, exact_match, final_number or llm (default: choice for "
+                                          "multiple choice, final_number / exact_match for free-form answers)")
+    judge_model: str | None = _opt(None, "judge llm: the model that grades (default: the model itself)")
+    judge_threshold: float = _opt(3.0, "judge llm: correct when the 1-5 score is at least this")
+    mc_metric: Literal["acc", "acc_norm"] = _opt(_EVAL.mc_metric, "Multiple-choice answer rule: highest log-likelihood "
+                                                                  "(acc) or per character (acc_norm)")
+    max_new_tokens: int = _opt(_EVAL.max_new_tokens, "Longest free-form answer, in tokens")
+    generation_backend: str = _opt(_EVAL.generation_backend, "Free-form answering backend (transformers)")
 
 
 @dataclass
@@ -108,10 +123,10 @@ class RunConfig:
     domain and 240 general items. ``configs/compare-science.yaml`` runs the bigger version."""
 
     name: str = "demo"
-    model: str = DEFAULT_MODEL
-    precision: Precision = "auto"
-    seed: int = 0
-    trust_remote_code: bool = False
+    model: str = _opt(DEFAULT_MODEL, "Registry name (see `aptune models`), Hub id or local folder")
+    precision: Precision = _opt("auto", "Compute precision: auto (bf16 where measured faster), bf16, fp32")
+    seed: int = _opt(0, "Seed for splits, sampling, training and the bootstrap")
+    trust_remote_code: bool = _opt(False, "Run code shipped with a model repository (off: never by default)")
     prompt: PromptConfig = field(default_factory=PromptConfig)
     pool: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "train", 150))
     dev: TaskSet = field(default_factory=lambda: TaskSet(["sciq", "arc_easy"], "dev", 25))
@@ -155,7 +170,10 @@ def _resolve(task: str, base: Path) -> str:
     return task
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Parse and validate a run config YAML (file:line errors), resolving its data paths."""
+def load_run_config(path: str | Path | None, sets: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Parse and validate a run config YAML (file:line errors) with ``--set KEY=VALUE``
+    overrides, resolving its data paths; no file = the shipped demo's defaults."""
+    if path is None:
+        return load_config(RunConfig, None, sets).resolve_paths(Path.cwd())
     path = Path(path)
-    return load_config(RunConfig, path).resolve_paths(path.parent)
+    return load_config(RunConfig, path, sets).resolve_paths(path.parent)

@@ -8,6 +8,7 @@ got 'fast'``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -62,11 +63,23 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str, ...], i
 
 
 class _Ctx:
-    def __init__(self, source: str, lines: Mapping[tuple[str, ...], int]) -> None:
+    """Where a config came from, to name in errors: the file and each key's line, and the
+    ``--set KEY=VALUE`` texts that replaced keys of it (an error under one names that option)."""
+
+    def __init__(self, source: str, lines: Mapping[tuple[str, ...], int],
+                 overrides: Mapping[tuple[str, ...], str] | None = None) -> None:
         self.source = source
         self.lines = lines
+        self.overrides = dict(overrides or {})
 
     def error(self, path: tuple[str, ...], message: str) -> ConfigError:
+        for key, text in self.overrides.items():
+            if path[:len(key)] == key:
+                return ConfigError(f"--set {text}: {'.'.join(path)}: {message}")
+        # a section's own check failed (e.g. RoundsConfig's): name the options that set keys in it
+        inside = [text for key, text in self.overrides.items() if key[:len(path)] == path]
+        if inside:
+            return ConfigError(f"--set {' --set '.join(inside)}: {'.'.join(path) or 'config'}: {message}")
         line = None
         for cut in range(len(path), -1, -1):
             line = self.lines.get(path[:cut])
@@ -186,7 +199,55 @@ def build(cls: type[T], data: Mapping[str, Any], *, ctx: _Ctx | None = None,
         raise ctx.error(path, message) from None
 
 
-def load_config(cls: type[T], path: str | Path) -> T:
-    """Read a YAML file into dataclass ``cls`` with file:line errors."""
-    data, lines = read_yaml(path)
-    return build(cls, data, ctx=_Ctx(str(path), lines))
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` applied: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+
+def parse_set(text: str) -> tuple[tuple[str, ...], Any]:
+    """``"train.lr=1e-4"`` -> ``(("train", "lr"), 0.0001)``: the value is read as a YAML scalar
+    or flow collection (``true``, ``3``, ``[a, b]``), so it means what it would in the file."""
+    key, sep, raw = text.partition("=")
+    path = tuple(part.strip() for part in key.split("."))
+    if not sep or not all(path):
+        raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. train.lr=1e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text}: the value is not valid YAML") from None
+    return path, value
+
+
+def apply_sets(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """``data`` with every ``--set KEY=VALUE`` applied (later ones win), and the replaced key
+    paths with the option text that set them (for errors)."""
+    out = copy.deepcopy(data)
+    where: dict[tuple[str, ...], str] = {}
+    for text in sets:
+        path, value = parse_set(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: {'.'.join(path[:i + 1])} is not a section")
+            node = child
+        node[path[-1]] = value
+        where[path] = text
+    return out, where
+
+
+def load_config(cls: type[T], path: str | Path | None, sets: list[str] | tuple[str, ...] = ()) -> T:
+    """Read a YAML file (None: no file, the schema's defaults) into dataclass ``cls``, with
+    ``--set KEY=VALUE`` overrides applied; errors name the file and line, or the option."""
+    data, lines = read_yaml(path) if path is not None else ({}, {})
+    data, overrides = apply_sets(data, sets)
+    return build(cls, data, ctx=_Ctx(str(path) if path is not None else "<defaults>", lines, overrides))

@@ -1,4 +1,4 @@
-"""Preference pairs from weakness cases and their similar cases (SPEC-APT step 5).
+"""Preference pairs from weakness cases and their similar cases (APT's pair-building step).
 
 - weakness case: chosen = gold answer, rejected = the model's own wrong answer;
 - similar case the model gets wrong: the same;
@@ -15,7 +15,7 @@ Every pair records which rule gave its rejected side (``negative``): ``own_answe
 
 Prompts and answers are rendered by ``aptune.prompts`` — the format the model answered in.
 In letter format each pair's options are shuffled (seeded) before rendering, so that a gain
-cannot come from learning which letter tends to be right (../shared/FINDINGS.md); in cloze
+cannot come from learning which letter tends to be right (``aptune.data.options``); in cloze
 format no options are shown and there is no position to learn.
 """
 
@@ -25,10 +25,11 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from aptune.data.example import Example
+from aptune.data.options import shuffle_options
 from aptune.prompts import PromptFormat, render_answer, render_prompt
 from aptune.train.pairs import PreferencePair
 
@@ -56,15 +57,6 @@ def _most_likely_wrong(row: dict[str, Any], example: Example, use_norm: bool) ->
     ]
     wrong = [i for i in range(len(scores)) if i != example.gold]
     return max(wrong, key=lambda i: scores[i]) if wrong else None
-
-
-def _permuted(example: Example, rejected: int, rng: random.Random) -> tuple[Example, int]:
-    """The example with its options shuffled; gold and the rejected index follow their text."""
-    order = list(range(len(example.choices)))
-    rng.shuffle(order)
-    choices = tuple(example.choices[i] for i in order)
-    assert example.gold is not None
-    return replace(example, choices=choices, gold=order.index(example.gold)), order.index(rejected)
 
 
 def build_pairs(
@@ -108,7 +100,8 @@ def build_pairs(
                 skipped += 1
                 continue
             if isinstance(rejected, int) and ex.is_multiple_choice and permute_options and fmt.mc_format == "letter":
-                ex, rejected = _permuted(ex, rejected, rng)
+                ex, order = shuffle_options(ex, rng)
+                rejected = order.index(rejected)
             assert ex.gold is not None or not ex.is_multiple_choice
             chosen = render_answer(ex, ex.gold if ex.is_multiple_choice else ex.reference, tokenizer, fmt)
             pair = PreferencePair(

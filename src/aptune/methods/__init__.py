@@ -1,8 +1,7 @@
-"""Baselines and APT as methods on the shared run machinery, and ``aptune compare``."""
+"""The methods a comparison runs, one module each, in one table (``registry.METHODS``)."""
 
-from aptune.methods.compare import CompareConfig, load_compare_config, run_compare
-from aptune.methods.runs import BaseRun, DPOAllRun, SFTRun, make_run
-from aptune.methods.spec import METHOD_KINDS, MethodSpec, ReplayConfig
+from aptune.methods.registry import METHODS, Method, MethodSpec, get_method, make_run, method_overrides, register_method
+from aptune.methods.sft import ReplayConfig
 
-__all__ = ["METHOD_KINDS", "BaseRun", "CompareConfig", "DPOAllRun", "MethodSpec", "ReplayConfig", "SFTRun",
-           "load_compare_config", "make_run", "run_compare"]
+__all__ = ["METHODS", "Method", "MethodSpec", "ReplayConfig", "get_method", "make_run", "method_overrides",
+           "register_method"]

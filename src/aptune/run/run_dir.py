@@ -1,18 +1,23 @@
-"""The run directory: where every stage reads its inputs and writes its outputs.
+"""The run directory: the one place that knows a run's file names and round layout.
 
-Layout (one folder per round; a stage is finished exactly when its output file exists,
-because every file is written atomically)::
+Every stage reads its inputs and writes its outputs through a :class:`RunDir`; mining, the
+methods, the reports and compare never spell a file name themselves. One folder per round;
+a stage is finished exactly when its output file exists, because every file is written
+atomically::
 
-    RUN/manifest.json              config, versions, seeds, stage status
+    RUN/manifest.json              config, versions, seeds, runtime (device, precision), stage status
     RUN/config.yaml                the resolved config this run was started with
     RUN/round-0/eval/metrics.json  the starting model, evaluated once
-    RUN/round-N/answers.jsonl      mine:     every pool item, the model's answer, correct?
-    RUN/round-N/weakness.jsonl     mine:     the items it got wrong, with its own answer
-    RUN/round-N/retrieved.jsonl    retrieve: similar cases (id, score, for which case)
-    RUN/round-N/pairs.jsonl        pairs:    preference pairs (prompt, chosen, rejected)
-    RUN/round-N/train/             train:    adapter/, train_metrics.jsonl, train_result.json
-    RUN/round-N/eval/metrics.json  eval:     domain, general and dev accuracy after training
-    RUN/round-N/decision.json      gate:     accepted or rolled back, and whether to stop
+    RUN/round-N/answers.jsonl      mine:      every pool item, the model's answer, correct?
+    RUN/round-N/weakness.jsonl     mine:      the items it got wrong, with its own answer
+    RUN/round-N/retrieved.jsonl    retrieve:  similar cases (id, score, for which case)
+    RUN/round-N/selected.jsonl     select:    the pool items a method trains on besides its mistakes
+    RUN/round-N/pairs.jsonl        pairs:     preference pairs (prompt, chosen, rejected)
+    RUN/round-N/sft_items.jsonl    sft_items: supervised items (prompt, response, source)
+    RUN/round-N/train/             train:     adapter/, train_metrics.jsonl, train_result.json
+    RUN/round-N/eval/metrics.json  eval:      domain, general and dev accuracy after training
+    RUN/round-N/decision.json      decide:    accepted or rolled back, and whether to stop
+    RUN/cache/                     embedding index cache (retrieval)
     RUN/report.md, report.html, plots/
 """
 
@@ -28,13 +33,35 @@ from typing import Any
 import yaml
 
 from aptune.distributed import barrier
-from aptune.io import read_json, write_json_atomic, write_text_atomic
+from aptune.io import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 #: A round writes an adapter (~10-50 MB for small models), predictions and an index cache;
 #: below this much free space a run would fail part-way, so it is refused up front.
 MIN_FREE_BYTES = 512 * 2**20
 
-STAGES: tuple[str, ...] = ("mine", "retrieve", "pairs", "train", "eval", "decide")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One resumable step of a round: its name, the file that marks it done, what it does."""
+
+    name: str
+    output: str  # relative to the round folder
+    summary: str
+
+
+#: Every stage any method runs, in the order a round runs them. A method picks its subset
+#: (``round_stages``); ``eval`` and ``decide`` close every round of every method.
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("mine", "weakness.jsonl", "the round's model answers the domain pool; the judge marks its mistakes"),
+    Stage("retrieve", "retrieved.jsonl", "similar cases for the weakness cases, from the pool"),
+    Stage("select", "selected.jsonl", "the pool items to train on besides the mistakes (dpo-all: all of them)"),
+    Stage("pairs", "pairs.jsonl", "preference pairs: gold answer chosen, the model's own wrong answer rejected"),
+    Stage("sft_items", "sft_items.jsonl", "the supervised training set: prompt and gold answer"),
+    Stage("train", "train/train_result.json", "train the adapter on the round's pairs or items"),
+    Stage("eval", "eval/metrics.json", "evaluate the round's model on the domain, general and dev views"),
+    Stage("decide", "decision.json", "accept or roll back the round (general-capability gate); stop or go on"),
+)}
 
 
 class RunDirError(ValueError):
@@ -53,15 +80,42 @@ class RunDir:
 
     def stage_output(self, round_index: int, stage: str) -> Path:
         """The file whose existence marks ``stage`` of ``round_index`` as finished."""
-        r = self.round_dir(round_index)
-        return {
-            "mine": r / "weakness.jsonl",
-            "retrieve": r / "retrieved.jsonl",
-            "pairs": r / "pairs.jsonl",
-            "train": r / "train" / "train_result.json",
-            "eval": r / "eval" / "metrics.json",
-            "decide": r / "decision.json",
-        }[stage]
+        return self.round_dir(round_index) / STAGES[stage].output
+
+    def answers(self, round_index: int) -> Path:
+        """Every pool item as the mining stage answered it (``weakness.jsonl`` holds the wrong ones)."""
+        return self.round_dir(round_index) / "answers.jsonl"
+
+    def train_dir(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "train"
+
+    def eval_dir(self, round_index: int) -> Path:
+        return self.round_dir(round_index) / "eval"
+
+    def predictions(self, round_index: int) -> Path:
+        return self.eval_dir(round_index) / "predictions.jsonl"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Caches a run may rebuild (the retrieval embedding index)."""
+        return self.root / "cache"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def rounds_on_disk(self) -> list[int]:
+        """Round numbers that have a folder, in order (round 0 included)."""
+        found = [p.name.removeprefix("round-") for p in self.root.glob("round-*") if p.is_dir()]
+        return sorted(int(r) for r in found if r.isdigit())
 
     def is_done(self, round_index: int, stage: str) -> bool:
         return self.stage_output(round_index, stage).exists()
@@ -83,7 +137,7 @@ class RunDir:
         return self.root / "manifest.json"
 
     def adapter_dir(self, round_index: int) -> Path:
-        return self.round_dir(round_index) / "train" / "adapter"
+        return self.train_dir(round_index) / "adapter"
 
     def check_writable(self) -> None:
         """Fail before any work when the folder cannot be created or written to."""
@@ -148,6 +202,39 @@ class RunDir:
         }
         write_json_atomic(self.manifest_path, manifest)
         barrier()
+
+    def record(self, key: str, value: Any) -> None:
+        """Set one top-level manifest entry (e.g. ``runtime``: the device and precision in use)."""
+        manifest = read_json(self.manifest_path)
+        manifest[key] = value
+        write_json_atomic(self.manifest_path, manifest)
+        barrier()
+
+    def manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_path)
+
+    def write_answers(self, round_index: int, rows: list[dict[str, Any]]) -> None:
+        """The mining stage's two files: every answer, then the wrong ones (the stage's marker)."""
+        write_jsonl_atomic(self.answers(round_index), rows)
+        write_jsonl_atomic(self.stage_output(round_index, "mine"), [row for row in rows if not row["correct"]])
+
+    def read_answers(self, round_index: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The mining stage's rows read back: (every pool item, the weakness cases)."""
+        return read_jsonl(self.answers(round_index)), read_jsonl(self.stage_output(round_index, "mine"))
+
+    def read_rows(self, round_index: int, stage: str) -> list[dict[str, Any]]:
+        """A JSONL stage output read back (retrieve, select, pairs, sft_items, mine)."""
+        return read_jsonl(self.stage_output(round_index, stage))
+
+    def write_rows(self, round_index: int, stage: str, rows: list[dict[str, Any]]) -> None:
+        write_jsonl_atomic(self.stage_output(round_index, stage), rows)
+
+    def read_output(self, round_index: int, stage: str) -> dict[str, Any]:
+        """A JSON stage output read back (eval's metrics, decide's decision)."""
+        return read_json(self.stage_output(round_index, stage))
+
+    def write_output(self, round_index: int, stage: str, value: dict[str, Any]) -> None:
+        write_json_atomic(self.stage_output(round_index, stage), value)
 
     def config(self) -> dict[str, Any]:
         if not self.manifest_path.exists():

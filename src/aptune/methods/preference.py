@@ -1,0 +1,110 @@
+"""The stages that preference-training methods share: mine the pool, build pairs, train DPO.
+
+APT (``apt.py``) and dpo-all (``dpo_all.py``) differ only in which items beyond the mistakes
+they train on (``similar_rows``); both answer the pool with the evaluator's own code, build
+pairs with gold = chosen and the model's own wrong answer = rejected, and train the adapter
+with the configured preference loss (DPO family + NLL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections import Counter
+from typing import Any
+
+from aptune.apt.mining import mine
+from aptune.apt.pair_builder import build_pairs
+from aptune.data.example import Example
+from aptune.prompts import render_answer, render_prompt
+from aptune.run.driver import Run, train_record
+from aptune.run.evaluation import load_taskset
+from aptune.train.pairs import PreferencePair
+from aptune.train.trainer import reference_logps_for_pairs, train_preference
+
+log = logging.getLogger(__name__)
+
+
+class PreferenceRun(Run):
+    """Mining, pairs and preference training; a subclass says what besides the mistakes to pair."""
+
+    def similar_rows(self, round_index: int) -> list[dict[str, Any]]:
+        """Mining rows of the items to pair besides the weakness cases."""
+        raise NotImplementedError
+
+    def no_work(self, round_index: int, stage: str) -> str | None:
+        if stage in ("retrieve", "select", "pairs") and not self.dir.read_rows(round_index, "mine"):
+            return "no weakness cases: the model answers every pool item correctly"
+        if stage == "train" and not self.dir.read_rows(round_index, "pairs"):
+            return "no preference pairs could be built"
+        return None
+
+    def stage_mine(self, round_index: int) -> None:
+        model = self.start_model(round_index)
+        pool = [ex for exs in load_taskset(self.cfg.pool, self.cfg.seed).values() for ex in exs]
+        rows = mine(model, self.tokenizer, pool, self.settings, self.dtype, judge=self.judge(model),
+                    progress=self.progress)
+        self.dir.write_answers(round_index, rows)
+        self.dir.mark(round_index, "mine", pool=len(pool), weakness=sum(not r["correct"] for r in rows),
+                      sft_pool_tokens=self._sft_tokens(pool))
+
+    def _sft_tokens(self, pool: list[Example]) -> int:
+        """Tokens one SFT epoch on the whole pool would process (prompt + gold answer): the
+        data-efficiency yardstick the report sets preference training's tokens against."""
+        fmt = self.settings.prompt
+        texts = [render_prompt(ex, self.tokenizer, fmt) + render_answer(
+            ex, ex.gold if ex.is_multiple_choice else ex.reference, self.tokenizer, fmt) for ex in pool]
+        return sum(len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+    def stage_pairs(self, round_index: int) -> None:
+        _, weakness = self.dir.read_answers(round_index)
+        similar = self.similar_rows(round_index)
+        pc = self.cfg.pairs
+        built = build_pairs(
+            weakness, similar, self.tokenizer, self.settings.prompt,
+            similar_negative=pc.similar_negative, permute_options=pc.permute_options,
+            mc_metric=self.cfg.mining.mc_metric, seed=self.cfg.seed + round_index,
+            sampled_negatives=self._sampled_negatives(round_index, similar),
+        )
+        self.dir.write_rows(round_index, "pairs", [{**dataclasses.asdict(b.pair), "source": b.source,
+                                                    "negative": b.negative} for b in built])
+        n_weak = sum(b.source == "weakness" for b in built)
+        self.dir.mark(round_index, "pairs", pairs=len(built), weakness_pairs=n_weak, similar_pairs=len(built) - n_weak,
+                      negatives=dict(Counter(b.negative for b in built)))
+
+    def _sampled_negatives(self, round_index: int, similar: list[dict[str, Any]]) -> dict[str, str] | None:
+        """Wrong sampled answers for the generative similar cases the model gets right
+        (``pairs.similar_negative: model_sample``); None when that rule is not in use."""
+        from aptune.apt.negatives import sample_negatives
+
+        pc = self.cfg.pairs
+        if pc.similar_negative != "model_sample":
+            return None
+        need = [row for row in similar if row["correct"] and not row["example"].get("choices")]
+        if not need:
+            return {}
+        model = self.start_model(round_index)
+        return sample_negatives(model, self.tokenizer, need, self.settings, self.judge(model),
+                                pc.sampling(seed=self.cfg.seed + round_index), dtype=self.dtype, progress=self.progress)
+
+    def _reference(self, round_index: int, pairs: list[PreferencePair]) -> tuple[dict[str, Any] | None, str]:
+        """Precomputed reference log-probs (or None: the trainer uses the disabled adapter)."""
+        rounds = self.cfg.rounds
+        if rounds.reference == "round_start" or rounds.between == "stack" or not self.accepted_rounds(round_index):
+            what = "round-start model (adapter disabled)" if rounds.between == "merge" else "original model (adapter disabled)"
+            return None, what
+        base = self.base_model()
+        logps = reference_logps_for_pairs(base, self.tokenizer, pairs, self.train_config(round_index),
+                                          reference_context=lambda m: contextlib.nullcontext(m))
+        return logps, "original model (separate copy)"
+
+    def stage_train(self, round_index: int) -> None:
+        rows = self.dir.read_rows(round_index, "pairs")
+        pairs = [PreferencePair(r["id"], r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+        reference, what = self._reference(round_index, pairs)
+        log.info("round %d: training on %d pairs; DPO reference = %s", round_index, len(pairs), what)
+        model = self.trainable_model(round_index)
+        result = train_preference(model, self.tokenizer, pairs, self.train_config(round_index),
+                                  self.dir.train_dir(round_index), reference_logps=reference)
+        self.dir.mark(round_index, "train", reference=what, **train_record(result))

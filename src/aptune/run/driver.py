@@ -1,0 +1,278 @@
+"""The round driver every method shares: rounds, resume, evaluation, the general gate.
+
+A method (``aptune.methods``) is a subclass of :class:`Run` that names the stages a round runs
+(``round_stages``) and implements each as ``stage_<name>(round_index)``; the driver runs them
+in order, then evaluates the round and decides it. Each stage reads the files earlier stages
+wrote and writes its own through the run directory (``run_dir.py``); ``run()`` skips every stage
+whose output exists, so rerunning the same command after a kill resumes at the first
+unfinished stage. The model a round starts from is always rebuilt from disk (base weights +
+the adapters of accepted rounds), never carried over in memory, so an interrupted run and an
+uninterrupted one compute on identical weights and end with identical metrics.
+
+The general-capability gate compares each round with the starting model (round 0), so drift
+cannot accumulate in steps each under the tolerance. The driver writes no report: the caller
+(the CLI, compare) draws it from the finished folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aptune.adapters import attach_adapter, load_adapter, merge_adapter
+from aptune.config import RunConfig
+from aptune.distributed import device
+from aptune.evaluate.judges import Judge
+from aptune.evaluate.runner import evaluate
+from aptune.models import load_model, load_tokenizer, resolve_precision
+from aptune.provenance import provenance
+from aptune.run.evaluation import eval_settings, load_taskset, summarize_views, view_tasks
+from aptune.run.run_dir import STAGES, RunDir
+from aptune.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+#: called before each stage with (round, stage); the CLI prints a header from it
+StageHook = Callable[[int, str], None]
+#: called after each round is decided with (round, decision)
+RoundHook = Callable[[int, dict[str, Any]], None]
+
+
+def runtime_info(dtype: torch.dtype) -> dict[str, str]:
+    """Where and in what precision this process computes, for the manifest, report and console."""
+    dev = device()
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    elif dev.type == "mps":
+        name = "Apple GPU (MPS)"
+    else:
+        name = _cpu_name()
+    return {"device": str(dev), "device_name": name, "precision": str(dtype).removeprefix("torch."),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.system()}"}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def train_record(result: Any) -> dict[str, Any]:
+    """A training stage's manifest entry from its ``TrainResult``: work done, loss, and the
+    reference pass and training loop timed apart where the trainer measured them."""
+    record = {"steps": result.steps, "tokens": result.tokens, "examples": result.examples,
+              "mean_loss": result.mean_loss, "mean_margin": result.mean_margin, "resumed_s": result.resumed_s}
+    for key in ("reference_s", "train_s"):
+        if getattr(result, key, None) is not None:
+            record[key] = round(getattr(result, key), 1)
+    return record
+
+
+class Run:
+    """One method's run over a run directory; subclasses name their ``round_stages``."""
+
+    #: the stages of one round before its evaluation, in order (names from ``run_dir.STAGES``)
+    round_stages: tuple[str, ...] = ()
+
+    def __init__(self, cfg: RunConfig, root: str | Path, *, progress: bool = True) -> None:
+        unknown = [s for s in self.round_stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown stage {unknown[0]!r} (known: {', '.join(STAGES)})")
+        self.cfg = cfg
+        self.dir = RunDir(Path(root))
+        self.progress = progress
+        self.dtype = resolve_precision(cfg.precision)
+        self.settings = eval_settings(cfg)
+        self._tokenizer: Any = None
+        self._judge_lm: tuple[torch.nn.Module, Any] | None = None  # mining.judge_model, loaded once
+
+    # ----------------------------------------------------------------- models
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code)
+        return self._tokenizer
+
+    def base_model(self) -> torch.nn.Module:
+        return load_model(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code, device=str(device()))
+
+    def accepted_rounds(self, before: int) -> list[int]:
+        return [r for r in range(1, before) if self.dir.is_done(r, "decide") and self.dir.read_output(r, "decide")["accepted"]]
+
+    def start_model(self, round_index: int) -> torch.nn.Module:
+        """The model round ``round_index`` starts from, rebuilt from the base and saved adapters."""
+        model = self.base_model()
+        accepted = self.accepted_rounds(round_index)
+        if self.cfg.rounds.between == "merge":
+            for r in accepted:
+                model = merge_adapter(load_adapter(model, self.dir.adapter_dir(r)))
+        elif accepted:
+            model = load_adapter(model, self.dir.adapter_dir(accepted[-1]))
+        return model
+
+    def trainable_model(self, round_index: int) -> torch.nn.Module:
+        """The round's starting model with the adapter to train attached.
+
+        The RNG is seeded right before the adapter is created: its random init (LoRA's A) must
+        not depend on what else this process happened to do first (a resumed run does less).
+        """
+        from transformers import set_seed
+
+        set_seed(self.train_config(round_index).seed)
+        if self.cfg.rounds.between == "stack":
+            accepted = self.accepted_rounds(round_index)
+            if accepted:  # one adapter, trained on across rounds
+                return load_adapter(self.base_model(), self.dir.adapter_dir(accepted[-1]), trainable=True)
+            return attach_adapter(self.base_model(), self.cfg.adapter)
+        return attach_adapter(self.start_model(round_index), self.cfg.adapter)
+
+    def trained_model(self, round_index: int) -> torch.nn.Module:
+        """The round's starting model with its freshly trained adapter loaded (not merged); a
+        method whose rounds train nothing evaluates its starting model."""
+        if "train" not in self.round_stages:
+            return self.start_model(round_index)
+        if self.cfg.rounds.between == "stack":
+            return load_adapter(self.base_model(), self.dir.adapter_dir(round_index))
+        return load_adapter(self.start_model(round_index), self.dir.adapter_dir(round_index))
+
+    def train_config(self, round_index: int) -> TrainConfig:
+        """The training settings of one round: a seed of its own, the run's progress setting."""
+        return dataclasses.replace(self.cfg.train, seed=self.cfg.seed * 1000 + round_index, progress=self.progress)
+
+    def judge(self, policy: torch.nn.Module) -> Judge:
+        """The grading judge; an ``llm`` judge runs ``mining.judge_model`` (default: the policy)."""
+        from aptune.evaluate.generation import make_generate_fn
+        from aptune.evaluate.judges import get_judge
+
+        m = self.cfg.mining
+        if m.judge != "llm":
+            return get_judge(m.judge or "auto")
+        if m.judge_model:
+            if self._judge_lm is None:  # a separate judge never changes: load it once per run
+                self._judge_lm = (load_model(m.judge_model, trust_remote_code=self.cfg.trust_remote_code,
+                                             device=str(device())),
+                                  load_tokenizer(m.judge_model, trust_remote_code=self.cfg.trust_remote_code))
+            judge_model, judge_tok = self._judge_lm
+        else:
+            judge_model, judge_tok = policy, self.tokenizer
+        generate = make_generate_fn(judge_model, judge_tok, dtype=self.dtype)
+        return get_judge("llm", generate=generate, threshold=m.judge_threshold)
+
+    # ----------------------------------------------------------------- the shared stages
+    def stage_eval(self, round_index: int, model: torch.nn.Module | None = None) -> dict[str, Any]:
+        """Evaluate domain (held-out), general and dev views; round 0 is the starting model."""
+        if model is None:
+            model = self.start_model(1) if round_index == 0 else self.trained_model(round_index)
+        report = evaluate(model, self.tokenizer, view_tasks(self.cfg), self.settings, self.dtype,
+                          judge=self.judge(model), progress=self.progress)
+        rows = {t: [r.to_row() for r in rs] for t, rs in report.items.items()}
+        summary = summarize_views(rows, self.cfg.seed)
+        report.write(self.dir.eval_dir(round_index), extra={"summary": summary, "round": round_index})
+        self.dir.mark(round_index, "eval", **{v: s["accuracy"] for v, s in summary.items()})
+        return summary
+
+    def stage_decide(self, round_index: int, no_work_reason: str | None = None) -> dict[str, Any]:
+        """Accept or roll back the round (general-capability gate) and decide whether to stop."""
+        rounds = self.cfg.rounds
+        if no_work_reason is not None:
+            decision = {"accepted": False, "stop": True, "reason": no_work_reason}
+        else:
+            base = self.dir.read_output(0, "eval")["summary"]
+            now = self.dir.read_output(round_index, "eval")["summary"]
+            general_drop = base["general"]["accuracy"] - now["general"]["accuracy"] if "general" in base else 0.0
+            if general_drop > rounds.general_tolerance:
+                decision = {"accepted": False, "stop": True,
+                            "reason": f"general-capability gate: general accuracy fell {100 * general_drop:.1f} points "
+                                      f"(tolerance {100 * rounds.general_tolerance:.1f}); round rolled back"}
+            else:
+                decision = {"accepted": True, "stop": False, "reason": "within the general-capability tolerance"}
+                if round_index >= rounds.max_rounds:
+                    decision.update(stop=True, reason=f"reached max_rounds={rounds.max_rounds}")
+                elif self._dev_stalled(round_index, now):
+                    decision.update(stop=True, reason=f"dev accuracy did not improve for {rounds.patience} round(s)")
+        self.dir.write_output(round_index, "decide", decision)
+        self.dir.mark(round_index, "decide", **decision)
+        log.info("round %d: %s — %s", round_index, "accepted" if decision["accepted"] else "not accepted", decision["reason"])
+        return decision
+
+    def _dev_stalled(self, round_index: int, now: dict[str, Any]) -> bool:
+        """True when the last ``patience`` rounds beat no earlier dev accuracy by ``min_delta``."""
+        if "dev" not in now:
+            return False
+        summaries = [self.dir.read_output(r, "eval")["summary"] for r in [0, *self.accepted_rounds(round_index)]]
+        devs = [s["dev"]["accuracy"] for s in summaries] + [now["dev"]["accuracy"]]
+        patience = self.cfg.rounds.patience
+        if len(devs) <= patience:
+            return False
+        return max(devs[-patience:]) <= max(devs[:-patience]) + self.cfg.rounds.min_delta
+
+    def no_work(self, round_index: int, stage: str) -> str | None:
+        """Why round ``round_index`` should end before ``stage`` (e.g. no weakness cases left),
+        or None to run it. Asked on every (re)run, so a resumed run ends the same way."""
+        return None
+
+    # ----------------------------------------------------------------- driver
+    def rounds(self) -> Iterator[int]:
+        return iter(range(1, self.cfg.rounds.max_rounds + 1))
+
+    def validate(self) -> None:
+        """Load every task set and check the model path before any work: bad data or a
+        missing model fails here with its one-line error, not an hour into the run."""
+        from aptune.models import resolve_model_path
+
+        for label, ts in (("pool", self.cfg.pool), ("dev", self.cfg.dev), ("domain_eval", self.cfg.domain_eval),
+                          ("general_eval", self.cfg.general_eval)):
+            sets = load_taskset(ts, self.cfg.seed)
+            if label == "pool" and not any(sets.values()):
+                raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
+        resolve_model_path(self.cfg.model)
+
+    def open(self) -> None:
+        """Create the run directory, or reopen it when this config (under today's schema
+        defaults) is the one it was started with; record where and how this invocation computes."""
+        self.dir.start(self.cfg.to_dict(), provenance(), defaults=RunConfig().to_dict())
+        self.dir.record("runtime", runtime_info(self.dtype))
+
+    def run(self, on_stage: StageHook | None = None, on_round: RoundHook | None = None) -> dict[str, Any]:
+        """Run (or resume) every round until a stopping rule fires; return the last decision."""
+        self.validate()
+        self.open()
+        if not self.dir.is_done_everywhere(0, "eval"):
+            if on_stage:
+                on_stage(0, "eval")
+            self.stage_eval(0)
+        last: dict[str, Any] = {}
+        for t in self.rounds():
+            if self.dir.is_done_everywhere(t, "decide"):
+                last = self.dir.read_output(t, "decide")
+                if last["stop"]:
+                    break
+                continue
+            last = self._run_round(t, on_stage)
+            if on_round:
+                on_round(t, last)
+            if last.get("stop"):
+                break
+        return last
+
+    def _run_round(self, t: int, on_stage: StageHook | None) -> dict[str, Any]:
+        for stage in (*self.round_stages, "eval"):
+            if self.dir.is_done_everywhere(t, stage):
+                continue
+            reason = self.no_work(t, stage)
+            if reason is not None:
+                return self.stage_decide(t, reason)
+            if on_stage:
+                on_stage(t, stage)
+            getattr(self, f"stage_{stage}")(t)
+        return self.stage_decide(t)

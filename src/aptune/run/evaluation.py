@@ -1,0 +1,78 @@
+"""The evaluation step every method's rounds share: the same items, the same grading, the
+same summary, so two methods' numbers differ only by what they trained.
+
+A round is evaluated on three views of the run config — ``domain`` (held-out domain items),
+``general`` (tasks the domain never touches) and ``dev`` (the stopping rule's items) — in one
+call, its per-task names prefixed with the view (``domain/sciq``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aptune.config import RunConfig, TaskSet
+from aptune.data import load_task
+from aptune.data.example import Example
+from aptune.evaluate.metrics import bootstrap_mean, paired_bootstrap_delta
+from aptune.evaluate.runner import EvalSettings
+from aptune.io import read_jsonl
+from aptune.prompts import PromptFormat
+from aptune.run.run_dir import RunDir
+
+#: evaluation task-name prefixes: one eval call covers all three views of a round
+VIEWS = ("domain", "general", "dev")
+
+
+def load_taskset(ts: TaskSet, seed: int) -> dict[str, list[Example]]:
+    return {name: load_task(name, split=ts.split, limit=ts.limit, seed=seed) for name in ts.tasks}
+
+
+def eval_settings(cfg: RunConfig) -> EvalSettings:
+    """The run config's ``prompt`` and ``mining`` sections as the evaluator takes them."""
+    return EvalSettings(
+        prompt=PromptFormat(cfg.prompt.template, cfg.prompt.mc_format, cfg.prompt.system_prompt),
+        mc_metric=cfg.mining.mc_metric,
+        max_new_tokens=cfg.mining.max_new_tokens,
+        seed=cfg.seed,
+        judge=cfg.mining.judge,
+        generation_backend=cfg.mining.generation_backend,
+        too_long=cfg.prompt.too_long,
+    )
+
+
+def view_tasks(cfg: RunConfig) -> dict[str, list[Example]]:
+    """Every evaluated item of a round, keyed ``view/task``."""
+    tasks: dict[str, list[Example]] = {}
+    for view, ts in (("domain", cfg.domain_eval), ("general", cfg.general_eval), ("dev", cfg.dev)):
+        for name, examples in load_taskset(ts, cfg.seed).items():
+            tasks[f"{view}/{name}"] = examples
+    return tasks
+
+
+def summarize_views(items_by_task: dict[str, list[dict[str, Any]]], seed: int) -> dict[str, Any]:
+    """Pooled accuracy per view (domain / general / dev) with bootstrap intervals."""
+    summary: dict[str, Any] = {}
+    for view in VIEWS:
+        correct = [row["correct"] for task, rows in items_by_task.items() if task.startswith(view + "/") for row in rows]
+        if correct:
+            iv = bootstrap_mean(correct, seed=seed)
+            summary[view] = {"accuracy": iv.value, "low": iv.low, "high": iv.high, "n": len(correct)}
+    return summary
+
+
+def paired_change(run_dir: RunDir, round_index: int, seed: int = 0) -> dict[str, Any]:
+    """Per view, round ``round_index`` against round 0 on the same items: the accuracy change
+    (fraction) with a 95% paired bootstrap interval. Views without items are left out."""
+    before = _correct_by_item(run_dir, 0)
+    after = _correct_by_item(run_dir, round_index)
+    change: dict[str, Any] = {}
+    for view in VIEWS:
+        keys = sorted(k for k in after if k[0] == view and k in before)
+        if keys:
+            change[view] = paired_bootstrap_delta([after[k] for k in keys], [before[k] for k in keys], seed=seed)
+    return change
+
+
+def _correct_by_item(run_dir: RunDir, round_index: int) -> dict[tuple[str, str, str], float]:
+    rows = read_jsonl(run_dir.predictions(round_index))
+    return {(row["task"].split("/", 1)[0], row["task"], str(row["id"])): float(row["correct"]) for row in rows}
