@@ -315,3 +315,29 @@ def test_separate_llm_judge_model_is_loaded_once_per_run(run_config: Path, tmp_p
     first, second = run.judge(policy=None), run.judge(policy=None)
     assert first.name == second.name == "llm"
     assert loaded == [judge_dir]
+
+
+def test_cli_run_says_where_it_computes_each_stage_each_round_and_ends_with_a_narrow_table(
+        run_config: Path, tmp_path: Path):
+    """What a user sees: device and precision up front (also in the manifest), a header for every
+    stage including round 0's evaluation, one paired-change line per round, a closing table that
+    fits 100 columns, and `--set` applied to the config the run records."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    root = tmp_path / "cli"
+    proc = subprocess.run(_aptune("run", str(run_config), "--out", str(root), "--set", "rounds.max_rounds=1"),
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    runtime = read_json(root / "manifest.json")["runtime"]
+    assert runtime["device"] == "cpu" and runtime["precision"] == "float32" and runtime["device_name"]
+    assert f"on cpu ({runtime['device_name']}), precision float32 (asked: fp32)" in out
+    for header in ("round 0 · eval", "round 1 · mine", "round 1 · retrieve", "round 1 · pairs", "round 1 · train",
+                   "round 1 · eval"):
+        assert header in out, header
+    line = next(x for x in out.splitlines() if x.startswith("round 1: domain "))
+    assert "general" in line and "points vs round 0 (paired, 95% CI)" in line and "[" in line
+    table = out[out.index("accuracy % and change vs round 0"):out.index("stopped:")]
+    assert all(len(x) <= 100 for x in table.splitlines()), table
+    assert "Δ domain" in table and "start" in table
+    assert read_json(root / "manifest.json")["config"]["rounds"]["max_rounds"] == 1
+    assert (root / "report.md").exists()  # the CLI draws the report after the run

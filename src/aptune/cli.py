@@ -74,7 +74,7 @@ def data_cmd(
 
     from aptune.data import list_suites, list_tasks
 
-    table = Table(title="bundled tasks (train/dev/test assigned by seeded hash; see README)")
+    table = Table(title="bundled tasks (train/dev/test assigned by seeded hash; see docs/data.md)")
     for col in ("task", "domain", "kind", "items", "train", "dev", "test", "source"):
         table.add_column(col, justify="right" if col in {"items", "train", "dev", "test"} else "left")
     for info in list_tasks():

@@ -140,7 +140,7 @@ class RunConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     # demo budget: 1 epoch per round; micro-batches of 2 pairs x 4 accumulation steps (= 8 pairs
     # per update) peak at 4.2 GB RSS on the demo's longest pairs, where 8 x 1 peaked at 13.5 GB
-    # and was slower on this CPU (see README, "Memory")
+    # and was slower on this CPU (docs/run.md, "Config")
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, batch_size=2, grad_accum=4))
     rounds: RoundsConfig = field(default_factory=lambda: RoundsConfig(max_rounds=2))
 

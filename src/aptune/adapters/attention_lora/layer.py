@@ -76,7 +76,7 @@ class AttnLoraLinear(nn.Module):
         if x.dim() != 3:
             raise ValueError(f"{self.key}: attention LoRA needs (batch, seq, features) input, got {tuple(x.shape)}")
         # F.linear on the submodules' weights, not module calls: on the decode path this layer
-        # runs once per adapted linear and token, and module-call overhead adds up (README, ALoRA).
+        # runs once per adapted linear and token, and module-call overhead adds up (docs/alora.md, "Measured cost").
         x = _as(x, self.attn_lora_A.weight.dtype)
         if not isinstance(self.attn_lora_dropout, nn.Identity):
             x = self.attn_lora_dropout(x)
