@@ -97,3 +97,19 @@ def test_killed_folder_write_leaves_no_half_folder(tmp_path: Path):
     with pytest.raises(KeyboardInterrupt):
         write_folder_atomic(tmp_path / "tiny", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomic_writes_whatever_the_rank_and_the_run_directory_decides(tmp_path, monkeypatch):
+    """The caller decides who writes: io writes when called; the run directory writes on the
+    main process only (a second process of a launcher leaves the files to it)."""
+    import aptune.run.run_dir as run_dir_module
+    from aptune.io import write_json_atomic
+    from aptune.run.run_dir import RunDir
+
+    monkeypatch.setattr(run_dir_module, "is_main", lambda: False)
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    assert (tmp_path / "a.json").exists()
+    run = RunDir(tmp_path / "run")
+    run.start({"name": "x"}, {})
+    run.write_rows(1, "pairs", [{"id": "a"}])
+    assert not (tmp_path / "run" / "manifest.json").exists() and not run.is_done(1, "pairs")

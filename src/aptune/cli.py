@@ -186,6 +186,10 @@ def _evaluate(cfg: "RunConfig", *, adapter: Optional[list[Path]], tasks: Optiona
     from aptune.provenance import provenance
 
     precision = str(dtype).replace("torch.", "")
+    from aptune.distributed import is_main
+
+    if not is_main():  # under a launcher every process holds the gathered results; one writes
+        return
     report.write(
         out,
         extra={
@@ -389,7 +393,11 @@ def compare_cmd(
                     methods=only_methods, seeds=only_seeds)
         from aptune.report.compare_report import write_compare_report
 
-        write_compare_report(root)
+        from aptune.distributed import barrier, is_main
+
+        if is_main():
+            write_compare_report(root)
+        barrier()
     except TrainingDivergedError as exc:
         _fail(str(exc))
         return

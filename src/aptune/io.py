@@ -23,12 +23,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     at all, and a failed write leaves no temporary file behind. The file gets the mode a plain
     ``open()`` would give it (0o666 less the umask): ``mkstemp`` creates its file 0o600, which
     would make every artefact of a shared run folder unreadable to the rest of the team.
+
+    It writes whenever it is called: under ``accelerate launch`` the caller decides which
+    process writes (``aptune.distributed.is_main``), as the run directory, the evaluation step and
+    the trainer do.
     """
     path = Path(path)
-    from aptune.distributed import is_main
-
-    if not is_main():  # under `accelerate launch` only the main process writes files
-        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

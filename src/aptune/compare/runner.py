@@ -23,6 +23,7 @@ from pathlib import Path
 from aptune.compare.compare_dir import CompareDir
 from aptune.compare.config import LoadedCompare
 from aptune.config import RunConfig
+from aptune.distributed import is_main
 from aptune.io import read_json, write_json_atomic
 from aptune.methods.registry import make_run
 from aptune.compare.selection import chosen_methods, chosen_seeds
@@ -109,7 +110,8 @@ def run_compare(
         if changed:
             raise ValueError(f"{meta_path}: this compare folder was made with a different base config "
                              f"(changed: {', '.join(changed)}); use a new --out folder")
-    write_json_atomic(meta_path, {**resolved, "quick": loaded.quick, "config_file": str(loaded.path)})
+    if is_main():  # under a launcher one process writes; the run directories synchronise the rest
+        write_json_atomic(meta_path, {**resolved, "quick": loaded.quick, "config_file": str(loaded.path)})
 
     # validate every run before any work (data files, model path, run-dir config match)
     runs = {}
@@ -129,7 +131,8 @@ def run_compare(
         spec = loaded.spec(name).to_dict()
         if method_path.exists() and read_json(method_path) != spec:
             raise ValueError(f"{method_path}: this run was started with other method settings; use a new --out folder")
-        write_json_atomic(method_path, spec)
+        if is_main():
+            write_json_atomic(method_path, spec)
 
     outcomes: list[RunOutcome] = []
     donors = finished_round0(loaded, out, run_seeds)
@@ -147,7 +150,8 @@ def run_compare(
                 outcomes.append(RunOutcome(spec.label, seed, root, True, read_json(marker)["wall_s"]))
                 continue  # already a donor: finished_round0 lists every finished round 0
             if not run.dir.is_done(0, "eval") and key in donors:
-                _copy_round0(donors[key], run.dir)
+                if is_main():
+                    _copy_round0(donors[key], run.dir)
                 # the donor paid for this evaluation: it costs this run nothing
                 run.dir.mark(0, "eval", copied_from=str(donors[key].root.relative_to(out)), seconds=0.0)
             if on_run:
@@ -155,9 +159,10 @@ def run_compare(
             t0 = time.perf_counter()
             decision = run.run()
             wall = time.perf_counter() - t0
-            write_json_atomic(marker, {"method": spec.to_dict(), "seed": seed, "wall_s": wall,
-                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                       "stop_reason": decision.get("reason", "")})
+            if is_main():
+                write_json_atomic(marker, {"method": spec.to_dict(), "seed": seed, "wall_s": wall,
+                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                           "stop_reason": decision.get("reason", "")})
             donors.setdefault(key, run.dir)
             outcomes.append(RunOutcome(spec.label, seed, root, False, wall))
     return outcomes

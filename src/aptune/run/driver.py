@@ -27,7 +27,7 @@ import torch
 
 from aptune.adapters import attach_adapter, load_adapter, merge_adapter
 from aptune.config import RunConfig
-from aptune.distributed import device
+from aptune.distributed import device, is_main
 from aptune.evaluate.judges import Judge
 from aptune.evaluate.runner import evaluate
 from aptune.models import load_model, load_tokenizer, resolve_precision
@@ -177,7 +177,8 @@ class Run:
                           judge=self.judge(model), progress=self.progress)
         rows = {t: [r.to_row() for r in rs] for t, rs in report.items.items()}
         summary = summarize_views(rows, self.cfg.seed)
-        report.write(self.dir.eval_dir(round_index), extra={"summary": summary, "round": round_index})
+        if is_main():  # every process holds the same results (the evaluator gathers its shards)
+            report.write(self.dir.eval_dir(round_index), extra={"summary": summary, "round": round_index})
         self.dir.mark(round_index, "eval", **{v: s["accuracy"] for v, s in summary.items()})
         return summary
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from aptune.distributed import barrier
+from aptune.distributed import barrier, is_main
 from aptune.io import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 #: A round writes an adapter (~10-50 MB for small models), predictions and an index cache;
@@ -174,11 +174,12 @@ class RunDir:
                     f"(changed: {', '.join(changed)}); use a new output folder"
                 )
             return
-        write_text_atomic(self.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        write_json_atomic(
-            self.manifest_path,
-            {"config": config, "provenance": provenance, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}},
-        )
+        if is_main():
+            write_text_atomic(self.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            write_json_atomic(
+                self.manifest_path,
+                {"config": config, "provenance": provenance, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}},
+            )
         barrier()  # under a launcher only the main process wrote: the others wait for it
 
     def mark(self, round_index: int, stage: str, *, resumed_s: float = 0.0, **info: Any) -> None:
@@ -193,30 +194,35 @@ class RunDir:
         main process has written the stage's files, so the next stage reads them everywhere."""
         now = time.perf_counter()
         seconds, self._clock[0] = now - self._clock[0], now
-        manifest = read_json(self.manifest_path)
-        manifest.setdefault("stages", {})[f"round-{round_index}/{stage}"] = {
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seconds": round(seconds + resumed_s, 1),
-            **({"resumed_s": round(resumed_s, 1)} if resumed_s else {}),
-            **info,
-        }
-        write_json_atomic(self.manifest_path, manifest)
+        if is_main():
+            manifest = read_json(self.manifest_path)
+            manifest.setdefault("stages", {})[f"round-{round_index}/{stage}"] = {
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "seconds": round(seconds + resumed_s, 1),
+                **({"resumed_s": round(resumed_s, 1)} if resumed_s else {}),
+                **info,
+            }
+            write_json_atomic(self.manifest_path, manifest)
         barrier()
 
     def record(self, key: str, value: Any) -> None:
         """Set one top-level manifest entry (e.g. ``runtime``: the device and precision in use)."""
-        manifest = read_json(self.manifest_path)
-        manifest[key] = value
-        write_json_atomic(self.manifest_path, manifest)
+        if is_main():
+            manifest = read_json(self.manifest_path)
+            manifest[key] = value
+            write_json_atomic(self.manifest_path, manifest)
         barrier()
 
     def manifest(self) -> dict[str, Any]:
         return read_json(self.manifest_path)
 
+    # Stage outputs are written by the main process only; every process computed the same
+    # rows, and the stage's ``mark`` (a barrier) makes the others wait until they are on disk.
     def write_answers(self, round_index: int, rows: list[dict[str, Any]]) -> None:
         """The mining stage's two files: every answer, then the wrong ones (the stage's marker)."""
-        write_jsonl_atomic(self.answers(round_index), rows)
-        write_jsonl_atomic(self.stage_output(round_index, "mine"), [row for row in rows if not row["correct"]])
+        if is_main():
+            write_jsonl_atomic(self.answers(round_index), rows)
+            write_jsonl_atomic(self.stage_output(round_index, "mine"), [row for row in rows if not row["correct"]])
 
     def read_answers(self, round_index: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The mining stage's rows read back: (every pool item, the weakness cases)."""
@@ -227,14 +233,16 @@ class RunDir:
         return read_jsonl(self.stage_output(round_index, stage))
 
     def write_rows(self, round_index: int, stage: str, rows: list[dict[str, Any]]) -> None:
-        write_jsonl_atomic(self.stage_output(round_index, stage), rows)
+        if is_main():
+            write_jsonl_atomic(self.stage_output(round_index, stage), rows)
 
     def read_output(self, round_index: int, stage: str) -> dict[str, Any]:
         """A JSON stage output read back (eval's metrics, decide's decision)."""
         return read_json(self.stage_output(round_index, stage))
 
     def write_output(self, round_index: int, stage: str, value: dict[str, Any]) -> None:
-        write_json_atomic(self.stage_output(round_index, stage), value)
+        if is_main():
+            write_json_atomic(self.stage_output(round_index, stage), value)
 
     def config(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
