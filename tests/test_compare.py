@@ -361,7 +361,8 @@ def test_gci_table_pools_each_group_view_cell_over_its_tasks():
     Δ = (1 + 1 + 0 + 0) / 4 = 0.5; reasoning/integrated: one item lost, one kept: Δ = -0.5.
     The cell's majority-position baseline pools its tasks' gold positions: arith golds at A, A and
     words golds at A, B -> always-A is right on 3 of 4 (75%), not either task's own majority."""
-    from aptune.report.compare_report import gci_table
+    from aptune.data.registry import task_groups
+    from aptune.report.compare_report import group_table
     from aptune.report.compare_stats import summarize
 
     run = SeedRun("m", 0, Path("."), 1)
@@ -382,12 +383,13 @@ def test_gci_table_pools_each_group_view_cell_over_its_tasks():
                      "domain/gci_reasoning_integrated": Counter({0: 1, 1: 1}),
                      "domain/gci_ethics_domain": Counter({2: 1})}
     summary = summarize("m", "sft-lora", [run])
-    assert set(summary.gci) == {("reasoning", "general"), ("reasoning", "integrated"), ("ethics", "domain")}
-    acc, delta = summary.gci[("reasoning", "general")]
+    gci = summary.groups["gci"]  # the GCI suite's task groups, declared in the task registry
+    assert set(gci) == {("reasoning", "general"), ("reasoning", "integrated"), ("ethics", "domain")}
+    acc, delta = gci[("reasoning", "general")]
     assert (acc.n, acc.value, delta.value) == (4, 0.75, 0.5)
-    acc, delta = summary.gci[("reasoning", "integrated")]
+    acc, delta = gci[("reasoning", "integrated")]
     assert (acc.n, acc.value, delta.value) == (2, 0.5, -0.5)
-    header, rows = gci_table([summary])
+    header, rows = group_table([summary], task_groups("gci"))
     assert header[1:] == ["reasoning / general acc % [95% CI] (Δ)", "reasoning / integrated acc % [95% CI] (Δ)",
                           "ethics / domain acc % [95% CI] (Δ)"]
     assert rows[0][0] == "m" and "(+50.0" in rows[0][1] and "(-50.0" in rows[0][2]

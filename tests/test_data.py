@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from aptune.data import DataError, list_suites, list_tasks, load_suite, load_task
-from aptune.data.bundled import SUITES
 
 BAD = Path(__file__).parent / "data" / "bad"
 
@@ -32,7 +31,7 @@ def test_suites_and_listing():
     assert not set(suites["science"]) & set(suites["general"])
     assert not set(suites["medical"]) & set(suites["general"])
     loaded = load_suite("science", split="test", limit_per_task=5)
-    assert set(loaded) == set(SUITES["science"]) and all(len(v) == 5 for v in loaded.values())
+    assert set(loaded) == set(suites["science"]) and all(len(v) == 5 for v in loaded.values())
     info = {t.name: t for t in list_tasks()}
     assert info["arc_easy"].size == 2946 and sum(info["arc_easy"].split_sizes.values()) == 2946
 

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from aptune.data import list_suites, load_suite, load_task
-from aptune.data.bundled import SUITES, TASKS, BundledTask, oe
+from aptune.data import list_suites, load_suite, load_task, registry
+from aptune.data.bundled import BundledTask, oe
 from aptune.data.converters import oe_query_choices
 from aptune.data.sources import data_root, read_hf_split, read_oe_docs
 from aptune.prompts import PromptFormat, choice_continuations, render_prompt
@@ -29,6 +29,9 @@ from aptune.prompts import PromptFormat, choice_continuations, render_prompt
 N = 200
 PLAIN = PromptFormat(template="plain")
 LETTER = PromptFormat(template="plain", mc_format="letter")
+#: Every registered task (the bundled ones and the plug-ins' built on them, e.g. GCI) and suite.
+TASKS = registry.tasks()
+SUITES = registry.suites()
 LM_TASKS = Path(importlib.util.find_spec("lm_eval").submodule_search_locations[0]) / "tasks"
 
 

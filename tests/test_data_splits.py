@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from aptune.benchmarks.gci import GCI_TASKS
 from aptune.data import (
     DataError,
     Example,
@@ -17,7 +18,6 @@ from aptune.data import (
     load_task,
     task_info,
 )
-from aptune.data.gci import GCI_TASKS
 from aptune.data.splits import FRACTIONS, select
 
 TASKS_TO_CHECK = ["arc_easy", "sciq", "hellaswag", "medmcqa", "mmlu_professional_law"]

@@ -19,9 +19,7 @@ from fractions import Fraction
 
 import pytest
 
-from aptune.data import load_suite, load_task
-from aptune.data.bundled import SUITES, TASKS
-from aptune.data.gci import (
+from aptune.benchmarks.gci import (
     GCI_SUITES,
     GCI_TASKS,
     GCI_VIEWS,
@@ -32,13 +30,14 @@ from aptune.data.gci import (
     events,
     statutes,
 )
-from aptune.data.gci.common import GCI_SEED, SIZES
-from aptune.data.gci.derived import (
+from aptune.benchmarks.gci.common import GCI_SEED, SIZES
+from aptune.benchmarks.gci.derived import (
     LEGAL_TERMS,
     is_long_fact_pattern,
     is_professional_responsibility,
 )
-from aptune.data.gci.names import COMPANIES, JURISDICTIONS, PEOPLE
+from aptune.benchmarks.gci.names import COMPANIES, JURISDICTIONS, PEOPLE
+from aptune.data import load_suite, load_task, registry
 from aptune.data.splits import assign_split, split_of
 from aptune.evaluate.judges import default_judge_for
 
@@ -78,7 +77,7 @@ def _date(text: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(GCI_TASKS))
 def test_every_gci_task_loads_through_the_data_layer(name: str):
-    assert name in TASKS
+    assert registry.get_task(name) is GCI_TASKS[name]
     sizes = {split: len(load_task(name, split=split)) for split in ("train", "dev", "test")}
     assert sizes["train"] > 0 and sizes["test"] > 0
     for ex in load_task(name, split="test", limit=50):
@@ -94,7 +93,7 @@ def test_suites_cover_three_groups_by_three_views():
     for group in GCI_VIEWS.values():
         assert set(group) == set(VIEWS) and all(group[v] for v in VIEWS)
     for name, tasks in GCI_SUITES.items():
-        assert SUITES[name] == tasks and set(tasks) <= set(TASKS)
+        assert registry.get_suite(name) == tasks and set(tasks) <= set(registry.tasks())
     domain, general, integrated = (set(GCI_SUITES[f"gci_{v}"]) for v in VIEWS)
     assert not (domain & general or domain & integrated or general & integrated)
     assert domain | general | integrated == set(GCI_SUITES["gci"]) == set(GCI_TASKS)

@@ -50,3 +50,35 @@ def test_position_stats_majority_baseline_and_histogram():
     assert ps.majority_baseline == pytest.approx(4 / 8)
     assert ps.predicted_histogram == {0: 7, 1: 1}
     assert ps.gold_histogram == {0: 4, 1: 2, 2: 1, 3: 1}
+
+
+def test_interval_formats_percent_nats_and_missing():
+    from aptune.evaluate.metrics import Interval
+
+    iv = Interval(0.09, 0.035, 0.145, n=200)
+    assert iv.pct() == "9.0 [3.5, 14.5]" and iv.pct(signed=True) == "+9.0 [+3.5, +14.5]"
+    assert Interval(-0.123, -0.2, -0.05, n=3).nats() == "-0.12 [-0.20, -0.05]"
+    assert Interval.empty().pct() == "–" and Interval.empty().nats() == "–" and Interval.empty().n == 0
+    assert bootstrap_mean([]).pct() == "–" and bootstrap_mean([1, 0, 1]).n == 3
+    assert iv.contains(0.1) and not iv.contains(0.0)
+
+
+def test_interval_keeps_the_json_shapes_on_disk():
+    """metrics.json tasks: value/low/high/level; compare-results.json: value/low/high/n;
+    metrics.json summary: accuracy/low/high/n. Each is read back by ``from_dict``."""
+    from aptune.evaluate.metrics import Interval, TaskMetrics
+
+    iv = bootstrap_mean([1, 0, 1, 1], seed=0)
+    assert list(iv.to_dict()) == ["value", "low", "high", "n"] and iv.to_dict()["n"] == 4
+    assert list(iv.to_metric_dict()) == ["value", "low", "high", "level"]
+    assert list(iv.to_summary_dict()) == ["accuracy", "low", "high", "n"]
+    assert TaskMetrics("t", "d", 4, {"accuracy": iv}).to_dict()["metrics"]["accuracy"] == iv.to_metric_dict()
+    assert Interval.from_dict(iv.to_summary_dict()) == Interval(iv.value, iv.low, iv.high, 0.95, 4)
+    assert Interval.from_dict(iv.to_metric_dict()) == Interval(iv.value, iv.low, iv.high, 0.95, None)
+
+
+def test_predicted_positions_read_as_letter_shares_in_position_order():
+    from aptune.evaluate.metrics import format_positions
+
+    assert format_positions({2: 1, 0: 2, 1: 1}) == "A:50% B:25% C:25%"
+    assert format_positions({}) == "–" and format_positions({0: 0}, empty="-") == "-"

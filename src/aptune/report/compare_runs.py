@@ -41,7 +41,7 @@ class SeedRun:
     loglik_before: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
     loglik_after: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
     train: dict[str, float] = field(default_factory=dict)
-    train_set: int = 0  # pairs or SFT items, summed over rounds
+    train_set: int = 0  # pairs or SFT items, summed over rounds (``train_set_size``)
     rounds_trained: int = 0
     loss_rose_rounds: list[int] = field(default_factory=list)  # rounds whose training loss ended above its start
     wall_s: float | None = None
@@ -120,12 +120,23 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
     run.train = dict(totals)
     manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
     run.provenance = manifest.get("provenance", {})
-    run.train_set = sum(int(v.get("pairs", 0)) for k, v in manifest.get("stages", {}).items() if k.endswith("/pairs"))
+    run.train_set = sum(train_set_size(k.rsplit("/", 1)[-1], v) for k, v in manifest.get("stages", {}).items())
     marker = root / "compare_run.json"
     if marker.exists():
         run.finished = True
         run.wall_s, run.wall_partial = run_wall(read_json(marker), manifest.get("stages", {}))
     return run
+
+
+def train_set_size(stage: str, record: dict[str, Any]) -> int:
+    """The training-set size a stage record counts: preference pairs (``pairs``) or SFT items
+    (``sft_items``: ``items``); older SFT runs recorded their items as a ``pairs`` stage whose
+    ``pairs`` count is the items. Any other stage counts 0."""
+    if stage == "sft_items":
+        return int(record.get("items", 0))
+    if stage == "pairs":
+        return int(record.get("pairs", record.get("items", 0)))
+    return 0
 
 
 def run_wall(marker: dict[str, Any], stages: dict[str, dict[str, Any]]) -> tuple[float, bool]:

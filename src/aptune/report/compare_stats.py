@@ -15,6 +15,8 @@ For every method:
   histogram, so that a position prior cannot pass for a gain; a final model that answers one
   option on most items of a task is named (``method_collapses``), and the pooled figures are
   given again without the tasks any method collapsed on (``without_tasks``);
+- a suite that declares task groups in the task registry (the GCI suite: group × view) gets
+  its accuracy and Δ per (group, view) cell, pooled over the cell's tasks (``group_cells``);
 - beside accuracy, the paired change in the **log-likelihood of the gold answer** (nats per
   item): a small model's accuracy can hold while its language model degrades, because every
   choice of an item loses likelihood together. It is the forgetting signal accuracy misses.
@@ -30,38 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from aptune.evaluate.metrics import bootstrap_mean, paired_bootstrap_delta
+from aptune.data.registry import TaskGroups, all_task_groups
+from aptune.evaluate.metrics import Interval, bootstrap_mean, format_positions, paired_bootstrap_delta, position_letter
 from aptune.io import read_json
-from aptune.methods.spec import chosen_methods, chosen_seeds
+from aptune.compare.selection import chosen_methods, chosen_seeds
 from aptune.report.compare_runs import VIEWS, SeedRun, load_seed_run
 
 
-@dataclass
-class Stat:
-    """An accuracy or change pooled over seeds: value and 95% interval (fractions), n items."""
-
-    value: float
-    low: float
-    high: float
-    n: int
-
-    def pct(self, signed: bool = False) -> str:
-        if self.n == 0 or np.isnan(self.value):
-            return "–"
-        f = "+.1f" if signed else ".1f"
-        return f"{100 * self.value:{f}} [{100 * self.low:{f}}, {100 * self.high:{f}}]"
-
-    def nats(self) -> str:
-        """A log-likelihood change, in nats, with its interval."""
-        if self.n == 0 or np.isnan(self.value):
-            return "–"
-        return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
-
-    def to_dict(self) -> dict[str, float]:
-        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
-
-
-NAN = Stat(float("nan"), float("nan"), float("nan"), 0)
+#: No items: what a cell without data shows ("–").
+NAN = Interval.empty()
 
 
 def _item_means(runs: list[SeedRun], view: str, tasks: Collection[str] | None = None) -> tuple[list[float], list[float]]:
@@ -81,18 +60,16 @@ def _item_means(runs: list[SeedRun], view: str, tasks: Collection[str] | None = 
 
 
 def accuracy_and_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | str | None = None,
-                       seed: int = 0) -> tuple[Stat, Stat]:
+                       seed: int = 0) -> tuple[Interval, Interval]:
     """Pooled accuracy of the final models and its paired change against round 0 (same items);
     ``tasks``: one view-prefixed task name or several, pooled (default: the whole view)."""
     after, before = _item_means(runs, view, {tasks} if isinstance(tasks, str) else tasks)
     if not after:
         return NAN, NAN
-    acc = bootstrap_mean(after, seed=seed)
-    delta = paired_bootstrap_delta(after, before, seed=seed)
-    return Stat(acc.value, acc.low, acc.high, len(after)), Stat(delta.value, delta.low, delta.high, len(after))
+    return bootstrap_mean(after, seed=seed), paired_bootstrap_delta(after, before, seed=seed)
 
 
-def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Stat:
+def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Interval:
     """Paired change of the gold answer's log-likelihood (nats per item) against round 0, each
     item's change averaged over the seeds that evaluated it; NAN without multiple-choice items."""
     change: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -102,9 +79,7 @@ def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Stat:
             change[key].append(a[key] - b[key])
     if not change:
         return NAN
-    per_item = [float(np.mean(change[k])) for k in sorted(change)]
-    iv = bootstrap_mean(per_item, seed=seed)
-    return Stat(iv.value, iv.low, iv.high, len(per_item))
+    return bootstrap_mean([float(np.mean(change[k])) for k in sorted(change)], seed=seed)
 
 
 def _pooled(runs: list[SeedRun], histograms: str, *keys: str) -> Counter:
@@ -126,11 +101,7 @@ def _majority(runs: list[SeedRun], *keys: str) -> float | None:
 
 
 def _pred_positions(runs: list[SeedRun], key: str) -> str:
-    hist = _pooled(runs, "pred_hist", key)
-    total = sum(hist.values())
-    if not total:
-        return "–"
-    return " ".join(f"{chr(65 + k)}:{100 * v / total:.0f}%" for k, v in sorted(hist.items()))
+    return format_positions(_pooled(runs, "pred_hist", key))
 
 
 #: A final model that answers one option on at least this share of a task's items has
@@ -152,7 +123,7 @@ class Collapse:
     gold_share: float  # of the task's gold answers at that position: the accuracy it buys
 
     def describe(self) -> str:
-        letter = chr(65 + self.position)
+        letter = position_letter(self.position)
         return (f"{self.method} on {self.task} ({letter} on {100 * self.share:.0f}% of items; "
                 f"gold is {letter} on {100 * self.gold_share:.0f}%)")
 
@@ -182,7 +153,7 @@ def collapsed_tasks(collapses: Collection[Collapse], view: str) -> list[str]:
     return sorted({c.task for c in collapses if c.task.split("/", 1)[0] == view})
 
 
-def without_tasks(runs: list[SeedRun], view: str, left_out: Collection[str]) -> tuple[Stat, Stat]:
+def without_tasks(runs: list[SeedRun], view: str, left_out: Collection[str]) -> tuple[Interval, Interval]:
     """The view's pooled accuracy and paired Δ with the ``left_out`` tasks excluded: the figure
     without the tasks on which some method collapsed, whose position prior alone moves the pool."""
     return accuracy_and_delta(runs, view, set(view_tasks(runs, view)) - set(left_out))  # none kept: NAN
@@ -193,30 +164,32 @@ def view_tasks(runs: list[SeedRun], view: str) -> list[str]:
     return sorted({k[0] for run in runs for k in run.before.get(view, {})})
 
 
-def _gci_cell_tasks(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[str, set[str]]]:
-    """(GCI group, GCI view) -> (the run's view, the "view/task" names it evaluated for that cell);
-    a GCI task may sit in the run's domain or general view; empty without GCI tasks."""
-    from aptune.data.gci import GCI_VIEWS
+Cell = tuple[str, str]  # (group, view) of a suite's task-group declaration
 
+
+def _cell_tasks(runs: list[SeedRun], groups: TaskGroups) -> dict[Cell, tuple[str, set[str]]]:
+    """(group, view) of the declaration -> (the run's view, the "view/task" names it evaluated for
+    that cell); a task may sit in the run's domain or general view; empty when the runs
+    evaluated none of the suite's tasks."""
     evaluated = {view: set(view_tasks(runs, view)) for view in VIEWS}
-    cells: dict[tuple[str, str], tuple[str, set[str]]] = {}
-    for group, views in GCI_VIEWS.items():
-        for gci_view, names in views.items():
+    cells: dict[Cell, tuple[str, set[str]]] = {}
+    for group, views in groups.groups.items():
+        for group_view, names in views.items():
             for view, present in evaluated.items():
                 wanted = {f"{view}/{name}" for name in names} & present
                 if wanted:
-                    cells[(group, gci_view)] = (view, wanted)
+                    cells[(group, group_view)] = (view, wanted)
     return cells
 
 
-def gci_cells(runs: list[SeedRun]) -> dict[tuple[str, str], tuple[Stat, Stat]]:
-    """(GCI group, GCI view) -> pooled accuracy and Δ over that cell's tasks."""
-    return {cell: accuracy_and_delta(runs, view, wanted) for cell, (view, wanted) in _gci_cell_tasks(runs).items()}
+def group_cells(runs: list[SeedRun], groups: TaskGroups) -> dict[Cell, tuple[Interval, Interval]]:
+    """(group, view) -> pooled accuracy and Δ over that cell's tasks."""
+    return {cell: accuracy_and_delta(runs, view, wanted) for cell, (view, wanted) in _cell_tasks(runs, groups).items()}
 
 
-def gci_majority(runs: list[SeedRun]) -> dict[tuple[str, str], float | None]:
-    """(GCI group, GCI view) -> the majority-position baseline of that cell's pooled items."""
-    return {cell: _majority(runs, *sorted(wanted)) for cell, (_, wanted) in _gci_cell_tasks(runs).items()}
+def group_majority(runs: list[SeedRun], groups: TaskGroups) -> dict[Cell, float | None]:
+    """(group, view) -> the majority-position baseline of that cell's pooled items."""
+    return {cell: _majority(runs, *sorted(wanted)) for cell, (_, wanted) in _cell_tasks(runs, groups).items()}
 
 
 @dataclass
@@ -225,18 +198,19 @@ class MethodSummary:
     kind: str
     seeds: list[int]
     finished: int
-    domain: Stat
-    domain_delta: Stat
-    general: Stat
-    general_delta: Stat
-    domain_loglik_delta: Stat
-    general_loglik_delta: Stat
+    domain: Interval
+    domain_delta: Interval
+    general: Interval
+    general_delta: Interval
+    domain_loglik_delta: Interval
+    general_loglik_delta: Interval
     general_macro: float
     general_macro_delta: float
-    per_task: dict[str, tuple[Stat, Stat]]
-    domain_per_task: dict[str, tuple[Stat, Stat]]
-    gci: dict[tuple[str, str], tuple[Stat, Stat]]
-    gci_majority: dict[tuple[str, str], float | None]
+    per_task: dict[str, tuple[Interval, Interval]]
+    domain_per_task: dict[str, tuple[Interval, Interval]]
+    # suite -> (group, view) -> (accuracy, Δ), for every suite that declares task groups
+    groups: dict[str, dict[Cell, tuple[Interval, Interval]]]
+    group_majority: dict[str, dict[Cell, float | None]]
     domain_majority: float | None
     general_majority: float | None
     task_majority: dict[str, float | None]
@@ -250,23 +224,30 @@ class MethodSummary:
     per_seed: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """compare-results.json's entry; a suite's task groups under its name (e.g. ``gci``) and
+        ``<suite>_majority_baseline``, cells as ``group/view``."""
+        out: dict[str, Any] = {
             "method": self.method, "kind": self.kind, "seeds": self.seeds, "finished_runs": self.finished,
             "domain": self.domain.to_dict(), "domain_delta": self.domain_delta.to_dict(),
             "general": self.general.to_dict(), "general_delta": self.general_delta.to_dict(),
             "domain_loglik_delta": self.domain_loglik_delta.to_dict(),
             "general_loglik_delta": self.general_loglik_delta.to_dict(),
             "general_macro": self.general_macro, "general_macro_delta": self.general_macro_delta,
-            "per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()} for t, (a, d) in self.per_task.items()},
-            "domain_per_task": {t: {"acc": a.to_dict(), "delta": d.to_dict()}
-                                for t, (a, d) in self.domain_per_task.items()},
-            "gci": {f"{g}/{v}": {"acc": a.to_dict(), "delta": d.to_dict()} for (g, v), (a, d) in self.gci.items()},
-            "gci_majority_baseline": {f"{g}/{v}": m for (g, v), m in self.gci_majority.items()},
+            "per_task": _acc_delta_dict(self.per_task), "domain_per_task": _acc_delta_dict(self.domain_per_task),
+        }
+        for suite, cells in self.groups.items():
+            out[suite] = _acc_delta_dict({f"{g}/{v}": stats for (g, v), stats in cells.items()})
+            out[f"{suite}_majority_baseline"] = {f"{g}/{v}": m for (g, v), m in self.group_majority[suite].items()}
+        return out | {
             "domain_majority_baseline": self.domain_majority, "general_majority_baseline": self.general_majority,
             "task_majority_baseline": self.task_majority, "domain_predicted_positions": self.domain_predicted,
             "train": self.train, "train_set": self.train_set, "rounds_trained": self.rounds_trained,
             "wall_s": self.wall_s, "wall_partial": self.wall_partial, "per_seed": self.per_seed,
         }
+
+
+def _acc_delta_dict(cells: dict[str, tuple[Interval, Interval]]) -> dict[str, dict[str, Any]]:
+    return {name: {"acc": acc.to_dict(), "delta": delta.to_dict()} for name, (acc, delta) in cells.items()}
 
 
 def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
@@ -288,13 +269,16 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
     train: Counter = Counter()
     for run in runs:
         train.update(run.train)
+    declared = all_task_groups()
     return MethodSummary(
         method=method, kind=kind, seeds=[r.seed for r in runs], finished=sum(r.finished for r in runs),
         domain=domain, domain_delta=domain_delta, general=general, general_delta=general_delta,
         domain_loglik_delta=loglik_delta(runs, "domain"), general_loglik_delta=loglik_delta(runs, "general"),
         general_macro=float(np.mean([a.value for a, _ in valid])) if valid else float("nan"),
         general_macro_delta=float(np.mean([d.value for _, d in valid])) if valid else float("nan"),
-        per_task=per_task, domain_per_task=domain_per_task, gci=gci_cells(runs), gci_majority=gci_majority(runs),
+        per_task=per_task, domain_per_task=domain_per_task,
+        groups={suite: group_cells(runs, decl) for suite, decl in declared.items()},
+        group_majority={suite: group_majority(runs, decl) for suite, decl in declared.items()},
         domain_majority=_majority(runs, "domain"), general_majority=_majority(runs, "general"),
         task_majority={t.split("/", 1)[1]: _majority(runs, t) for t in tasks + domain_tasks},
         domain_predicted=_pred_positions(runs, "domain"),

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aptune.evaluate.metrics import paired_bootstrap_delta
-from aptune.methods.spec import parse_pair
+from aptune.evaluate.metrics import Interval, paired_bootstrap_delta
+from aptune.compare.selection import parse_pair
 from aptune.report.compare_runs import SeedRun
-from aptune.report.compare_stats import NAN, Stat
+from aptune.report.compare_stats import NAN
 
 #: The method every trained method is set against, beside the pairs a config or the CLI names.
 USUAL_PRACTICE = "sft-lora"
@@ -52,13 +52,13 @@ class Versus:
     a: str
     b: str
     seeds: list[int]
-    domain: Stat
-    general: Stat
-    domain_loglik: Stat
-    general_loglik: Stat
+    domain: Interval
+    general: Interval
+    domain_loglik: Interval
+    general_loglik: Interval
     # seed -> (domain, general) accuracy difference at that seed alone: the pooled interval is
     # over items, so this is where a difference that holds at one training run only shows
-    per_seed: dict[int, tuple[Stat, Stat]]
+    per_seed: dict[int, tuple[Interval, Interval]]
 
     def to_dict(self) -> dict[str, object]:
         return {"a": self.a, "b": self.b, "seeds": self.seeds, "domain": self.domain.to_dict(),
@@ -68,7 +68,7 @@ class Versus:
                              for k, (d, g) in self.per_seed.items()]}
 
 
-def _paired(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str, loglik: bool, seed: int) -> Stat:
+def _paired(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str, loglik: bool, seed: int) -> Interval:
     """A minus B over the items both final models scored at the seeds both ran, each item's
     difference averaged over those seeds."""
     b_by_seed = {r.seed: r for r in runs_b}
@@ -86,9 +86,8 @@ def _paired(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str, log
     if not a_vals:
         return NAN
     keys = sorted(a_vals)
-    iv = paired_bootstrap_delta([float(np.mean(a_vals[k])) for k in keys],
-                                [float(np.mean(b_vals[k])) for k in keys], seed=seed)
-    return Stat(iv.value, iv.low, iv.high, len(keys))
+    return paired_bootstrap_delta([float(np.mean(a_vals[k])) for k in keys],
+                                  [float(np.mean(b_vals[k])) for k in keys], seed=seed)
 
 
 def versus(a: str, b: str, runs: Sequence[SeedRun], seed: int = 0) -> Versus:

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal as D
 from typing import Any
 
-from aptune.data.example import Example
-from aptune.data.gci.common import (
+from aptune.benchmarks.gci.common import (
     Slot,
     assemble,
     cents,
@@ -25,7 +24,8 @@ from aptune.data.gci.common import (
     numeric_fallbacks,
     plain_number,
 )
-from aptune.data.gci.names import people
+from aptune.benchmarks.gci.names import people
+from aptune.data.example import Example
 
 TASK = "gci_reasoning_general_words"
 

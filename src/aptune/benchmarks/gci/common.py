@@ -93,10 +93,6 @@ def add_years(day: dt.date, years: int) -> dt.date:
     return day.replace(year=day.year + years)
 
 
-def pick_distinct(rng: random.Random, pool: Sequence[str], k: int) -> list[str]:
-    return rng.sample(list(pool), k)
-
-
 def assemble(
     *, item_id: str, task: str, domain: str, question: str, gold_text: str, distractors: Sequence[str],
     gold_position: int, split: str, context: str | None = None, meta: dict[str, Any] | None = None,

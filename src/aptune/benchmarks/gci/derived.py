@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from aptune.data.example import Example
+from aptune.data.loading import load_task
 from aptune.data.splits import split_of
 
 PR_TERMS = re.compile(
@@ -56,10 +57,6 @@ def is_long_fact_pattern(ex: Example) -> bool:
 def derive(task: str, domain: str, group: str, view: str, parents: Sequence[str],
            keep: Callable[[Example], bool]) -> list[Example]:
     """The parents' items (source order) that ``keep`` accepts, renamed to ``task``, parent split kept."""
-    from aptune.data.loading import (
-        load_task,  # lazy: loading imports the registry that imports us
-    )
-
     out = []
     for parent in parents:
         for ex in load_task(parent, split="source"):

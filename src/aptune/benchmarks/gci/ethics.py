@@ -19,9 +19,9 @@ from collections.abc import Callable
 from decimal import Decimal as D
 from typing import Any
 
+from aptune.benchmarks.gci.common import Slot, assemble, cents, generate_cycled, money
+from aptune.benchmarks.gci.names import jurisdiction, people
 from aptune.data.example import Example
-from aptune.data.gci.common import Slot, assemble, cents, generate_cycled, money
-from aptune.data.gci.names import jurisdiction, people
 
 TASK = "gci_ethics_integrated_rules"
 

@@ -18,9 +18,9 @@ import random
 from decimal import Decimal as D
 from typing import Any
 
+from aptune.benchmarks.gci.common import Slot, assemble, generate_cycled, long_date, money
+from aptune.benchmarks.gci.names import company, people
 from aptune.data.example import Example
-from aptune.data.gci.common import Slot, assemble, generate_cycled, long_date, money
-from aptune.data.gci.names import company, people
 
 TASK = "gci_events_integrated"
 YEARS = {"train": range(2003, 2013), "test": range(2015, 2025)}

@@ -24,8 +24,7 @@ from collections.abc import Callable
 from decimal import Decimal as D
 from typing import Any
 
-from aptune.data.example import Example
-from aptune.data.gci.common import (
+from aptune.benchmarks.gci.common import (
     Slot,
     add_years,
     assemble,
@@ -37,7 +36,8 @@ from aptune.data.gci.common import (
     plain_number,
     random_date,
 )
-from aptune.data.gci.names import company, jurisdiction, people
+from aptune.benchmarks.gci.names import company, jurisdiction, people
+from aptune.data.example import Example
 
 TASK = "gci_reasoning_integrated"
 YEARS = {"train": range(2008, 2015), "test": range(2017, 2024)}
