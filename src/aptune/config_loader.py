@@ -62,7 +62,7 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str, ...], i
     return data, lines
 
 
-class _Ctx:
+class ConfigSource:
     """Where a config came from, to name in errors: the file and each key's line, and the
     ``--set KEY=VALUE`` texts that replaced keys of it (an error under one names that option)."""
 
@@ -95,7 +95,7 @@ def _describe(value: Any) -> str:
     return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
 
 
-def _convert(tp: Any, value: Any, path: tuple[str, ...], ctx: _Ctx) -> Any:
+def _convert(tp: Any, value: Any, path: tuple[str, ...], ctx: ConfigSource) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -174,10 +174,10 @@ def _shallow(instance: Any) -> dict[str, Any]:
     return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.init}
 
 
-def build(cls: type[T], data: Mapping[str, Any], *, ctx: _Ctx | None = None,
+def build(cls: type[T], data: Mapping[str, Any], *, ctx: ConfigSource | None = None,
           path: tuple[str, ...] = (), source: str = "<config>") -> T:
     """Construct dataclass ``cls`` from ``data``, strictly: unknown keys and bad types fail."""
-    ctx = ctx or _Ctx(source, {})
+    ctx = ctx or ConfigSource(source, {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
@@ -250,4 +250,4 @@ def load_config(cls: type[T], path: str | Path | None, sets: list[str] | tuple[s
     ``--set KEY=VALUE`` overrides applied; errors name the file and line, or the option."""
     data, lines = read_yaml(path) if path is not None else ({}, {})
     data, overrides = apply_sets(data, sets)
-    return build(cls, data, ctx=_Ctx(str(path) if path is not None else "<defaults>", lines, overrides))
+    return build(cls, data, ctx=ConfigSource(str(path) if path is not None else "<defaults>", lines, overrides))

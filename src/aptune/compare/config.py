@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aptune.config import RunConfig
-from aptune.config_loader import ConfigError, _Ctx, build, deep_merge, read_yaml
-from aptune.methods.registry import METHODS, get_method
 from aptune.compare.selection import check_pairs
-from aptune.methods.registry import MethodSpec, method_overrides
+from aptune.config import RunConfig
+from aptune.config_loader import ConfigError, ConfigSource, build, deep_merge, read_yaml
+from aptune.methods.registry import METHODS, MethodSpec, get_method, method_overrides
 
 
 @dataclass
@@ -90,7 +89,7 @@ def load_compare_config(path: str | Path, *, quick: bool = False) -> LoadedCompa
             raise ConfigError(f"{path}: --quick asks for a `quick:` section, and this file has none")
         data = deep_merge(data, quick_section)
         lines = {**lines, **{k[1:]: v for k, v in lines.items() if k[:1] == ("quick",) and len(k) > 1}}
-    ctx = _Ctx(str(path), lines)
+    ctx = ConfigSource(str(path), lines)
     cfg = build(CompareConfig, data, ctx=ctx)
     cfg.base.resolve_paths(path.parent)
     base = cfg.base.to_dict()
@@ -116,8 +115,9 @@ def describe(loaded: LoadedCompare) -> list[dict[str, Any]]:
     rows = []
     for spec in loaded.config.specs:
         rc = loaded.run_configs[(spec.label, loaded.config.seeds[0])]
-        rows.append({"method": spec.label, "kind": spec.kind, "adapter": "none" if spec.kind == "base" else rc.adapter.kind,
-                     "rounds": 0 if spec.kind == "base" else rc.rounds.max_rounds, "lr": rc.train.lr,
+        trains = get_method(spec.kind).trains
+        rows.append({"method": spec.label, "kind": spec.kind, "adapter": rc.adapter.kind if trains else "none",
+                     "rounds": rc.rounds.max_rounds if trains else 0, "lr": rc.train.lr,
                      "epochs": rc.train.epochs, "batch": rc.train.batch_size * rc.train.grad_accum,
                      "train": dataclasses.asdict(rc.train)})
     return rows

@@ -25,7 +25,7 @@ from aptune.compare.config import LoadedCompare
 from aptune.config import RunConfig
 from aptune.distributed import is_main
 from aptune.io import read_json, write_json_atomic
-from aptune.methods.registry import make_run
+from aptune.methods.registry import MethodSpec, get_method, make_run
 from aptune.compare.selection import chosen_methods, chosen_seeds
 from aptune.run.run_dir import RunDir, config_changes
 
@@ -49,6 +49,11 @@ class RunOutcome:
     wall_s: float
 
 
+def _trains(spec: MethodSpec) -> bool:
+    """Sort key: methods that train nothing (base) before the rest."""
+    return get_method(spec.kind).trains
+
+
 def _copy_round0(donor: RunDir, target: RunDir) -> None:
     """Copy a finished round-0 evaluation (predictions first, metrics.json — the marker — last)."""
     src, dst = donor.eval_dir(0), target.eval_dir(0)
@@ -70,7 +75,7 @@ def finished_round0(loaded: LoadedCompare, out: Path, seeds: Collection[int]) ->
     was made with the run config this invocation would use."""
     donors: dict[str, RunDir] = {}
     folder = CompareDir(out)
-    for spec in sorted(loaded.config.specs, key=lambda s: s.kind != "base"):
+    for spec in sorted(loaded.config.specs, key=_trains):
         for seed in seeds:
             run_dir = folder.run_dir(spec.label, seed)
             method_path = folder.method_file(run_dir)
@@ -136,7 +141,7 @@ def run_compare(
 
     outcomes: list[RunOutcome] = []
     donors = finished_round0(loaded, out, run_seeds)
-    order = sorted(chosen_specs, key=lambda s: s.kind != "base")  # base first: its round 0 is shared
+    order = sorted(chosen_specs, key=_trains)  # the untrained first: their round 0 is shared
     for seed in run_seeds:
         for spec in order:
             run = runs[(spec.label, seed)]

@@ -37,6 +37,7 @@ class Method:
     make: RunFactory
     preset: dict[str, Any] = field(default_factory=dict)
     check: SpecCheck | None = None
+    trains: bool = True  # False: the method only evaluates the starting model (its round 0 is shared first)
 
 
 def _plain(cls: type[Run]) -> RunFactory:
@@ -60,7 +61,7 @@ _ALORA_ONE_ROUND = {"adapter": {"kind": "alora"}, "rounds": {"max_rounds": 1, "b
 #: Baselines train one round: SFT on the whole pool, or DPO on every item; a second round of
 #: either would repeat the same data.
 METHODS: dict[str, Method] = {m.kind: m for m in (
-    Method("base", "the starting model, untrained (round 0 evaluated, no rounds)", _plain(BaseRun)),
+    Method("base", "the starting model, untrained (round 0 evaluated, no rounds)", _plain(BaseRun), trains=False),
     Method("sft-lora", "SFT (token-mean NLL of the gold answer) with LoRA on the whole domain pool",
            _plain(SFTRun), {**_LORA, **_ONE_ROUND}),
     Method("sft-lora+replay", "sft-lora with general-task train-split items mixed in (replay:)",
