@@ -132,3 +132,28 @@ def test_library_chatter_is_kept_below_warning() -> None:
     _setup_logging(verbose=False)
     for name in ("faiss.loader", "sentence_transformers", "httpx"):  # set on the logger, whatever the root's level
         assert logging.getLogger(name).level == logging.WARNING, name
+
+
+def test_eval_options_come_from_the_settings_dataclasses():
+    """Every prompt/mining setting is an `aptune eval` option with the schema's default, and the
+    schema's defaults are the evaluator's own (declared once, in EvalSettings)."""
+    from typer.main import get_command
+
+    from aptune.cli import app
+    from aptune.config import MiningConfig, PromptConfig, RunConfig
+    from aptune.evaluate.runner import EvalSettings
+
+    params = {p.name: p for p in get_command(app).commands["eval"].params}
+    for cls in (PromptConfig, MiningConfig):
+        for name, value in vars(cls()).items():
+            assert params[name].default == value, name
+    assert params["model"].default == RunConfig().model
+    ev = EvalSettings()
+    assert (PromptConfig().template, PromptConfig().mc_format, MiningConfig().mc_metric,
+            MiningConfig().max_new_tokens) == (ev.prompt.template, ev.prompt.mc_format, ev.mc_metric, ev.max_new_tokens)
+
+
+def test_eval_bad_option_value_is_the_config_loaders_one_line_error(tmp_path: Path):
+    proc = _aptune("eval", "--tasks", "sciq", "--mc-format", "bogus", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "aptune: error: command line: mc_format: must be one of cloze, letter, got 'bogus'"

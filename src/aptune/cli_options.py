@@ -39,7 +39,9 @@ def options(cls: type, only: Iterable[str] | None = None) -> list[inspect.Parame
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         py_type, note = _option_type(hints[name])
-        help_text = f.metadata.get("help", "") + note
+        help_text = f.metadata.get("help", "")
+        if note and not all(choice in help_text for choice in note.strip(" ()").split(" | ")):
+            help_text += note  # name the allowed values unless the help already does
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
                                         default=typer.Option(default, help=help_text)))
     return params
