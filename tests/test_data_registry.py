@@ -109,3 +109,23 @@ def test_the_data_layer_imports_no_plugin_until_a_lookup():
             "print(before, after)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[] ['aptune.benchmarks.gci', 'aptune.data.bundled']"
+
+
+def test_entry_point_plugins_load_after_the_builtins_and_builtins_are_not_loaded_twice(monkeypatch: pytest.MonkeyPatch):
+    from importlib.metadata import EntryPoint
+
+    import aptune.data.registry as module
+
+    eps = [EntryPoint("zz_toy", f"{__name__}:toy_plugin", module.ENTRY_POINT_GROUP),
+           EntryPoint("again", f"{__name__}:toy_plugin", module.ENTRY_POINT_GROUP)]  # same as a built-in here
+    monkeypatch.setattr(module, "entry_points", lambda group: [ep for ep in eps if ep.group == group])
+    CALLS.clear()
+    reg = Registry(plugins=(f"{__name__}:toy_plugin",))
+    assert list(reg.tasks()) == ["toy_a", "toy_b"] and CALLS == ["toy"]
+    eps[0] = EntryPoint("zz_toy", f"{__name__}:extra_plugin", module.ENTRY_POINT_GROUP)
+    reg = Registry(plugins=(f"{__name__}:toy_plugin",))
+    assert list(reg.tasks()) == ["toy_a", "toy_b", "extra"]
+
+
+def extra_plugin(reg: Registry) -> None:
+    reg.register_task(ToyTask("extra"))

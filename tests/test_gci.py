@@ -97,6 +97,9 @@ def test_suites_cover_three_groups_by_three_views():
     domain, general, integrated = (set(GCI_SUITES[f"gci_{v}"]) for v in VIEWS)
     assert not (domain & general or domain & integrated or general & integrated)
     assert domain | general | integrated == set(GCI_SUITES["gci"]) == set(GCI_TASKS)
+    declared = registry.task_groups("gci")  # what the compare report renders as the GCI table
+    assert declared.groups == {g: {v: tuple(ts) for v, ts in views.items()} for g, views in GCI_VIEWS.items()}
+    assert declared.views == VIEWS
     loaded = load_suite("gci_integrated", split="test", limit_per_task=5)
     assert list(loaded) == GCI_SUITES["gci_integrated"] and all(len(v) == 5 for v in loaded.values())
 

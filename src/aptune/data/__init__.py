@@ -1,4 +1,5 @@
-"""Data layer: the Example type, bundled offline tasks, users' own files, splits."""
+"""Data layer: the Example type, the task registry (bundled offline tasks and plug-ins such as the
+GCI suite register there), users' own files, splits."""
 
 from aptune.data.example import Example
 from aptune.data.files import DataError, load_file

@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from aptune.data.example import Example
 from aptune.data.files import DataError
@@ -50,7 +50,6 @@ ENTRY_POINT_GROUP = "aptune.tasks"
 BUILTIN_PLUGINS: tuple[str, ...] = ("aptune.data.bundled:register", "aptune.benchmarks.gci:register")
 
 
-@runtime_checkable
 class Task(Protocol):
     """What the registry holds for one task: its name and domain, where its items come from,
     and how to read them (all items, every source split, in source order)."""

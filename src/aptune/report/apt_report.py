@@ -125,7 +125,7 @@ def verdict(rows: list[RoundRow]) -> str:
     if final is None:
         tried = [r.round for r in rows if r.round > 0 and r.decision]
         if not tried:
-            return "Verdict: no round has finished yet; only the starting model (round 0) is evaluated."
+            return "Verdict: only the starting model (round 0) is evaluated; no trained round to compare yet."
         return (f"Verdict: no round was accepted (rolled back: {', '.join(map(str, tried))}); the final model is the "
                 "starting model (round 0).")
     parts = [describe_change(v, d) for v in VIEWS if (d := final.deltas.get(v)) is not None]
@@ -254,7 +254,8 @@ def training_table(rows: list[RoundRow]) -> tuple[list[str], list[list[str]], li
             _seconds(train, "seconds"),
         ]
         if timed:
-            cells += [_seconds(train, "reference_s"), _seconds(train, "train_s")]
+            no_reference = str(train.get("reference", "")).startswith("none")  # SFT: no reference pass
+            cells += ["–" if no_reference else _seconds(train, "reference_s"), _seconds(train, "train_s")]
         out.append(cells)
     header = TRAINING_HEADER + (TIMED_HEADER if timed else [])
     return header, out, TRAINING_LEGEND + (TIMED_LEGEND if timed else [])
@@ -325,6 +326,7 @@ def plot(rows: list[RoundRow], path: Path) -> Path | None:
     ax.set_xlabel("round (filled: accepted; hollow: rolled back)")
     ax.set_ylabel("Δ accuracy vs round 0, points (paired 95% CI)")
     ax.set_xticks([r.round for r in later])
+    ax.set_xlim(later[0].round - 0.5, later[-1].round + 0.5)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
