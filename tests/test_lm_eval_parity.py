@@ -7,9 +7,14 @@ format, which renders lm-eval's arc_easy template. fp32 on both sides.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.integration
+
+#: lm-eval's side of the comparison lives with the benchmarks (bench/lm_eval_peer.py), not in aptune
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 N_ITEMS = 24
 
@@ -21,11 +26,13 @@ def real_model():
     return load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
 
 
-def test_item_by_item_parity_with_lm_eval(real_model):
+def test_item_by_item_parity_with_lm_eval(real_model, monkeypatch):
     import torch
 
+    monkeypatch.syspath_prepend(str(BENCH))
+    from lm_eval_peer import run_lm_eval_arc_easy
+
     from aptune.data import load_task
-    from aptune.evaluate.lm_eval_peer import run_lm_eval_arc_easy
     from aptune.evaluate.scoring import score_choices
     from aptune.prompts import PromptFormat
 

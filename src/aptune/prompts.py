@@ -11,7 +11,9 @@ Formats:
   otherwise plain (the documented fallback for tokenizers without a chat template).
 - ``mc_format``: ``cloze`` scores the answer text itself (default: small models measure
   knowledge this way); ``letter`` lists "A. .." options and scores " A"/" B"... (what MMLU-style
-  harnesses do; small models answer "A" to almost everything, see FINDINGS.md).
+  harnesses do; models of this size answer "A" to almost every item in that format, so a letter
+  accuracy mostly measures how often A is the gold answer: the evaluation's position statistics
+  show it).
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ from typing import Any, Literal
 import torch
 
 from aptune.data.example import Example
+from aptune.evaluate.judges import Judge, get_judge
 from aptune.evaluate.metrics import TaskMetrics, bootstrap_mean, position_stats
 from aptune.evaluate.scoring import score_choices
 from aptune.io import write_json_atomic, write_jsonl_atomic
+from aptune.modeling import context_length, prompt_budget
 from aptune.prompts import PromptFormat, render_prompt
 
 log = logging.getLogger(__name__)
@@ -41,18 +43,6 @@ class EvalSettings:
     judge: str | None = None  # None: choice for MC, final_number/exact_match for generative
     generation_backend: str = "transformers"  # see aptune.evaluate.backends
     too_long: Literal["truncate", "error"] = "truncate"  # prompts beyond the model's context
-
-
-def context_length(model: torch.nn.Module) -> int | None:
-    """The model's context window (``max_position_embeddings``), when its config states one."""
-    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def prompt_budget(model: torch.nn.Module, max_new_tokens: int) -> int | None:
-    """Prompt tokens that leave room for ``max_new_tokens`` in the model's context (None: unbounded)."""
-    limit = context_length(model)
-    return None if limit is None else max(limit - max_new_tokens, 1)
 
 
 @dataclass
@@ -127,7 +117,7 @@ def answer_generative(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
-    judge: Any = None,
+    judge: Judge | None = None,
     progress: bool = True,
     desc: str = "generating",
 ) -> list[ItemResult]:
@@ -137,9 +127,8 @@ def answer_generative(
     each item. An ``llm`` judge needs a generate function, so callers build it and pass it in.
     """
     from aptune.evaluate.backends import get_backend
-    from aptune.evaluate.judges import get_judge
 
-    judge = judge or get_judge(settings.judge or "auto")
+    judge = judge if judge is not None else get_judge(settings.judge or "auto")
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
     limit = prompt_budget(model, settings.max_new_tokens)
     if limit is not None and settings.too_long == "error":
@@ -166,7 +155,7 @@ def answer(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
-    judge: Any = None,
+    judge: Judge | None = None,
     progress: bool = True,
     desc: str = "answering",
 ) -> list[ItemResult]:
@@ -185,7 +174,7 @@ def _answer_local(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
-    judge: Any = None,
+    judge: Judge | None = None,
     progress: bool = True,
     desc: str = "answering",
 ) -> list[ItemResult]:
@@ -249,7 +238,7 @@ def evaluate(
     settings: EvalSettings,
     dtype: torch.dtype,
     *,
-    judge: Any = None,
+    judge: Judge | None = None,
     progress: bool = True,
 ) -> EvalReport:
     """Evaluate every task; an empty task is reported and skipped, never a crash."""

@@ -30,11 +30,11 @@ import torch
 from tqdm.auto import tqdm
 
 from aptune.data.example import Example
+from aptune.modeling import accepts_logits_to_keep
 from aptune.models import autocast
 from aptune.packing import fits_window, model_mask, packing_is_exact
 from aptune.shapes import bucketed
 from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
-from aptune.train.logprobs import accepts_logits_to_keep
 
 log = logging.getLogger(__name__)
 

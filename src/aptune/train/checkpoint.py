@@ -64,7 +64,8 @@ class LoopState:
     losses: list[float] = field(default_factory=list)
     margins: list[float] = field(default_factory=list)
     window: list[dict[str, float]] = field(default_factory=list)  # rows not yet written to the metrics file
-    elapsed_s: float = 0.0  # training seconds spent before this point (summed over interruptions)
+    elapsed_s: float = 0.0  # the training call's seconds before this point (summed over interruptions)
+    train_s: float = 0.0  # of those, seconds inside the optimisation loop (no set-up, no reference pass)
     metrics_bytes: int = 0  # length of train_metrics.jsonl when this state was saved
 
 

@@ -84,10 +84,11 @@ class TrainResult:
     final_loss: float
     mean_loss: float
     mean_margin: float | None  # None for SFT
-    wall_s: float
+    wall_s: float  # the whole call: set-up, reference pass, optimisation loop, saving the adapter
     peak_rss_mb: float  # process peak resident memory so far
     skipped_steps: int = 0
-    reference_s: float = 0.0  # time spent computing reference log-probs
+    reference_s: float = 0.0  # of wall_s, this call's reference pass (log-probs of pairs not passed in)
+    train_s: float = 0.0  # of wall_s, the optimisation loop (with earlier, interrupted calls' loop seconds)
     resumed_s: float = 0.0  # of wall_s, training seconds spent in earlier, interrupted calls (from the checkpoint)
     adapter_dir: str | None = None
     metrics_path: str | None = None
@@ -95,7 +96,8 @@ class TrainResult:
 
     @property
     def examples_per_s(self) -> float:
-        return self.examples / self.wall_s if self.wall_s > 0 else 0.0
+        """Training throughput: examples over the optimisation loop's seconds (no reference pass)."""
+        return self.examples / self.train_s if self.train_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)

@@ -7,32 +7,16 @@ log-softmax runs in fp32 even under bf16 autocast, so summed log-probs stay accu
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
 import torch
 
+from aptune.modeling import innermost
 from aptune.packing import model_mask
 from aptune.train.batching import Batch
 
 log = logging.getLogger(__name__)
-
-
-def innermost(model: Any) -> Any:
-    """The transformers model under DDP/accelerate and PEFT wrappers."""
-    inner = getattr(model, "module", model)
-    get_base = getattr(inner, "get_base_model", None)
-    return get_base() if callable(get_base) else inner
-
-
-def accepts_logits_to_keep(model: Any) -> bool:
-    """Whether the underlying causal LM's forward takes ``logits_to_keep``."""
-    forward = getattr(innermost(model), "forward", None)
-    try:
-        return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def response_logps(model: Any, batch: Batch, use_logits_to_keep: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,9 +16,10 @@ from typing import Any, ContextManager
 
 import torch
 
+from aptune.modeling import accepts_logits_to_keep, innermost, unwrap
 from aptune.models import autocast
 from aptune.train.batching import length_grouped_batches, pair_collator
-from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
+from aptune.train.logprobs import response_logps
 from aptune.train.pairs import TokenizedPair
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,6 @@ log = logging.getLogger(__name__)
 ReferenceContext = Callable[[Any], ContextManager[Any]]
 #: Summed (chosen, rejected) reference log-probs, keyed by pair id.
 ReferenceLogps = dict[str, tuple[float, float]]
-
-
-def unwrap(model: Any) -> Any:
-    """The model under a DDP / accelerate wrapper (``.module``), else the model itself."""
-    return getattr(model, "module", model)
 
 
 def adapter_disabled(model: Any) -> ContextManager[Any]:

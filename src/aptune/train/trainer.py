@@ -16,7 +16,11 @@ under ``accelerate launch`` (each process takes every world-size-th batch). Assu
   into an ``out_dir`` that holds a checkpoint of the same job carries on from it.
 
 Outputs in ``out_dir``: ``train_metrics.jsonl`` (one record per ``log_every`` steps),
-``train_result.json`` and ``adapter/`` (``save_pretrained``, safetensors).
+``train_result.json`` (with the reference pass and the optimisation loop timed apart:
+``reference_s``, ``train_s``) and ``adapter/`` (``save_pretrained``, safetensors).
+
+The loop itself is ``_Loop``: ``_step`` (one optimisation step over a group of micro-batches),
+``_restore`` / ``_save_checkpoint`` (the checkpoint round trip), ``_finish`` (adapter, result).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +44,7 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from aptune.modeling import accepts_logits_to_keep, innermost, unwrap
 from aptune.models import autocast, resolve_precision
 from aptune.train.batching import Batch, collate_items, length_grouped_batches, pair_collator
 from aptune.train.checkpoint import (
@@ -50,10 +56,10 @@ from aptune.train.checkpoint import (
     save_checkpoint,
 )
 from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult, loss_rose, loss_start_end
-from aptune.train.logprobs import accepts_logits_to_keep, innermost, response_logps
+from aptune.train.logprobs import response_logps
 from aptune.train.losses import PreferenceLoss, SFTLoss
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
-from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_reference_logps, unwrap
+from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_reference_logps
 
 log = logging.getLogger(__name__)
 
@@ -132,190 +138,275 @@ def _open_metrics(path: Path, keep_bytes: int, main: bool) -> IO[str]:
     return open(path, "w")
 
 
-def _train_loop(
-    model: Any,
-    n_examples: int,
-    lengths: Sequence[int],
-    make_batch: Callable[[list[int]], Batch],
-    step_fn: StepFn,
-    cfg: TrainConfig,
-    out_dir: Path,
-    accelerator: Accelerator,
-    save_fn: SaveFn,
-    data: str,
-    before_training: Callable[[Any], float] | None = None,
-) -> TrainResult:
-    """The shared optimisation loop; ``data`` is a digest of the examples (for checkpoints);
-    ``before_training`` (the reference pass) returns its seconds."""
-    start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    if not params:
-        raise ValueError("the model has no trainable parameters; attach an adapter before training")
-    n_trainable = sum(p.numel() for p in params)
+@dataclass(frozen=True)
+class TrainJob:
+    """One training call's fixed inputs, built by ``train_preference`` / ``train_sft``."""
 
-    world, rank = accelerator.num_processes, accelerator.process_index
-    per_epoch = math.ceil(len(lengths) / cfg.batch_size) // world
-    if per_epoch < 1:
-        raise ValueError(f"{n_examples} examples are too few for batch_size={cfg.batch_size} on {world} processes")
-    steps_per_epoch = math.ceil(per_epoch / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
+    model: Any  # carries its adapter; only the adapter's parameters require grad
+    n_examples: int
+    lengths: Sequence[int]  # token length of each example (for length-grouped batches)
+    make_batch: Callable[[list[int]], Batch]  # example indices -> a collated micro-batch
+    step_fn: StepFn
+    cfg: TrainConfig
+    out_dir: Path
+    accelerator: Accelerator
+    save_fn: SaveFn
+    data: str  # digest of the tokenised examples: part of the checkpoints' fingerprint
+    before_training: Callable[[Any], float] | None = None  # the reference pass; returns its seconds
 
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_scheduler(
-        cfg.scheduler,
-        optimizer,
-        num_warmup_steps=round(cfg.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    reference_s = before_training(model) if before_training else 0.0
 
-    checkpoints = cfg.checkpoint_every > 0 and _checkpoints_supported(accelerator)
-    job = fingerprint(cfg.to_dict(), named, data, world)
-    resumed = load_checkpoint(out_dir, named, optimizer, scheduler, job) if checkpoints else None
-    loop = resumed or LoopState()
-    start -= loop.elapsed_s
+def _train_loop(job: TrainJob) -> TrainResult:
+    """The shared optimisation loop: set up (and run the reference pass), resume from a
+    checkpoint of the same job if there is one, train, then save the adapter and the result."""
+    return _Loop(job).run()
 
-    metrics_path = out_dir / "train_metrics.jsonl"
-    adapter_dir = out_dir / "adapter"
-    log.info(
-        "training %d trainable params on %d examples: %d epochs x %d steps (batch %d x accum %d, %d process(es))",
-        n_trainable, n_examples, cfg.epochs, steps_per_epoch, cfg.batch_size, cfg.grad_accum, world,
-    )
 
-    step, examples, tokens, skipped, nonfinite_run = loop.step, loop.examples, loop.tokens, loop.skipped, 0
-    losses, margins, window = loop.losses, loop.margins, loop.window
-    bar = tqdm(total=total_steps, initial=step, desc="train",
-               disable=not (cfg.progress and accelerator.is_main_process))
-    unwrap(model).train()
+class _Loop:
+    """One training call in progress: the prepared model, optimizer and schedule, the loop's
+    position (a ``LoopState``, the record a checkpoint saves) and two clocks (the call's, for
+    ``wall_s``; the optimisation loop's, for ``train_s``)."""
 
-    with (
-        _open_metrics(metrics_path, loop.metrics_bytes, accelerator.is_main_process) as metrics_file,
-        dropout_disabled(model, cfg.disable_dropout),
-        _checkpointing(model, cfg.gradient_checkpointing),
-    ):
+    def __init__(self, job: TrainJob) -> None:
+        cfg, accelerator = job.cfg, job.accelerator
+        self.job, self.cfg, self.accelerator = job, cfg, accelerator
+        self.started = time.perf_counter()
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        self.named = [(name, p) for name, p in job.model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in self.named]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters; attach an adapter before training")
 
-        def record(row: dict[str, Any]) -> None:
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        self.per_epoch = math.ceil(len(job.lengths) / cfg.batch_size) // self.world  # micro-batches per process
+        if self.per_epoch < 1:
+            raise ValueError(f"{job.n_examples} examples are too few for batch_size={cfg.batch_size} "
+                             f"on {self.world} processes")
+        self.steps_per_epoch = math.ceil(self.per_epoch / cfg.grad_accum)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = get_scheduler(
+            cfg.scheduler,
+            optimizer,
+            num_warmup_steps=round(cfg.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        self.model, self.optimizer = accelerator.prepare(job.model, optimizer)
+        self.reference_s = job.before_training(self.model) if job.before_training else 0.0
+
+        self.checkpoints = cfg.checkpoint_every > 0 and _checkpoints_supported(accelerator)
+        self.fingerprint = fingerprint(cfg.to_dict(), self.named, job.data, self.world)
+        self.resumed = self._restore()
+        self.state = self.resumed or LoopState()
+        self.started -= self.state.elapsed_s  # wall_s counts the interrupted calls' time too
+        self.loop_started = 0.0  # set when the optimisation loop starts
+        self.nonfinite_run = 0  # consecutive non-finite steps
+        self.metrics_path = job.out_dir / "train_metrics.jsonl"
+        self.adapter_dir = job.out_dir / "adapter"
+        self.metrics_file: IO[str] | None = None
+        self.bar: Any = None
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def _restore(self) -> LoopState | None:
+        """The newest checkpoint of this job, loaded into the parameters, optimizer, scheduler
+        and RNG; None when checkpoints are off or there is none to carry on from."""
+        if not self.checkpoints:
+            return None
+        return load_checkpoint(self.job.out_dir, self.named, self.optimizer, self.scheduler, self.fingerprint)
+
+    def _checkpoint_due(self) -> bool:
+        step = self.state.step
+        return self.checkpoints and step % self.cfg.checkpoint_every == 0 and step < self.total_steps
+
+    def _save_checkpoint(self, epoch: int, next_batch: int) -> None:
+        """Save the loop's whole state after this step (main process; the others hold the same)."""
+        if not self.accelerator.is_main_process:
+            return
+        assert self.metrics_file is not None
+        now = time.perf_counter()
+        state = replace(
+            self.state, epoch=epoch, next_batch=next_batch,
+            elapsed_s=now - self.started, train_s=self._train_s(now),
+            metrics_bytes=os.fstat(self.metrics_file.fileno()).st_size,  # flushed by _record()
+        )
+        save_checkpoint(self.job.out_dir, state, self.named, self.optimizer, self.scheduler, self.fingerprint)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train from the loop's position to the last step, then finish."""
+        cfg, state = self.cfg, self.state
+        log.info(
+            "training %d trainable params on %d examples: %d epochs x %d steps (batch %d x accum %d, %d process(es))",
+            sum(p.numel() for p in self.params), self.job.n_examples, cfg.epochs, self.steps_per_epoch,
+            cfg.batch_size, cfg.grad_accum, self.world,
+        )
+        self.bar = tqdm(total=self.total_steps, initial=state.step, desc="train",
+                        disable=not (cfg.progress and self.accelerator.is_main_process))
+        unwrap(self.model).train()
+        resume_epoch, resume_batch = state.epoch, state.next_batch
+        self.loop_started = time.perf_counter()
+        with (
+            _open_metrics(self.metrics_path, state.metrics_bytes, self.accelerator.is_main_process) as self.metrics_file,
+            dropout_disabled(self.model, cfg.disable_dropout),
+            _checkpointing(self.model, cfg.gradient_checkpointing),
+        ):
+            for epoch in range(resume_epoch, cfg.epochs):
+                local = self._epoch_batches(epoch)
+                first = resume_batch if epoch == resume_epoch else 0  # a resumed epoch skips what was consumed
+                for group_start in range(first, len(local), cfg.grad_accum):
+                    if not self._step(local[group_start : group_start + cfg.grad_accum], epoch):
+                        continue
+                    if state.step % cfg.log_every == 0 or state.step == self.total_steps:
+                        self._log_window(epoch)
+                    if self._checkpoint_due():
+                        self._save_checkpoint(epoch, group_start + cfg.grad_accum)
+        train_s = self._train_s(time.perf_counter())
+        self.bar.close()
+        return self._finish(train_s)
+
+    def _train_s(self, now: float) -> float:
+        """Seconds in the optimisation loop: this call's, plus interrupted calls' (checkpoint)."""
+        return (self.resumed.train_s if self.resumed else 0.0) + now - self.loop_started
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This process's micro-batches of ``epoch``: a pure function of the seed and the epoch."""
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        batches = length_grouped_batches(self.job.lengths, self.cfg.batch_size, generator)
+        return batches[: self.per_epoch * self.world][self.rank :: self.world]
+
+    def _step(self, group: list[list[int]], epoch: int) -> bool:
+        """One optimisation step over ``group``'s micro-batches (gradient accumulation); False
+        when it was skipped for a non-finite loss or gradient."""
+        rows = []
+        for i, idx in enumerate(group):
+            row = self._micro_batch(idx, last=i == len(group) - 1, group_size=len(group))
+            if row is not None:
+                rows.append(row)
+        if not rows:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped += 1
+            return False
+        grad_norm = self._clip_gradients()
+        if not torch.isfinite(torch.as_tensor(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped += 1
+            self.nonfinite_run += 1
+            self._nonfinite(f"non-finite gradient norm {float(grad_norm)}")
+            return False
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_run = 0
+        state = self.state
+        state.step += 1
+        row = _mean(rows)
+        state.losses.append(row["loss"])
+        if "margin" in row:
+            state.margins.append(row["margin"])
+        state.window.append({**row, "grad_norm": float(grad_norm), "lr": lr})
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", epoch=epoch)
+        return True
+
+    def _micro_batch(self, idx: list[int], *, last: bool, group_size: int) -> dict[str, float] | None:
+        """Forward and backward one micro-batch (gradients synchronised on the group's last);
+        its metrics, or None when its loss is not finite (nothing is back-propagated)."""
+        accelerator, state = self.accelerator, self.state
+        batch = self.job.make_batch(idx).to(accelerator.device)
+        with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
+            with autocast(resolve_precision(self.cfg.precision), accelerator.device):
+                loss, row = self.job.step_fn(self.model, batch)
+            state.examples += len(idx)
+            state.tokens += batch.n_tokens
+            if not torch.isfinite(loss):
+                self.nonfinite_run += 1
+                self._nonfinite(f"non-finite loss {float(loss.detach())}")
+                return None
+            accelerator.backward(loss / group_size)
+        return row
+
+    def _clip_gradients(self) -> Any:
+        """The gradients' norm, clipped to ``max_grad_norm`` when that is set."""
+        if self.cfg.max_grad_norm > 0:
+            return self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+
+    def _nonfinite(self, reason: str) -> None:
+        """Record a skipped step; after ``max_nonfinite_steps`` in a row, save the adapter as it
+        was before them and raise ``TrainingDivergedError``."""
+        step = self.state.step
+        self._record({"step": step, "event": "nonfinite", "reason": reason})
+        log.warning("step %d: %s; step skipped (%d in a row)", step, reason, self.nonfinite_run)
+        if self.nonfinite_run < self.cfg.max_nonfinite_steps:
+            return
+        saved = ""
+        if self.cfg.save_adapter and self.accelerator.is_main_process:
+            self.job.save_fn(self.accelerator.unwrap_model(self.model), self.adapter_dir)
+            saved = f"; last good adapter saved to {self.adapter_dir}"
+        raise TrainingDivergedError(
+            f"training diverged: {self.nonfinite_run} non-finite steps in a row at step {step} "
+            f"(lower lr or use precision fp32){saved}"
+        )
+
+    def _log_window(self, epoch: int) -> None:
+        """One metrics row: the mean of the steps since the last row, and the running counters."""
+        state = self.state
+        self._record({"step": state.step, "epoch": epoch, **_mean(state.window), "examples": state.examples,
+                      "tokens": state.tokens, "elapsed_s": round(time.perf_counter() - self.started, 3)})
+        state.window = []
+
+    def _record(self, row: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process and self.metrics_file is not None:
+            self.metrics_file.write(json.dumps(row) + "\n")
+            self.metrics_file.flush()
+
+    # --- the end -------------------------------------------------------------------------------
+
+    def _finish(self, train_s: float) -> TrainResult:
+        """Save the adapter, write ``train_result.json``, remove the checkpoints, log the timing."""
+        cfg, accelerator, state = self.cfg, self.accelerator, self.state
+        saved_dir = None
+        if cfg.save_adapter:
             if accelerator.is_main_process:
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-
-        def diverged(reason: str) -> None:
-            record({"step": step, "event": "nonfinite", "reason": reason})
-            log.warning("step %d: %s; step skipped (%d in a row)", step, reason, nonfinite_run)
-            if nonfinite_run >= cfg.max_nonfinite_steps:
-                saved = ""
-                if cfg.save_adapter and accelerator.is_main_process:
-                    save_fn(accelerator.unwrap_model(model), adapter_dir)
-                    saved = f"; last good adapter saved to {adapter_dir}"
-                raise TrainingDivergedError(
-                    f"training diverged: {nonfinite_run} non-finite steps in a row at step {step} "
-                    f"(lower lr or use precision fp32){saved}"
-                )
-
-        for epoch in range(loop.epoch, cfg.epochs):
-            generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            batches = length_grouped_batches(lengths, cfg.batch_size, generator)
-            local = batches[: per_epoch * world][rank::world]
-            first = loop.next_batch if epoch == loop.epoch else 0  # a resumed epoch skips what was consumed
-            for group_start in range(first, len(local), cfg.grad_accum):
-                group = local[group_start : group_start + cfg.grad_accum]
-                group_rows: list[dict[str, float]] = []
-                for i, idx in enumerate(group):
-                    batch = make_batch(idx).to(accelerator.device)
-                    last = i == len(group) - 1
-                    sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-                    with sync:
-                        with autocast(resolve_precision(cfg.precision), accelerator.device):
-                            loss, row = step_fn(model, batch)
-                        examples += len(idx)
-                        tokens += batch.n_tokens
-                        if not torch.isfinite(loss):
-                            nonfinite_run += 1
-                            diverged(f"non-finite loss {float(loss.detach())}")
-                            continue
-                        accelerator.backward(loss / len(group))
-                    group_rows.append(row)
-                if not group_rows:
-                    optimizer.zero_grad(set_to_none=True)
-                    skipped += 1
-                    continue
-                grad_norm = (
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                    if cfg.max_grad_norm > 0
-                    else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-                )
-                if not torch.isfinite(torch.as_tensor(grad_norm)):
-                    optimizer.zero_grad(set_to_none=True)
-                    skipped += 1
-                    nonfinite_run += 1
-                    diverged(f"non-finite gradient norm {float(grad_norm)}")
-                    continue
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                nonfinite_run = 0
-                step += 1
-                row = _mean(group_rows)
-                losses.append(row["loss"])
-                if "margin" in row:
-                    margins.append(row["margin"])
-                window.append({**row, "grad_norm": float(grad_norm), "lr": lr})
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", epoch=epoch)
-                if step % cfg.log_every == 0 or step == total_steps:
-                    record({"step": step, "epoch": epoch, **_mean(window), "examples": examples, "tokens": tokens,
-                            "elapsed_s": round(time.perf_counter() - start, 3)})
-                    window = []
-                if checkpoints and step % cfg.checkpoint_every == 0 and step < total_steps:
-                    if accelerator.is_main_process:
-                        state = LoopState(
-                            step=step, epoch=epoch, next_batch=group_start + cfg.grad_accum, examples=examples,
-                            tokens=tokens, skipped=skipped, losses=losses, margins=margins, window=window,
-                            elapsed_s=time.perf_counter() - start,
-                            metrics_bytes=os.fstat(metrics_file.fileno()).st_size,  # flushed by record()
-                        )
-                        save_checkpoint(out_dir, state, named, optimizer, scheduler, job)
-    bar.close()
-
-    saved_dir = None
-    if cfg.save_adapter:
+                self.job.save_fn(accelerator.unwrap_model(self.model), self.adapter_dir)
+            saved_dir = str(self.adapter_dir)
+        accelerator.wait_for_everyone()
+        losses = state.losses
+        if not losses:
+            raise TrainingDivergedError("no optimizer step succeeded")
+        rose = loss_rose(losses)
+        if rose:
+            first, last = loss_start_end(losses)
+            log.warning("training loss ended above where it started (%.4f over the first steps, %.4f over the "
+                        "last tenth): the learning rate is likely past the stable range", first, last)
+        result = TrainResult(
+            steps=state.step,
+            examples=state.examples,
+            tokens=state.tokens,
+            final_loss=losses[-1],
+            mean_loss=sum(losses) / len(losses),
+            mean_margin=sum(state.margins) / len(state.margins) if state.margins else None,
+            wall_s=time.perf_counter() - self.started,
+            peak_rss_mb=peak_rss_mb(),
+            skipped_steps=state.skipped,
+            reference_s=self.reference_s,
+            train_s=train_s,
+            resumed_s=self.resumed.elapsed_s if self.resumed else 0.0,
+            adapter_dir=saved_dir,
+            metrics_path=str(self.metrics_path),
+            extra={"trainable_params": sum(p.numel() for p in self.params), "world_size": self.world,
+                   "loss_rose": rose},
+        )
         if accelerator.is_main_process:
-            save_fn(accelerator.unwrap_model(model), adapter_dir)
-        saved_dir = str(adapter_dir)
-    accelerator.wait_for_everyone()
-    if not losses:
-        raise TrainingDivergedError("no optimizer step succeeded")
-    rose = loss_rose(losses)
-    if rose:
-        first, last = loss_start_end(losses)
-        log.warning("training loss ended above where it started (%.4f over the first steps, %.4f over the "
-                    "last tenth): the learning rate is likely past the stable range", first, last)
-    result = TrainResult(
-        steps=step,
-        examples=examples,
-        tokens=tokens,
-        final_loss=losses[-1],
-        mean_loss=sum(losses) / len(losses),
-        mean_margin=sum(margins) / len(margins) if margins else None,
-        wall_s=time.perf_counter() - start,
-        peak_rss_mb=peak_rss_mb(),
-        skipped_steps=skipped,
-        reference_s=reference_s,
-        resumed_s=resumed.elapsed_s if resumed else 0.0,
-        adapter_dir=saved_dir,
-        metrics_path=str(metrics_path),
-        extra={"trainable_params": n_trainable, "world_size": world, "loss_rose": rose},
-    )
-    if accelerator.is_main_process:
-        result.write(out_dir / "train_result.json")
-        clear_checkpoints(out_dir)
-    log.info("trained %d steps in %.1f s (%.2f examples/s), final loss %.4f",
-             result.steps, result.wall_s, result.examples_per_s, result.final_loss)
-    return result
+            result.write(self.job.out_dir / "train_result.json")
+            clear_checkpoints(self.job.out_dir)
+        reference = f"reference pass {result.reference_s:.1f} s; " if result.reference_s else ""
+        log.info("%strained %d steps in %.1f s (%.2f examples/s), final loss %.4f",
+                 reference, result.steps, result.train_s, result.examples_per_s, result.final_loss)
+        return result
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -377,11 +468,11 @@ def train_preference(
         result = loss_fn(logps[:n], logps[n:], ref[:, 0], ref[:, 1], lengths[:n], lengths[n:])
         return result.loss, result.metrics()
 
-    return _train_loop(
-        model, len(tokenized), [p.length for p in tokenized],
-        lambda idx: collate([tokenized[i] for i in idx]),
-        step_fn, cfg, out, accelerator, save_fn, data_digest(tokenized), before_training,
-    )
+    return _train_loop(TrainJob(
+        model=model, n_examples=len(tokenized), lengths=[p.length for p in tokenized],
+        make_batch=lambda idx: collate([tokenized[i] for i in idx]), step_fn=step_fn, cfg=cfg, out_dir=out,
+        accelerator=accelerator, save_fn=save_fn, data=data_digest(tokenized), before_training=before_training,
+    ))
 
 
 def train_sft(
@@ -412,11 +503,11 @@ def train_sft(
         loss = loss_fn(logps, lengths)
         return loss, {"loss": float(loss.detach()), "nll": float(loss.detach())}
 
-    return _train_loop(
-        model, len(tokenized), [i.length for i in tokenized],
-        lambda idx: collate_items([tokenized[i] for i in idx], pad_id),
-        step_fn, cfg, out, accelerator, save_fn, data_digest(tokenized),
-    )
+    return _train_loop(TrainJob(
+        model=model, n_examples=len(tokenized), lengths=[i.length for i in tokenized],
+        make_batch=lambda idx: collate_items([tokenized[i] for i in idx], pad_id), step_fn=step_fn, cfg=cfg,
+        out_dir=out, accelerator=accelerator, save_fn=save_fn, data=data_digest(tokenized),
+    ))
 
 
 def reference_logps_for_pairs(
