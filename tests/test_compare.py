@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aptune.compare import describe, load_compare_config, run_compare
+from aptune.compare.runner import _eval_key, finished_round0
 from aptune.io import read_json, write_json_atomic
-from aptune.methods import load_compare_config, run_compare
-from aptune.apt.loop import APTRun
-from aptune.methods.compare import _eval_key, describe, finished_round0
+from aptune.run.driver import Run
+from aptune.run.run_dir import RunDir
 from aptune.report.compare_plots import pareto_front
 from aptune.report.compare_report import write_compare_report
 from aptune.report.compare_runs import SeedRun, load_seed_run
@@ -119,13 +120,20 @@ def test_config_has_an_sft_control_near_apts_step_budget(name: str):
 
 
 # ----------------------------------------------------------------------------- reuse and report
+def _compare(loaded, out: Path, **kwargs):  # noqa: ANN001, ANN202
+    """What `aptune compare` does: run (or reuse) every run, then draw the report."""
+    outcomes = run_compare(loaded, out, **kwargs)
+    write_compare_report(out)
+    return outcomes
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("compare")
     path = write_compare_config(folder, ["base", "sft-lora", "apt-lora"], seeds=[0, 1],
                                 quick={"seeds": [5], "base": {"pool": {"limit": 12}}})
     out = folder / "out"
-    first = run_compare(load_compare_config(path), out, progress=False)
+    first = _compare(load_compare_config(path), out, progress=False)
     return path, out, first
 
 
@@ -142,10 +150,10 @@ def test_second_invocation_reuses_every_run_without_training(compared, monkeypat
     def boom(*args, **kwargs):
         raise AssertionError("a reused run must not train or load a model")
 
-    monkeypatch.setattr("aptune.methods.runs.train_sft", boom)
-    monkeypatch.setattr("aptune.apt.loop.train_preference", boom)
-    monkeypatch.setattr("aptune.apt.loop.load_model", boom)
-    second = run_compare(load_compare_config(path), out, progress=False)
+    monkeypatch.setattr("aptune.methods.sft.train_sft", boom)
+    monkeypatch.setattr("aptune.methods.preference.train_preference", boom)
+    monkeypatch.setattr("aptune.run.driver.load_model", boom)
+    second = _compare(load_compare_config(path), out, progress=False)
     assert all(o.reused for o in second) and len(second) == len(first)
     assert _train_mtimes(out) == before
     assert [o.wall_s for o in second] == [o.wall_s for o in first]
@@ -158,8 +166,8 @@ def test_unfinished_run_resumes_at_its_missing_stage(compared, monkeypatch: pyte
     (root / "round-1" / "eval" / "metrics.json").unlink()
     (root / "round-1" / "decision.json").unlink()
     before = _train_mtimes(out)
-    monkeypatch.setattr("aptune.methods.runs.train_sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
-    outcomes = run_compare(load_compare_config(path), out, progress=False)
+    monkeypatch.setattr("aptune.methods.sft.train_sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    outcomes = _compare(load_compare_config(path), out, progress=False)
     assert [(o.method, o.seed) for o in outcomes if not o.reused] == [("sft-lora", 1)]
     assert (root / "round-1" / "eval" / "metrics.json").exists()
     assert _train_mtimes(out) == before
@@ -222,15 +230,15 @@ def test_folder_from_before_a_new_config_field_is_reused(compared, monkeypatch: 
         manifest = read_json(manifest_path)
         del manifest["config"]["train"]["packed"]
         write_json_atomic(manifest_path, manifest)
-    monkeypatch.setattr("aptune.methods.runs.train_sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
-    monkeypatch.setattr("aptune.apt.loop.train_preference", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
-    assert all(o.reused for o in run_compare(load_compare_config(path), out, progress=False))
+    monkeypatch.setattr("aptune.methods.sft.train_sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr("aptune.methods.preference.train_preference", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    assert all(o.reused for o in _compare(load_compare_config(path), out, progress=False))
 
 
 def test_changed_base_config_needs_a_new_folder(compared, tmp_path: Path):
     path, out, _ = compared
     with pytest.raises(ValueError, match=r"different base config \(changed: pool\.limit\)"):
-        run_compare(load_compare_config(path, quick=True), out, progress=False)
+        _compare(load_compare_config(path, quick=True), out, progress=False)
 
 
 def test_quick_section_overrides_the_file(compared):
@@ -409,15 +417,15 @@ def test_report_without_gci_tasks_has_no_gci_table(compared):
 def test_methods_and_seeds_select_runs_and_the_report_lists_the_rest(tmp_path: Path):
     path = write_compare_config(tmp_path, ["base", "sft-lora", "apt-lora"], seeds=[0, 1])
     out = tmp_path / "out"
-    done = run_compare(load_compare_config(path), out, progress=False, methods=["sft-lora"], seeds=[1])
+    done = _compare(load_compare_config(path), out, progress=False, methods=["sft-lora"], seeds=[1])
     assert [(o.method, o.seed) for o in done] == [("sft-lora", 1)]
     assert not (out / "base").exists() and not (out / "sft-lora" / "seed-0").exists()
     md = (out / "compare.md").read_text()
     assert "| sft-lora |" in md and "Not finished yet: base/seed-0, base/seed-1, sft-lora/seed-0" in md
     with pytest.raises(ValueError, match="'dpo-all' is not a method"):
-        run_compare(load_compare_config(path), out, progress=False, methods=["dpo-all"])
+        _compare(load_compare_config(path), out, progress=False, methods=["dpo-all"])
     with pytest.raises(ValueError, match="seed 7 is not in"):
-        run_compare(load_compare_config(path), out, progress=False, seeds=[7])
+        _compare(load_compare_config(path), out, progress=False, seeds=[7])
 
 
 def test_a_later_invocation_copies_round0_from_a_run_an_earlier_one_finished(tmp_path: Path,
@@ -427,17 +435,17 @@ def test_a_later_invocation_copies_round0_from_a_run_an_earlier_one_finished(tmp
     (another method.json) is no donor."""
     path = write_compare_config(tmp_path, ["base", "sft-lora", "apt-lora"])
     out = tmp_path / "out"
-    run_compare(load_compare_config(path), out, progress=False, methods=["base"])
+    _compare(load_compare_config(path), out, progress=False, methods=["base"])
     base_eval = out / "base" / "seed-0" / "round-0" / "eval" / "metrics.json"
     calls: list[int] = []
-    real = APTRun.stage_eval
+    real = Run.stage_eval
 
     def counted(self, round_index: int, model=None):  # noqa: ANN001, ANN202
         calls.append(round_index)
         return real(self, round_index, model)
 
-    monkeypatch.setattr(APTRun, "stage_eval", counted)
-    run_compare(load_compare_config(path), out, progress=False, methods=["sft-lora"])
+    monkeypatch.setattr(Run, "stage_eval", counted)
+    _compare(load_compare_config(path), out, progress=False, methods=["sft-lora"])
     assert calls == [1], "round 0 was evaluated again"
     stages = read_json(out / "sft-lora" / "seed-0" / "manifest.json")["stages"]
     assert stages["round-0/eval"]["copied_from"] == "base/seed-0"
@@ -446,7 +454,7 @@ def test_a_later_invocation_copies_round0_from_a_run_an_earlier_one_finished(tmp
 
     write_json_atomic(out / "base" / "seed-0" / "method.json", {"kind": "base", "name": "other"})
     loaded = load_compare_config(path)
-    assert finished_round0(loaded, out, [0]) == {_eval_key(loaded.run_configs[("sft-lora", 0)]): out / "sft-lora" / "seed-0"}
+    assert finished_round0(loaded, out, [0]) == {_eval_key(loaded.run_configs[("sft-lora", 0)]): RunDir(out / "sft-lora" / "seed-0")}
 
 
 def test_cli_bad_methods_selection_is_a_one_line_error(tmp_path: Path):
