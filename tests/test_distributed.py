@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from aptune.distributed import is_main, map_sharded, world_size

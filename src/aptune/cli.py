@@ -11,9 +11,12 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:  # imported in the commands: `aptune --help` must not load torch
+    from aptune.config import RunConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -154,7 +157,7 @@ def _register_eval() -> None:
     app.command("eval")(with_signature(_eval_params())(_eval_command))
 
 
-def _evaluate(cfg: "RunConfig", *, adapter: Optional[list[Path]], tasks: Optional[str], suite: Optional[str],  # noqa: F821
+def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[str], suite: Optional[str],
               split: str, limit: Optional[int], out: Path) -> None:
     from aptune.data import load_suite, load_task
     from aptune.evaluate.metrics import format_positions

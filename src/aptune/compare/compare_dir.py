@@ -26,6 +26,11 @@ class CompareDir:
     def run_dir(self, method: str, seed: int) -> RunDir:
         return RunDir(self.root / method / f"seed-{seed}")
 
+    def seed_runs(self, method: str) -> list[RunDir]:
+        """The method's run folders present on disk, by seed."""
+        found = [p for p in (self.root / method).glob("seed-*") if p.name.removeprefix("seed-").isdigit()]
+        return [RunDir(p) for p in sorted(found, key=lambda p: int(p.name.removeprefix("seed-")))]
+
     @staticmethod
     def method_file(run: RunDir) -> Path:
         return run.root / "method.json"

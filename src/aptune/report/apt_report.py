@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from aptune.evaluate.metrics import Interval, format_positions, paired_bootstrap_delta
-from aptune.io import read_json, read_jsonl, write_figure_atomic, write_text_atomic
+from aptune.io import read_jsonl, write_figure_atomic, write_text_atomic
+from aptune.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,13 @@ def paired_delta(before: dict[str, bool], after: dict[str, bool]) -> Interval | 
 
 def collect(root: Path) -> list[RoundRow]:
     """Every evaluated or started round of the run directory, with its paired changes against round 0."""
-    manifest = read_json(root / "manifest.json")
-    stages = manifest.get("stages", {})
+    run = RunDir(root)
+    if not run.manifest_path.exists():
+        run.config()  # the one-line "not a run directory" error
     rows = []
-    numbers = sorted(int(p.name.split("-", 1)[1]) for p in root.glob("round-*") if p.name.split("-", 1)[1].isdigit())
-    for r in numbers:
-        rd = root / f"round-{r}"
-        metrics_path = rd / "eval" / "metrics.json"
-        metrics = read_json(metrics_path) if metrics_path.exists() else {}
-        predictions = rd / "eval" / "predictions.jsonl"
+    for r in run.rounds_on_disk():
+        metrics = run.read_output(r, "eval") if run.is_done(r, "eval") else {}
+        predictions = run.predictions(r)
         correct: dict[str, dict[str, bool]] = {}
         if predictions.exists():
             for item in read_jsonl(predictions):
@@ -92,8 +91,8 @@ def collect(root: Path) -> list[RoundRow]:
             summary=metrics.get("summary", {}),
             correct=correct,
             positions={v: _positions(metrics, v) for v in VIEWS},
-            stages={k.split("/", 1)[1]: v for k, v in stages.items() if k.startswith(f"round-{r}/")},
-            decision=read_json(rd / "decision.json") if (rd / "decision.json").exists() else None,
+            stages=run.stage_records(r),
+            decision=run.read_output(r, "decide") if run.is_done(r, "decide") else None,
         ))
     if rows and rows[0].round == 0:
         for row in rows[1:]:
@@ -351,13 +350,13 @@ def _html_table(header: list[str], rows: list[list[str]], legend: list[tuple[str
 def write_report(root: str | Path) -> Path:
     """Write ``report.md``, ``report.html`` and ``plots/accuracy.png`` (the paired change per
     round) for a run directory; return the path of ``report.md``."""
-    root = Path(root)
-    rows = collect(root)
-    manifest = read_json(root / "manifest.json")
+    run = RunDir(Path(root))
+    rows = collect(run.root)
+    manifest = run.manifest()
     config = manifest["config"]
     acc_rows = accuracy_rows(rows)
     train_header, train_rows, train_legend = training_table(rows)
-    png = plot(rows, root / "plots" / "accuracy.png")
+    png = plot(rows, run.plots_dir / "accuracy.png")
     title = f"Run `{config.get('name')}` — {config.get('model')}"
     sentence = verdict(rows)
     setting = (f"Domain pool: {', '.join(config['pool']['tasks'])} ({config['pool']['split']}); domain held-out: "
@@ -374,7 +373,7 @@ def write_report(root: str | Path) -> Path:
         md += ["", efficiency]
     if png:
         md += ["", f"![paired change against round 0 per round](plots/{png.name})"]
-    write_text_atomic(root / "report.md", "\n".join(md) + "\n")
+    write_text_atomic(run.report_path, "\n".join(md) + "\n")
     plain_title = html.escape(title.replace("`", ""))
     img = f'<img src="plots/{png.name}" alt="paired change against round 0 per round">' if png else ""
     page = (
@@ -389,6 +388,6 @@ def write_report(root: str | Path) -> Path:
         + (f"<p>{html.escape(efficiency)}</p>" if efficiency else "")
         + f"{img}</body></html>\n"
     )
-    write_text_atomic(root / "report.html", page)
-    log.info("report written to %s", root / "report.md")
-    return root / "report.md"
+    write_text_atomic(run.report_html, page)
+    log.info("report written to %s", run.report_path)
+    return run.report_path

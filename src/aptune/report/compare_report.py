@@ -20,7 +20,8 @@ import numpy as np
 
 from aptune.data.registry import TaskGroups, all_task_groups
 from aptune.evaluate.metrics import Interval
-from aptune.io import read_json, write_json_atomic, write_text_atomic
+from aptune.io import write_json_atomic, write_text_atomic
+from aptune.compare.compare_dir import CompareDir
 from aptune.compare.selection import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
 from aptune.report.compare_runs import VIEWS, SeedRun
@@ -253,7 +254,9 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     those (e.g. one seed alone, or the seeds every method has finished); ``versus_pairs``
     (``A:B``) adds head-to-head rows to the config's own (``compare_versus``)."""
     out = Path(out)
-    dest = Path(dest) if dest is not None else out
+    folder = CompareDir(out)
+    target = CompareDir(Path(dest) if dest is not None else out)
+    dest = target.root
     meta, summaries, runs = collect(out, seeds, methods)
     reported = [s.method for s in summaries]
     check_pairs(versus_pairs, reported, f"this report of {out}")
@@ -261,8 +264,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     dest.mkdir(parents=True, exist_ok=True)
     method_rows = _method_rows(meta, out)
     base = meta["base"]
-    pareto = plot_pareto(summaries, dest / "plots" / "pareto.png")
-    tasks_png = plot_general_tasks(summaries, dest / "plots" / "general_tasks.png")
+    pareto = plot_pareto(summaries, target.plots_dir / "pareto.png")
+    tasks_png = plot_general_tasks(summaries, target.plots_dir / "general_tasks.png")
     prov = next((r.provenance for r in runs if r.provenance), {})
     title = f"aptune compare `{meta['name']}` — {base['model']}" + (" (quick profile)" if meta.get("quick") else "")
     setting = (
@@ -273,7 +276,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     machine = ", ".join(f"{k} {v}" for k, v in _flat({k: prov[k] for k in ("versions", "python", "machine")
                                                        if k in prov}).items() if v is not None)
     missing = [f"{m['name']}/seed-{s}" for m in meta["methods"] for s in meta["seeds"]
-               if not (out / m["name"] / f"seed-{s}" / "compare_run.json").exists()]
+               if not folder.finished_marker(folder.run_dir(m["name"], s)).exists()]
     th, tr = task_table(summaries)
     dh, dr = task_table(summaries, "domain")
     grouped = group_tables(summaries)
@@ -309,7 +312,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         md += ["", f"Not finished yet: {', '.join(missing)}."]
     if machine:
         md += ["", f"Machine and versions: {machine}."]
-    write_text_atomic(dest / "compare.md", "\n".join(md) + "\n")
+    write_text_atomic(target.report_path, "\n".join(md) + "\n")
     imgs = "".join(f'<figure><img src="plots/{p.name}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}'
                    "</figcaption></figure>" for p, alt in images)
     page = (
@@ -337,24 +340,24 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         + (f"<p>Machine and versions: {html.escape(machine)}.</p>" if machine else "")
         + "</body></html>\n"
     )
-    write_text_atomic(dest / "compare.html", page)
-    write_json_atomic(dest / "compare-results.json",
+    write_text_atomic(target.report_html, page)
+    write_json_atomic(target.results_json,
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
                        "versus": [v.to_dict() for v in head_to_head],
                        "missing": missing, "loss_rose": [f"{m}/seed-{s}/round-{k}" for m, s, k in flagged],
                        "position_collapses": [vars(c) for c in collapses],
                        "without_collapsed": collapse_free[2] if collapse_free else None,
                        "provenance": prov})
-    log.info("compare report written to %s", dest / "compare.md")
-    return dest / "compare.md"
+    log.info("compare report written to %s", target.report_path)
+    return target.report_path
 
 
 def _method_rows(meta: dict[str, Any], out: Path) -> list[dict[str, Any]]:
     """Adapter kind and train settings per method, read from its first run's manifest."""
     rows = []
     for m in meta["methods"]:
-        manifests = sorted((out / m["name"]).glob("seed-*/manifest.json"))
-        cfg = read_json(manifests[0])["config"] if manifests else {}
+        started = [r for r in CompareDir(out).seed_runs(m["name"]) if r.manifest_path.exists()]
+        cfg = started[0].config() if started else {}
         rows.append({"name": m["name"], "adapter": cfg.get("adapter", {}).get("kind", "–") if m["kind"] != "base" else "none",
                      "train": cfg.get("train", {}) if m["kind"] != "base" else {}})
     return rows

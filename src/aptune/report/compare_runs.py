@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aptune.compare.compare_dir import CompareDir
 from aptune.evaluate.paired import gold_loglik
 from aptune.io import read_json, read_jsonl
+from aptune.run.run_dir import RunDir
 from aptune.train.config import loss_rose
 
 #: The two views every compare run evaluates.
@@ -78,50 +80,43 @@ def _histograms(metrics: dict[str, Any], key: str) -> dict[str, Counter]:
     return out
 
 
-def round_index(folder: Path) -> int | None:
-    """N for a ``round-N`` folder; None for any other name."""
-    prefix, _, n = folder.name.partition("-")
-    return int(n) if prefix == "round" and n.isdigit() else None
-
-
-def final_round(root: Path) -> int:
+def final_round(run_dir: RunDir) -> int:
     """The last round that was accepted and evaluated; 0 when there is none."""
     best = 0
-    for rd in root.glob("round-*"):
-        r = round_index(rd)
-        if not r:
-            continue
-        decision, metrics = rd / "decision.json", rd / "eval" / "metrics.json"
-        if decision.exists() and metrics.exists() and read_json(decision).get("accepted"):
+    for r in run_dir.rounds_on_disk():
+        if r and run_dir.is_done(r, "decide") and run_dir.is_done(r, "eval") and run_dir.read_output(r, "decide").get("accepted"):
             best = max(best, r)
     return best
 
 
 def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
     """None until the run has finished (``compare_run.json``): a half-done run is no result."""
-    if not (root / "compare_run.json").exists() or not (root / "round-0" / "eval" / "metrics.json").exists():
+    run_dir = RunDir(root)
+    marker = CompareDir.finished_marker(run_dir)
+    if not marker.exists() or not run_dir.is_done(0, "eval"):
         return None
-    r = final_round(root)
+    r = final_round(run_dir)
     run = SeedRun(method, seed, root, r)
-    run.before, run.loglik_before = _read_views(root / "round-0" / "eval" / "predictions.jsonl")
-    run.after, run.loglik_after = _read_views(root / f"round-{r}" / "eval" / "predictions.jsonl")
-    run.gold_hist = _histograms(read_json(root / "round-0" / "eval" / "metrics.json"), "gold_histogram")
-    run.pred_hist = _histograms(read_json(root / f"round-{r}" / "eval" / "metrics.json"), "predicted_histogram")
+    run.before, run.loglik_before = _read_views(run_dir.predictions(0))
+    run.after, run.loglik_after = _read_views(run_dir.predictions(r))
+    run.gold_hist = _histograms(run_dir.read_output(0, "eval"), "gold_histogram")
+    run.pred_hist = _histograms(run_dir.read_output(r, "eval"), "predicted_histogram")
     totals: Counter = Counter()
-    for result in sorted(root.glob("round-*/train/train_result.json")):
-        tr = read_json(result)
+    for k in run_dir.rounds_on_disk():
+        if not run_dir.is_done(k, "train"):
+            continue
+        tr = read_json(run_dir.stage_output(k, "train"))
+        # "train_s" here is each training stage's whole wall time (reference pass included), as
+        # committed compare results record it; TrainResult.train_s is the optimisation loop alone
         totals.update({"steps": tr["steps"], "examples": tr["examples"], "tokens": tr["tokens"], "train_s": tr["wall_s"]})
         run.rounds_trained += 1
-        log_path = result.parent / "train_metrics.jsonl"
-        r = round_index(result.parent.parent)
-        if r is not None and log_path.exists():
-            if loss_rose([row["loss"] for row in read_jsonl(log_path) if "loss" in row]):
-                run.loss_rose_rounds.append(r)
+        log_path = run_dir.train_metrics(k)
+        if log_path.exists() and loss_rose([row["loss"] for row in read_jsonl(log_path) if "loss" in row]):
+            run.loss_rose_rounds.append(k)
     run.train = dict(totals)
-    manifest = read_json(root / "manifest.json") if (root / "manifest.json").exists() else {}
+    manifest = run_dir.manifest() if run_dir.manifest_path.exists() else {}
     run.provenance = manifest.get("provenance", {})
     run.train_set = sum(train_set_size(k.rsplit("/", 1)[-1], v) for k, v in manifest.get("stages", {}).items())
-    marker = root / "compare_run.json"
     if marker.exists():
         run.finished = True
         run.wall_s, run.wall_partial = run_wall(read_json(marker), manifest.get("stages", {}))

@@ -35,6 +35,7 @@ import numpy as np
 from aptune.data.registry import TaskGroups, all_task_groups
 from aptune.evaluate.metrics import Interval, bootstrap_mean, format_positions, paired_bootstrap_delta, position_letter
 from aptune.io import read_json
+from aptune.compare.compare_dir import CompareDir
 from aptune.compare.selection import chosen_methods, chosen_seeds
 from aptune.report.compare_runs import VIEWS, SeedRun, load_seed_run
 
@@ -297,14 +298,15 @@ def collect(out: Path, seeds: Collection[int] | None = None,
             methods: Collection[str] | None = None) -> tuple[dict[str, Any], list[MethodSummary], list[SeedRun]]:
     """The compare folder's metadata and per-method summaries; ``seeds`` / ``methods`` restrict
     both to those of the folder's (the metadata returned lists only them)."""
-    meta = read_json(out / "compare.json")
+    folder = CompareDir(out)
+    meta = read_json(folder.meta)
     meta["seeds"] = chosen_seeds(meta["seeds"], seeds, out)
     names = chosen_methods([m["name"] for m in meta["methods"]], methods, out)
     meta["methods"] = [m for m in meta["methods"] if m["name"] in names]
     summaries, all_runs = [], []
     for m in meta["methods"]:
         runs = [r for seed in meta["seeds"]
-                if (r := load_seed_run(m["name"], seed, out / m["name"] / f"seed-{seed}")) is not None]
+                if (r := load_seed_run(m["name"], seed, folder.run_dir(m["name"], seed).root)) is not None]
         all_runs += runs
         if runs:
             summaries.append(summarize(m["name"], m["kind"], runs))

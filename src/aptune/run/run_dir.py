@@ -95,6 +95,10 @@ class RunDir:
     def predictions(self, round_index: int) -> Path:
         return self.eval_dir(round_index) / "predictions.jsonl"
 
+    def train_metrics(self, round_index: int) -> Path:
+        """The trainer's per-step log (loss, margin, lr) of a round."""
+        return self.train_dir(round_index) / "train_metrics.jsonl"
+
     @property
     def cache_dir(self) -> Path:
         """Caches a run may rebuild (the retrieval embedding index)."""
@@ -116,6 +120,12 @@ class RunDir:
         """Round numbers that have a folder, in order (round 0 included)."""
         found = [p.name.removeprefix("round-") for p in self.root.glob("round-*") if p.is_dir()]
         return sorted(int(r) for r in found if r.isdigit())
+
+    def stage_records(self, round_index: int) -> dict[str, dict[str, Any]]:
+        """The manifest's record of each finished stage of one round, by stage name."""
+        stages = self.manifest().get("stages", {}) if self.manifest_path.exists() else {}
+        prefix = f"round-{round_index}/"
+        return {k.removeprefix(prefix): v for k, v in stages.items() if k.startswith(prefix)}
 
     def is_done(self, round_index: int, stage: str) -> bool:
         return self.stage_output(round_index, stage).exists()
