@@ -222,7 +222,7 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             _metric_cell(tm.metrics, "acc" if "acc" in tm.metrics else "accuracy"),
             _metric_cell(tm.metrics, "acc_norm"),
             f"{100 * pos.majority_baseline:.1f}" if pos else "-",
-            format_positions(pos.predicted_histogram) if pos else "-",
+            format_positions(pos.predicted_histogram, empty="-") if pos else "-",
         )
     console = _console()
     console.print(table)
@@ -268,7 +268,7 @@ def eval_diff_cmd(
     for col in ("task", "n", "acc before %", "acc after %", "Δ acc (points)", "Δ gold log-lik (nats/item)"):
         table.add_column(col)
     for r in rows:
-        ll = r.loglik_change.format(scale=1.0, digits=2, signed=True) if r.loglik_change else "–"
+        ll = r.loglik_change.nats() if r.loglik_change else "–"
         table.add_row(r.task, str(r.n), r.before.format(), r.after.format(), r.accuracy_change.format(signed=True), ll)
     _console().print(table)
     if unmatched:

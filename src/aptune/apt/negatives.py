@@ -20,7 +20,8 @@ import torch
 from aptune.data.example import Example
 from aptune.evaluate.generation import Sampling, generate_samples
 from aptune.evaluate.judges import Judge, normalize_answer
-from aptune.evaluate.runner import EvalSettings, prompt_budget
+from aptune.evaluate.runner import EvalSettings
+from aptune.modeling import prompt_budget
 from aptune.prompts import render_prompt
 
 log = logging.getLogger(__name__)

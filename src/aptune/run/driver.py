@@ -34,7 +34,7 @@ from aptune.models import load_model, load_tokenizer, resolve_precision
 from aptune.provenance import provenance
 from aptune.run.evaluation import eval_settings, load_taskset, summarize_views, view_tasks
 from aptune.run.run_dir import STAGES, RunDir
-from aptune.train.config import TrainConfig
+from aptune.train.config import TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,12 @@ def _cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
-def train_record(result: Any) -> dict[str, Any]:
+def train_record(result: TrainResult) -> dict[str, Any]:
     """A training stage's manifest entry from its ``TrainResult``: work done, loss, and the
     reference pass and training loop timed apart where the trainer measured them."""
-    record = {"steps": result.steps, "tokens": result.tokens, "examples": result.examples,
-              "mean_loss": result.mean_loss, "mean_margin": result.mean_margin, "resumed_s": result.resumed_s}
-    for key in ("reference_s", "train_s"):
-        if getattr(result, key, None) is not None:
-            record[key] = round(getattr(result, key), 1)
-    return record
+    return {"steps": result.steps, "tokens": result.tokens, "examples": result.examples,
+            "mean_loss": result.mean_loss, "mean_margin": result.mean_margin, "resumed_s": result.resumed_s,
+            "reference_s": round(result.reference_s, 1), "train_s": round(result.train_s, 1)}
 
 
 class Run:

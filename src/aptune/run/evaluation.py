@@ -55,8 +55,7 @@ def summarize_views(items_by_task: dict[str, list[dict[str, Any]]], seed: int) -
     for view in VIEWS:
         correct = [row["correct"] for task, rows in items_by_task.items() if task.startswith(view + "/") for row in rows]
         if correct:
-            iv = bootstrap_mean(correct, seed=seed)
-            summary[view] = {"accuracy": iv.value, "low": iv.low, "high": iv.high, "n": len(correct)}
+            summary[view] = bootstrap_mean(correct, seed=seed).to_summary_dict()
     return summary
 
 

@@ -1,23 +1,27 @@
-"""Training: DPO-family and SFT losses, pair tokenisation and batching, the accelerate trainer."""
+"""Training: DPO-family and SFT losses, pair tokenisation and batching, the accelerate trainer.
 
-from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult
-from aptune.train.losses import PreferenceLoss, PreferenceLossOutput, SFTLoss
-from aptune.train.pairs import PreferencePair, SFTItem
-from aptune.train.reference import adapter_disabled, compute_reference_logps
-from aptune.train.trainer import reference_logps_for_pairs, train_preference, train_sft
+The names below load on first use (PEP 562): ``aptune.train.config`` is read by the run schema,
+which the command line imports to build its options, and importing the trainer (accelerate,
+peft, transformers) there would add seconds to ``aptune --help``.
+"""
 
-__all__ = [
-    "PreferenceLoss",
-    "PreferenceLossOutput",
-    "PreferencePair",
-    "SFTItem",
-    "SFTLoss",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDivergedError",
-    "adapter_disabled",
-    "compute_reference_logps",
-    "reference_logps_for_pairs",
-    "train_preference",
-    "train_sft",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "TrainConfig": "config", "TrainingDivergedError": "config", "TrainResult": "config",
+    "PreferenceLoss": "losses", "PreferenceLossOutput": "losses", "SFTLoss": "losses",
+    "PreferencePair": "pairs", "SFTItem": "pairs",
+    "adapter_disabled": "reference", "compute_reference_logps": "reference",
+    "reference_logps_for_pairs": "trainer", "train_preference": "trainer", "train_sft": "trainer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'aptune.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"aptune.train.{_WHERE[name]}"), name)
