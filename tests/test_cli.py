@@ -157,3 +157,13 @@ def test_eval_bad_option_value_is_the_config_loaders_one_line_error(tmp_path: Pa
     proc = _aptune("eval", "--tasks", "sciq", "--mc-format", "bogus", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == "aptune: error: command line: mc_format: must be one of cloze, letter, got 'bogus'"
+
+
+def test_methods_lists_the_method_table():
+    from aptune.methods import METHODS
+
+    proc = _aptune("methods")
+    assert proc.returncode == 0, proc.stderr
+    for kind in METHODS:
+        assert kind in proc.stdout
+    assert "rounds.max_rounds=1" in proc.stdout and "adapter.kind=alora" in proc.stdout

@@ -68,6 +68,32 @@ def models_cmd() -> None:
     typer.echo("Any Hugging Face Hub id or local model folder is accepted as well.")
 
 
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the methods `aptune compare` can run (the METHODS table) with their presets."""
+    from rich.table import Table
+
+    from aptune.methods import METHODS
+
+    table = Table(title="methods (a compare config's `methods:` entries name these kinds)")
+    for col in ("kind", "what it is", "preset (config overrides)"):
+        table.add_column(col)
+    for method in METHODS.values():
+        table.add_row(method.kind, method.about, ", ".join(_dotted(method.preset)) or "–")
+    _console().print(table)
+
+
+def _dotted(tree: dict, prefix: str = "") -> list[str]:
+    """``{"rounds": {"max_rounds": 1}}`` -> ``["rounds.max_rounds=1"]``: config overrides as `--set` spells them."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _dotted(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={value}")
+    return out
+
+
 @app.command("data")
 def data_cmd(
     domain: Optional[str] = typer.Option(None, help="Only tasks of this domain."),
@@ -238,11 +264,12 @@ def _load_run(config: Optional[Path], run_dir: Optional[Path], sets: tuple[str, 
     from aptune.config_loader import build
     from aptune.run.run_dir import RunDir
 
-    if config is None and run_dir is not None and (run_dir / "manifest.json").exists():
+    existing = RunDir(run_dir) if run_dir is not None else None
+    if config is None and existing is not None and existing.manifest_path.exists():
         if sets:
             raise ValueError(f"--set: {run_dir} was started with its own config; a changed key needs a new run folder")
-        cfg = build(RunConfig, RunDir(run_dir).config(), source=str(run_dir / "manifest.json"))
-        return cfg, run_dir
+        cfg = build(RunConfig, existing.config(), source=str(existing.manifest_path))
+        return cfg, existing.root
     # no file: the schema's defaults are the shipped demo (configs/demo.yaml spells them out)
     cfg = load_run_config(config, sets)
     return cfg, run_dir or Path("runs") / cfg.name
@@ -311,11 +338,11 @@ def run_cmd(
         return
     from aptune.distributed import barrier, is_main
 
-    if is_main():  # under a launcher one process draws the report; the others wait for it
-        write_report(root)
+    if is_main():  # under a launcher one process draws the report and prints; the others wait
+        report = write_report(root)
         console.finish(decision)
+        typer.echo(f"report: {report} (and {report.with_suffix('.html').name})")
     barrier()
-    typer.echo(f"report: {root / 'report.md'} (and report.html)")
 
 
 def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], verbose: bool) -> None:
@@ -394,12 +421,10 @@ def compare_cmd(
                        f"lr {row['lr']:g}, epochs/round {row['epochs']}, batch {row['batch']}")
         run_compare(loaded, root, on_run=lambda m, s, what: typer.echo(f"[{m} seed {s}] {what}"),
                     methods=only_methods, seeds=only_seeds)
+        from aptune.distributed import barrier, is_main
         from aptune.report.compare_report import write_compare_report
 
-        from aptune.distributed import barrier, is_main
-
-        if is_main():
-            write_compare_report(root)
+        report = write_compare_report(root) if is_main() else None  # one process draws and prints
         barrier()
     except TrainingDivergedError as exc:
         _fail(str(exc))
@@ -407,8 +432,9 @@ def compare_cmd(
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
-    typer.echo((root / "compare.md").read_text())
-    typer.echo(f"report: {root / 'compare.html'}")
+    if report is not None:
+        typer.echo(report.read_text())
+        typer.echo(f"report: {report.with_suffix('.html')}")
 
 
 def _names_and_seeds(methods: Optional[str], seeds: Optional[str]) -> tuple[list[str] | None, list[int] | None]:

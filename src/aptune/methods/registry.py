@@ -32,8 +32,10 @@ SpecCheck = Callable[[RunConfig, "MethodSpec"], None]
 
 @dataclass(frozen=True)
 class Method:
-    kind: str
-    about: str
+    """One row of the table: a method kind and how to run it."""
+
+    kind: str  # the name compare configs use (``methods: [sft-lora, apt-lora]``)
+    about: str  # one line for `aptune methods` and the docs
     make: RunFactory
     preset: dict[str, Any] = field(default_factory=dict)
     check: SpecCheck | None = None
