@@ -43,7 +43,8 @@ class RunConsole:
             highlight=False, soft_wrap=True)
 
     def stage(self, round_index: int, stage: str) -> None:
-        what = "the starting model: " + STAGES["eval"].summary if round_index == 0 else STAGES[stage].summary
+        what = ("evaluate the starting model on the domain, general and dev views" if round_index == 0
+                else STAGES[stage].summary)
         self.console.print(f"[bold]round {round_index} · {stage}[/bold] — {what}", highlight=False, soft_wrap=True)
 
     def round_done(self, round_index: int, decision: dict[str, Any]) -> None:
