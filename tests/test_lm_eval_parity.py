@@ -1,8 +1,13 @@
-"""Our multiple-choice accuracy equals lm-eval-harness's, item by item, on the real model.
+"""Our multiple-choice accuracy equals lm-eval-harness's, item by item.
 
 lm-eval runs its own pipeline (task template → requests → HFLM scorer) on the same loaded
 model; we score the same ARC-Easy validation items in source order with the plain cloze
 format, which renders lm-eval's arc_easy template. fp32 on both sides.
+
+On the real default model (SmolLM2, whose tokenizer adds no BOS), and on tiny random models of
+families whose tokenizer adds BOS by default (Llama; Gemma 3 with its sliding-window layers),
+where lm-eval leaves ``add_special_tokens`` to the tokenizer and so puts BOS in front of every
+context: our per-choice log-likelihoods must equal its own, BOS included.
 """
 
 from __future__ import annotations
@@ -10,8 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.integration
 
 #: lm-eval's side of the comparison lives with the benchmarks (bench/lm_eval_peer.py), not in aptune
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -26,6 +29,7 @@ def real_model():
     return load_model("smollm2-135m"), load_tokenizer("smollm2-135m")
 
 
+@pytest.mark.integration
 def test_item_by_item_parity_with_lm_eval(real_model, monkeypatch):
     import torch
 
@@ -45,3 +49,54 @@ def test_item_by_item_parity_with_lm_eval(real_model, monkeypatch):
         assert sc.logprobs == pytest.approx(lp, abs=2e-3), ex.id
     assert [s.prediction for s in ours] == peer.pred_acc
     assert [s.prediction_norm for s in ours] == peer.pred_acc_norm
+
+
+def _tiny_model(family: str, tokenizer):  # noqa: ANN001, ANN202
+    """A 2-layer random model of ``family`` over the tiny tokenizer's 128 ids, context 2048."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if family == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common)).eval()
+    # one sliding layer with a window shorter than most items (the scorer falls back to unpacked rows)
+    config = Gemma3TextConfig(**common, head_dim=8, sliding_window=64,
+                              layer_types=["sliding_attention", "full_attention"])
+    return Gemma3ForCausalLM(config).eval()
+
+
+TINY_ITEMS = 12
+
+
+@pytest.mark.parametrize("family,tokenizer_family", [("llama", "llama"), ("gemma3", "gemma")])
+def test_parity_with_lm_eval_where_the_tokenizer_adds_bos(family, tokenizer_family, monkeypatch):
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from lm_eval_peer import run_lm_eval_arc_easy
+    from test_bos import BY_NAME, family_tokenizer
+
+    from aptune.data import load_task
+    from aptune.evaluate.scoring import score_choices
+    from aptune.prompts import PromptFormat, adds_bos
+
+    tokenizer = family_tokenizer(BY_NAME[tokenizer_family])
+    assert adds_bos(tokenizer)
+    model = _tiny_model(family, tokenizer)
+    items = load_task("arc_easy", split="source", limit=TINY_ITEMS)
+    fmt = PromptFormat(template="plain")
+    ours = score_choices(model, tokenizer, items, fmt, dtype=torch.float32, progress=False)
+    peer = run_lm_eval_arc_easy(model, tokenizer, limit=TINY_ITEMS, batch_size=8)
+    assert len(peer.logprobs) == len(ours) == TINY_ITEMS
+    for ex, sc, lp in zip(items, ours, peer.logprobs):
+        assert sc.logprobs == pytest.approx(lp, abs=2e-3), ex.id
+    assert [s.prediction for s in ours] == peer.pred_acc
+    assert [s.prediction_norm for s in ours] == peer.pred_acc_norm
+    # not a vacuous agreement: the same model scored without BOS is outside the tolerance
+    no_bos = family_tokenizer(BY_NAME[tokenizer_family])
+    no_bos.add_bos_token = False
+    bare = score_choices(model, no_bos, items, fmt, dtype=torch.float32, progress=False)
+    assert any(abs(a - b) > 2e-3 for s, t in zip(bare, ours) for a, b in zip(s.logprobs, t.logprobs))

@@ -14,6 +14,14 @@ Formats:
   harnesses do; models of this size answer "A" to almost every item in that format, so a letter
   accuracy mostly measures how often A is the gold answer: the evaluation's position statistics
   show it).
+
+Special tokens: the text brings its own (a chat template writes them), and the only one added
+is the BOS token, exactly where the model's tokenizer adds it by default (``bos_prefix``): Gemma,
+Llama and Mistral were trained with BOS in front of every document and score near chance
+without it; SmolLM2 and GPT-2-style tokenizers add none, so their inputs are the bare text.
+A prompt whose rendered text already starts with the BOS token (a chat template that writes
+``<bos>``) gets no second one. lm-eval makes the same decision (``add_special_tokens`` left to
+the tokenizer, off when the string starts with BOS).
 """
 
 from __future__ import annotations
@@ -102,21 +110,73 @@ def choice_continuations(example: Example, tokenizer: Any, fmt: PromptFormat) ->
     return [render_answer(example, i, tokenizer, fmt) for i in range(len(example.choices))]
 
 
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` puts its BOS token in front of text by default.
+
+    Asked of the tokenizer itself (a probe string encoded with and without special tokens), so
+    every way of saying it is covered: ``add_bos_token``, a template post-processor, a GGUF
+    file's ``add_bos_token`` flag. Cached on the tokenizer."""
+    cached = getattr(tokenizer, "_aptune_adds_bos", None)
+    if cached is not None:
+        return bool(cached)
+    bos = tokenizer.bos_token_id
+    answer = False
+    if bos is not None:
+        default = tokenizer("x")["input_ids"]
+        bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+        answer = bool(default) and default[0] == bos and (not bare or bare[0] != bos)
+    try:
+        tokenizer._aptune_adds_bos = answer
+    except AttributeError:  # pragma: no cover - exotic tokenizers with __slots__
+        pass
+    return answer
+
+
+def bos_prefix(tokenizer: Any, text: str) -> list[int]:
+    """The ids to put in front of ``text``'s own tokens: ``[bos_token_id]`` where the tokenizer
+    adds BOS by default and the text does not already start with it (a chat template that
+    writes ``<bos>`` itself), else ``[]``. The one place that decides it, for every encode path."""
+    if not adds_bos(tokenizer):
+        return []
+    bos_text = tokenizer.bos_token
+    if bos_text and text.startswith(bos_text):
+        return []
+    return [int(tokenizer.bos_token_id)]
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt as the model takes it: ``bos_prefix`` + the text's tokens."""
+    return bos_prefix(tokenizer, text) + list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def keep_last(tokenizer: Any, ids: list[int], n: int) -> list[int]:
+    """The last ``n`` of ``ids``, cut from the left, but keeping a leading BOS in front where the
+    tokenizer adds one (as its own left truncation would: the model always saw BOS at position 0).
+    ``n`` counts the kept BOS; with ``n < 2`` there is no room for it and it is cut like any token."""
+    if len(ids) <= n:
+        return list(ids)
+    if n >= 2 and ids and adds_bos(tokenizer) and ids[0] == tokenizer.bos_token_id:
+        return [ids[0], *ids[len(ids) - n + 1 :]]
+    return list(ids[len(ids) - n :]) if n > 0 else []
+
+
 def encode_continuation(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
     """Token ids of prompt and continuation, split the way lm-eval splits them.
 
     The whole string is encoded at once and the prompt's ids are cut off its front, so BPE
     merges across the boundary match what the model would see in running text. Trailing
-    spaces move from the prompt to the continuation first. Special tokens come only from
-    the text (the chat template writes them), never added by the tokenizer.
+    spaces move from the prompt to the continuation first. Special tokens come from the text
+    (the chat template writes them) plus the BOS token where the tokenizer adds one
+    (``bos_prefix``): it belongs to the prompt, the continuation's ids are the same either way.
     """
+    prefix = bos_prefix(tokenizer, prompt)
     n_spaces = len(prompt) - len(prompt.rstrip(" "))
     if n_spaces:
         continuation = prompt[-n_spaces:] + continuation
         prompt = prompt[:-n_spaces]
     whole = tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]
     context = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return context, whole[len(context) :]
+    return prefix + list(context), list(whole[len(context) :])
 
 
 def end_of_turn_id(tokenizer: Any) -> int | None:

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aptune.models import autocast
-from aptune.prompts import end_of_turn_id
+from aptune.prompts import encode_prompt, end_of_turn_id, keep_last
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,11 @@ def generate_greedy(
 ) -> list[str]:
     """Greedy completions of ``prompts`` (already rendered), in input order.
 
-    Prompts are sorted by length so each batch pads little, left-padded so every row's last
-    token is real, and cut from the left to ``max_prompt_tokens`` when given (the question's
-    end and the assistant header matter most).
+    Prompts are encoded by ``prompts.encode_prompt`` (BOS in front where the tokenizer adds one),
+    sorted by length so each batch pads little, left-padded so every row's last token is real
+    (the BOS sits after the padding, at the row's first real position), and cut from the left to
+    ``max_prompt_tokens`` when given (the question's end and the assistant header matter most;
+    a leading BOS is kept).
     """
     outputs = _generate(model, tokenizer, prompts, None, max_new_tokens=max_new_tokens, batch_size=batch_size,
                         max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc)
@@ -108,12 +110,12 @@ def _generate(
     desc: str,
 ) -> list[list[str]]:
     device = next(model.parameters()).device
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     if max_prompt_tokens is not None:
         for i, ids in enumerate(encoded):
             if len(ids) > max_prompt_tokens:
                 log.warning("prompt %d has %d tokens; keeping the last %d", i, len(ids), max_prompt_tokens)
-                encoded[i] = ids[-max_prompt_tokens:]
+                encoded[i] = keep_last(tokenizer, ids, max_prompt_tokens)
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = _stop_token_ids(tokenizer)

@@ -6,7 +6,8 @@ mask that lets each choice see the prompt and itself but not the other choices, 
 ids that restart each choice where the prompt ends. A 4-way ARC item thus costs
 ``prompt + sum(choices)`` tokens instead of ``4 × (prompt + choice)``; items are sorted by
 packed length and batched. The model inputs are exactly lm-eval's (same token split, see
-``aptune.prompts.encode_continuation``), so accuracies match it item by item.
+``aptune.prompts.encode_continuation``, BOS in front of the prompt where the tokenizer adds one),
+so accuracies match it item by item.
 
 ``packed=False`` scores each (prompt, choice) as its own right-padded row instead: the
 reference path used by the tests, and the fallback wherever packing would not be exact
@@ -34,7 +35,7 @@ from aptune.modeling import accepts_logits_to_keep
 from aptune.models import autocast
 from aptune.packing import fits_window, model_mask, packing_is_exact
 from aptune.shapes import bucketed
-from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, render_prompt
+from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, keep_last, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _encode(example: Example, tokenizer: Any, fmt: PromptFormat, index: int,
             raise ValueError(f"{where}: prompt + longest choice is {need} tokens, more than the model's context "
                              f"of {max_length} (prompt.too_long: truncate cuts the prompt from the left)")
         log.warning("%s: %d tokens exceed the model's context of %d; prompt cut from the left", where, need, max_length)
-        context = context[need - max_length :]
+        context = keep_last(tokenizer, context, len(context) - (need - max_length))
     return _Encoded(index, context, conts)
 
 

@@ -11,8 +11,13 @@ response as an id, and is trained on. Plain prompts ("Question: ..\\nAnswer:") g
 are scored as bare continuations, with no end marker, and an appended EOS would make the
 chosen and rejected responses share a token that teaches nothing about the answer.
 
+BOS: ``encode_continuation`` puts the BOS token in front of the prompt where the tokenizer adds
+one by default (``aptune.prompts.bos_prefix``, never a second one after a template's own), so it
+is part of ``prompt_ids``, never a response token: it is neither trained on nor scored.
+
 Truncation keeps the end of the prompt (the question is nearest the answer) and the whole
-response; only when a response alone exceeds the budget is it cut at the right.
+response, and a leading BOS (``prompts.keep_last``); only when a response alone exceeds the
+budget is it cut at the right.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aptune.prompts import encode_continuation, end_of_turn_id
+from aptune.prompts import encode_continuation, end_of_turn_id, keep_last
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +119,10 @@ def _encode(
 
 
 def _truncate(
-    prompt_ids: list[int], responses: list[list[int]], max_length: int
+    tokenizer: Any, prompt_ids: list[int], responses: list[list[int]], max_length: int
 ) -> tuple[list[int], list[list[int]], bool]:
-    """Cut the prompt from the left, then (rarely) responses from the right, to fit max_length.
+    """Cut the prompt from the left (keeping a leading BOS), then (rarely) responses from the
+    right, to fit max_length.
 
     At least one prompt token is kept: the first response token is predicted from it.
     """
@@ -128,7 +134,7 @@ def _truncate(
     keep_response = min(longest, max_length - 1)
     responses = [r[:keep_response] for r in responses]
     keep_prompt = max_length - max(len(r) for r in responses)
-    return prompt_ids[len(prompt_ids) - keep_prompt :], responses, True
+    return keep_last(tokenizer, prompt_ids, keep_prompt), responses, True
 
 
 def tokenize_pairs(
@@ -148,7 +154,7 @@ def tokenize_pairs(
         _, rejected = _encode(tokenizer, pair.prompt, pair.rejected, append, f"pair {pair.id!r}")
         if not chosen or not rejected:
             raise ValueError(f"pair {pair.id!r}: chosen and rejected must both be non-empty")
-        prompt_ids, (chosen, rejected), cut = _truncate(prompt_ids, [chosen, rejected], max_length)
+        prompt_ids, (chosen, rejected), cut = _truncate(tokenizer, prompt_ids, [chosen, rejected], max_length)
         n_truncated += cut
         out.append(TokenizedPair(pair.id, tuple(prompt_ids), tuple(chosen), tuple(rejected)))
     if n_truncated:
@@ -169,7 +175,7 @@ def tokenize_items(
         prompt_ids, response = _encode(tokenizer, item.prompt, item.response, append, f"SFT item {name!r}")
         if not response:
             raise ValueError(f"SFT item {name!r}: response must be non-empty")
-        prompt_ids, (response,), cut = _truncate(prompt_ids, [response], max_length)
+        prompt_ids, (response,), cut = _truncate(tokenizer, prompt_ids, [response], max_length)
         n_truncated += cut
         out.append(TokenizedItem(name, tuple(prompt_ids), tuple(response)))
     if n_truncated:
