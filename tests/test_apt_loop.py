@@ -324,8 +324,8 @@ def test_cli_run_says_where_it_computes_each_stage_each_round_and_ends_with_a_na
     fits 100 columns, and `--set` applied to the config the run records."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     root = tmp_path / "cli"
-    proc = subprocess.run(_aptune("run", str(run_config), "--out", str(root), "--set", "rounds.max_rounds=1"),
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(_aptune("run", str(run_config), "--out", str(root), "--set", "rounds.max_rounds=1",
+                                  "--device", "cpu"), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     runtime = read_json(root / "manifest.json")["runtime"]
@@ -341,3 +341,5 @@ def test_cli_run_says_where_it_computes_each_stage_each_round_and_ends_with_a_na
     assert "Δ domain" in table and "start" in table
     assert read_json(root / "manifest.json")["config"]["rounds"]["max_rounds"] == 1
     assert (root / "report.md").exists()  # the CLI draws the report after the run
+    assert read_json(root / "round-1" / "train" / "train_result.json")["extra"]["device"] == "cpu"
+    assert "Device: cpu (" in (root / "report.md").read_text()

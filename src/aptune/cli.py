@@ -127,7 +127,7 @@ def _metric_cell(metrics: dict, key: str) -> str:
 
 
 #: the run config's top-level keys that `aptune eval` takes as options
-_EVAL_RUN_KEYS = ("model", "precision", "seed", "trust_remote_code")
+_EVAL_RUN_KEYS = ("model", "device", "precision", "seed", "trust_remote_code")
 
 
 def _eval_params() -> list:  # noqa: ANN202
@@ -168,7 +168,7 @@ def _eval_command(**kwargs: object) -> None:
         top = build(RunConfig, values(RunConfig, kwargs, only=_EVAL_RUN_KEYS), source="command line")
         prompt = build(PromptConfig, values(PromptConfig, kwargs), source="command line")
         mining = build(MiningConfig, values(MiningConfig, kwargs), source="command line")
-        cfg = RunConfig(name="eval", model=top.model, precision=top.precision, seed=top.seed,
+        cfg = RunConfig(name="eval", model=top.model, device=top.device, precision=top.precision, seed=top.seed,
                         trust_remote_code=top.trust_remote_code, prompt=prompt, mining=mining)
     except USER_ERRORS as exc:
         _fail(str(exc))
@@ -186,6 +186,7 @@ def _register_eval() -> None:
 def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[str], suite: Optional[str],
               split: str, limit: Optional[int], out: Path) -> None:
     from aptune.data import load_suite, load_task
+    from aptune.devices import device_name, resolve_device
     from aptune.evaluate.metrics import format_positions
     from aptune.evaluate.runner import evaluate
     from aptune.models import load_model, load_tokenizer, resolve_precision
@@ -199,9 +200,12 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             data = {(items[0].task if items else n): items for n, items in zip(names, loaded)}
         else:
             data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed)
-        dtype = resolve_precision(cfg.precision)
+        device = resolve_device(cfg.device)
+        dtype = resolve_precision(cfg.precision, device)
+        typer.echo(f"aptune eval: {cfg.model} on {device} ({device_name(device)}), precision "
+                   f"{str(dtype).removeprefix('torch.')}, split {split}")
         started = time.time()
-        lm = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        lm = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, device=str(device))
         tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
         if adapter:
             from aptune.adapters import apply_adapters
@@ -227,6 +231,8 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             "split": split,
             "limit": limit,
             "precision": precision,
+            "device": str(device),
+            "device_name": device_name(device),
             "prompt": {"template": cfg.prompt.template, "mc_format": cfg.prompt.mc_format,
                        "mc_metric": cfg.mining.mc_metric},
             "seed": cfg.seed,
@@ -258,8 +264,17 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
 _register_eval()
 
 
-def _load_run(config: Optional[Path], run_dir: Optional[Path], sets: tuple[str, ...] = ()):  # noqa: ANN202
-    """The run config (from a file, or the one a run directory was started with) and its folder."""
+def _load_run(config: Optional[Path], run_dir: Optional[Path], sets: tuple[str, ...] = (),  # noqa: ANN202
+              device: Optional[str] = None):
+    """The run config (from a file, or the one a run directory was started with) and its folder;
+    ``device`` (``--device``) replaces the config's: a run may resume on another device."""
+    import dataclasses
+
+    cfg, root = _read_run_config(config, run_dir, sets)
+    return (dataclasses.replace(cfg, device=device) if device else cfg), root
+
+
+def _read_run_config(config: Optional[Path], run_dir: Optional[Path], sets: tuple[str, ...]):  # noqa: ANN202
     from aptune.config import RunConfig, load_run_config
     from aptune.config_loader import build
     from aptune.run.run_dir import RunDir
@@ -303,6 +318,7 @@ def eval_diff_cmd(
 
 
 _SET = typer.Option(None, "--set", help="Override one config key, e.g. --set train.lr=1e-4 (repeatable).")
+_DEVICE = typer.Option(None, "--device", help="Where to compute: auto, cpu, cuda, cuda:N or mps (same as --set device=...).")
 
 
 @app.command("run")
@@ -310,6 +326,7 @@ def run_cmd(
     config: Optional[Path] = typer.Argument(None, help="Run config YAML (default: the shipped demo)."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<name>)."),
     set_: Optional[list[str]] = _SET,
+    device: Optional[str] = _DEVICE,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run APT end to end (or resume it): rounds of mine → retrieve → pairs → train → eval → gate."""
@@ -319,7 +336,7 @@ def run_cmd(
     try:
         from aptune.methods.apt import APTRun
 
-        cfg, root = _load_run(config, out, tuple(set_ or ()))
+        cfg, root = _load_run(config, out, tuple(set_ or ()), device)
         run = APTRun(cfg, root)
         run.validate()
         run.open()
@@ -345,12 +362,13 @@ def run_cmd(
     barrier()
 
 
-def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], verbose: bool) -> None:
+def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], device: Optional[str],
+           verbose: bool) -> None:
     _setup_logging(verbose)
     try:
         from aptune.methods.apt import APTRun
 
-        cfg, root = _load_run(config, run_dir)
+        cfg, root = _load_run(config, run_dir, device=device)
         run = APTRun(cfg, root)
         run.open()
         getattr(run, f"stage_{stage}")(round_index)
@@ -373,8 +391,8 @@ def _register_stage(command: str, stage: str) -> None:
 
     @app.command(command, help=f"APT stage alone: {STAGES[stage].summary}; writes round-N/{STAGES[stage].output}.")
     def stage_command(run_dir: Path = _RUN_DIR, round: int = _ROUND, config: Optional[Path] = _CONFIG,
-                      verbose: bool = typer.Option(False, "-v")) -> None:
-        _stage(stage, run_dir, round, config, verbose)
+                      device: Optional[str] = _DEVICE, verbose: bool = typer.Option(False, "-v")) -> None:
+        _stage(stage, run_dir, round, config, device, verbose)
 
 
 for _command, _stage_name in STAGE_COMMANDS.items():
@@ -401,6 +419,7 @@ def compare_cmd(
     out: Optional[Path] = typer.Option(None, help="Compare folder (default: runs/<name>[-quick])."),
     methods: Optional[str] = typer.Option(None, help="Run only these methods (comma-separated names)."),
     seeds: Optional[str] = typer.Option(None, help="Run only these of the config's seeds (comma-separated)."),
+    device: Optional[str] = _DEVICE,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run baselines and APT (methods x seeds) on one domain; reuse finished runs; write one report."""
@@ -410,7 +429,7 @@ def compare_cmd(
     try:
         from aptune.compare import describe, load_compare_config, run_compare
 
-        loaded = load_compare_config(config, quick=quick)
+        loaded = load_compare_config(config, quick=quick, device=device)
         root = out or Path("runs") / (loaded.config.name + ("-quick" if quick else ""))
         only_methods, only_seeds = _names_and_seeds(methods, seeds)
         plan = [row for row in describe(loaded) if only_methods is None or row["method"] in only_methods]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from aptune.adapters.config import AdapterConfig
 from aptune.config_loader import load_config
 from aptune.evaluate.generation import Sampling
+from aptune.devices import DEVICE_FORM, DEVICE_HELP
 from aptune.evaluate.runner import EvalSettings
 from aptune.models import DEFAULT_MODEL, Precision
 from aptune.prompts import MCFormat, Template
@@ -62,6 +63,8 @@ class MiningConfig:
     judge: str | None = _opt(_EVAL.judge, "Grader: choice, exact_match, final_number or llm (default: choice for "
                                           "multiple choice, final_number / exact_match for free-form answers)")
     judge_model: str | None = _opt(None, "judge llm: the model that grades (default: the model itself)")
+    judge_device: str | None = _opt(None, "judge llm with judge_model: where the judge runs, e.g. cuda:1 "
+                                          "(default: the run's device)")
     judge_threshold: float = _opt(3.0, "judge llm: correct when the 1-5 score is at least this")
     mc_metric: Literal["acc", "acc_norm"] = _opt(_EVAL.mc_metric, "Multiple-choice answer rule: highest log-likelihood "
                                                                   "(acc) or per character (acc_norm)")
@@ -124,6 +127,8 @@ class RunConfig:
 
     name: str = "demo"
     model: str = _opt(DEFAULT_MODEL, "Registry name (see `aptune models`), Hub id or local folder")
+    device: str = _opt("auto", "Where to compute: auto (the launcher's device, else the first CUDA GPU, else MPS, "
+                               "else CPU), cpu, cuda, cuda:N or mps")
     precision: Precision = _opt("auto", "Compute precision: auto (bf16 where measured faster), bf16, fp32")
     seed: int = _opt(0, "Seed for splits, sampling, training and the bootstrap")
     trust_remote_code: bool = _opt(False, "Run code shipped with a model repository (off: never by default)")
@@ -145,6 +150,9 @@ class RunConfig:
     rounds: RoundsConfig = field(default_factory=lambda: RoundsConfig(max_rounds=2))
 
     def __post_init__(self) -> None:
+        for key, spec in (("device", self.device), ("mining.judge_device", self.mining.judge_device)):
+            if spec is not None and not DEVICE_FORM.match(spec.strip().lower()):
+                raise ValueError(f"{key}: {spec!r} is not a device; expected {DEVICE_HELP}")
         if self.adapter.kind == "alora" and self.rounds.between == "merge":
             raise ValueError("rounds.between: merge is impossible for adapter kind alora (it mixes tokens); use stack")
         if self.rounds.between == "stack" and self.rounds.reference == "round_start":

@@ -95,16 +95,20 @@ def package_root(package: str, install: str = RegisteredModel.install) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def bf16_supported() -> bool:
-    """True where bf16 autocast is measurably faster than fp32: a CUDA GPU with bf16, a CPU with
-    AMX tiles, or an AMD CPU with AVX512-BF16.
+def bf16_supported(device: torch.device | str | None = None) -> bool:
+    """True where bf16 autocast is measurably faster than fp32 on ``device`` (None: the first CUDA
+    GPU if there is one, else the CPU): a CUDA GPU with bf16, a CPU with AMX tiles, or an AMD CPU
+    with AVX512-BF16. MPS computes in fp32 (bf16 autocast there is not measured).
 
-    The CPU rule is measured, not assumed (README, Performance): on an AMD EPYC with AVX512-BF16,
+    The CPU rule is measured, not assumed (docs/operations.md, "Precision"): on an AMD EPYC with AVX512-BF16,
     bf16 autocast scored 2x faster than fp32; on an Intel Xeon with AVX512-BF16 but no AMX it was
     1.6x *slower* (SmolLM2-135M forward, 8 x 256 tokens: 4.3 s bf16, 2.4-2.8 s fp32). A timing
     probe at start-up would decide differently under load, so the choice follows the hardware."""
-    if torch.cuda.is_available():
+    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda":
         return torch.cuda.is_bf16_supported()
+    if kind != "cpu":
+        return False
     cpu = getattr(torch, "cpu", None)
     if bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()):
         return True
@@ -123,14 +127,15 @@ def cpu_vendor() -> str | None:
     return None
 
 
-def resolve_precision(precision: Precision) -> torch.dtype:
-    """The autocast dtype to compute in: bf16 where the hardware does it natively, else fp32."""
+def resolve_precision(precision: Precision, device: torch.device | str | None = None) -> torch.dtype:
+    """The autocast dtype to compute in on ``device``: bf16 where that hardware does it natively,
+    else fp32 (``device`` None: the first CUDA GPU if there is one, else the CPU)."""
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto":
-        return torch.bfloat16 if bf16_supported() else torch.float32
+        return torch.bfloat16 if bf16_supported(device) else torch.float32
     raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
 
 

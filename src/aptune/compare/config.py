@@ -73,8 +73,9 @@ class LoadedCompare:
         return next(m for m in self.config.specs if m.label == name)
 
 
-def load_compare_config(path: str | Path, *, quick: bool = False) -> LoadedCompare:
-    """Parse a compare YAML strictly (file:line errors); with ``quick``, apply its ``quick:`` section.
+def load_compare_config(path: str | Path, *, quick: bool = False, device: str | None = None) -> LoadedCompare:
+    """Parse a compare YAML strictly (file:line errors); with ``quick``, apply its ``quick:`` section;
+    ``device`` (``--device``) replaces every run's device (where it computes, not what).
 
     Every method's RunConfig is built here, for every seed, so a bad override fails before
     any work starts.
@@ -93,6 +94,8 @@ def load_compare_config(path: str | Path, *, quick: bool = False) -> LoadedCompa
     cfg = build(CompareConfig, data, ctx=ctx)
     cfg.base.resolve_paths(path.parent)
     base = cfg.base.to_dict()
+    if device is not None:
+        base["device"] = device
     loaded = LoadedCompare(cfg, path, quick)
     for i, spec in enumerate(cfg.specs):
         where = ("methods", str(i), "overrides")

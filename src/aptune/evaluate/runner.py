@@ -22,7 +22,7 @@ from aptune.evaluate.metrics import TaskMetrics, bootstrap_mean, position_stats
 from aptune.evaluate.scoring import score_choices
 from aptune.io import write_json_atomic, write_jsonl_atomic
 from aptune.modeling import context_length, prompt_budget
-from aptune.prompts import PromptFormat, render_prompt
+from aptune.prompts import PromptFormat, encode_prompt, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def answer_generative(
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
     limit = prompt_budget(model, settings.max_new_tokens)
     if limit is not None and settings.too_long == "error":
-        for ex, ids in zip(examples, tokenizer(prompts, add_special_tokens=False)["input_ids"]):
+        for ex, prompt in zip(examples, prompts):
+            ids = encode_prompt(tokenizer, prompt)  # with the BOS the model will see
             if len(ids) > limit:
                 raise ValueError(f"task {ex.task!r} item {ex.id!r}: prompt is {len(ids)} tokens, more than the model's "
                                  f"context minus max_new_tokens ({limit}) (prompt.too_long: truncate cuts it from the left)")

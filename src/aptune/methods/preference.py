@@ -17,7 +17,7 @@ from typing import Any
 from aptune.apt.mining import mine
 from aptune.apt.pair_builder import build_pairs
 from aptune.data.example import Example
-from aptune.prompts import render_answer, render_prompt
+from aptune.prompts import encode_prompt, render_answer, render_prompt
 from aptune.run.driver import Run, train_record
 from aptune.run.evaluation import load_taskset
 from aptune.train.pairs import PreferencePair
@@ -55,7 +55,7 @@ class PreferenceRun(Run):
         fmt = self.settings.prompt
         texts = [render_prompt(ex, self.tokenizer, fmt) + render_answer(
             ex, ex.gold if ex.is_multiple_choice else ex.reference, self.tokenizer, fmt) for ex in pool]
-        return sum(len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+        return sum(len(encode_prompt(self.tokenizer, text)) for text in texts)
 
     def stage_pairs(self, round_index: int) -> None:
         _, weakness = self.dir.read_answers(round_index)
@@ -96,7 +96,7 @@ class PreferenceRun(Run):
             return None, what
         base = self.base_model()
         logps = reference_logps_for_pairs(base, self.tokenizer, pairs, self.train_config(round_index),
-                                          reference_context=lambda m: contextlib.nullcontext(m))
+                                          reference_context=lambda m: contextlib.nullcontext(m), device=self.device)
         return logps, "original model (separate copy)"
 
     def stage_train(self, round_index: int) -> None:
@@ -106,5 +106,5 @@ class PreferenceRun(Run):
         log.info("round %d: training on %d pairs; DPO reference = %s", round_index, len(pairs), what)
         model = self.trainable_model(round_index)
         result = train_preference(model, self.tokenizer, pairs, self.train_config(round_index),
-                                  self.dir.train_dir(round_index), reference_logps=reference)
+                                  self.dir.train_dir(round_index), reference_logps=reference, device=self.device)
         self.dir.mark(round_index, "train", reference=what, **train_record(result))

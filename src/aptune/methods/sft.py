@@ -116,5 +116,6 @@ class SFTRun(Run):
         items = [SFTItem(r["prompt"], r["response"], r["id"]) for r in rows]
         log.info("round %d: SFT on %d items", round_index, len(items))
         model = self.trainable_model(round_index)
-        result = train_sft(model, self.tokenizer, items, self.train_config(round_index), self.dir.train_dir(round_index))
+        result = train_sft(model, self.tokenizer, items, self.train_config(round_index), self.dir.train_dir(round_index),
+                           device=self.device)
         self.dir.mark(round_index, "train", reference="none (SFT)", **{**train_record(result), "mean_margin": None})

@@ -27,7 +27,8 @@ import torch
 
 from aptune.adapters import attach_adapter, load_adapter, merge_adapter
 from aptune.config import RunConfig
-from aptune.distributed import device, is_main
+from aptune.devices import device_name, resolve_device
+from aptune.distributed import is_main
 from aptune.evaluate.judges import Judge
 from aptune.evaluate.runner import evaluate
 from aptune.models import load_model, load_tokenizer, resolve_precision
@@ -44,27 +45,10 @@ StageHook = Callable[[int, str], None]
 RoundHook = Callable[[int, dict[str, Any]], None]
 
 
-def runtime_info(dtype: torch.dtype) -> dict[str, str]:
+def runtime_info(device: torch.device, dtype: torch.dtype) -> dict[str, str]:
     """Where and in what precision this process computes, for the manifest, report and console."""
-    dev = device()
-    if dev.type == "cuda":
-        name = torch.cuda.get_device_name(dev)
-    elif dev.type == "mps":
-        name = "Apple GPU (MPS)"
-    else:
-        name = _cpu_name()
-    return {"device": str(dev), "device_name": name, "precision": str(dtype).removeprefix("torch."),
+    return {"device": str(device), "device_name": device_name(device), "precision": str(dtype).removeprefix("torch."),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.system()}"}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
 
 
 def train_record(result: TrainResult) -> dict[str, Any]:
@@ -88,7 +72,8 @@ class Run:
         self.cfg = cfg
         self.dir = RunDir(Path(root))
         self.progress = progress
-        self.dtype = resolve_precision(cfg.precision)
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_precision(cfg.precision, self.device)
         self.settings = eval_settings(cfg)
         self._tokenizer: Any = None
         self._judge_lm: tuple[torch.nn.Module, Any] | None = None  # mining.judge_model, loaded once
@@ -101,7 +86,7 @@ class Run:
         return self._tokenizer
 
     def base_model(self) -> torch.nn.Module:
-        return load_model(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code, device=str(device()))
+        return load_model(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code, device=str(self.device))
 
     def accepted_rounds(self, before: int) -> list[int]:
         return [r for r in range(1, before) if self.dir.is_done(r, "decide") and self.dir.read_output(r, "decide")["accepted"]]
@@ -156,13 +141,15 @@ class Run:
             return get_judge(m.judge or "auto")
         if m.judge_model:
             if self._judge_lm is None:  # a separate judge never changes: load it once per run
+                where = resolve_device(m.judge_device) if m.judge_device else self.device
                 self._judge_lm = (load_model(m.judge_model, trust_remote_code=self.cfg.trust_remote_code,
-                                             device=str(device())),
+                                             device=str(where)),
                                   load_tokenizer(m.judge_model, trust_remote_code=self.cfg.trust_remote_code))
             judge_model, judge_tok = self._judge_lm
         else:
             judge_model, judge_tok = policy, self.tokenizer
-        generate = make_generate_fn(judge_model, judge_tok, dtype=self.dtype)
+        judge_dtype = resolve_precision(self.cfg.precision, next(judge_model.parameters()).device)
+        generate = make_generate_fn(judge_model, judge_tok, dtype=judge_dtype)
         return get_judge("llm", generate=generate, threshold=m.judge_threshold)
 
     # ----------------------------------------------------------------- the shared stages
@@ -239,7 +226,7 @@ class Run:
         """Create the run directory, or reopen it when this config (under today's schema
         defaults) is the one it was started with; record where and how this invocation computes."""
         self.dir.start(self.cfg.to_dict(), provenance(), defaults=RunConfig().to_dict())
-        self.dir.record("runtime", runtime_info(self.dtype))
+        self.dir.record("runtime", runtime_info(self.device, self.dtype))
 
     def run(self, on_stage: StageHook | None = None, on_round: RoundHook | None = None) -> dict[str, Any]:
         """Run (or resume) every round until a stopping rule fires; return the last decision."""

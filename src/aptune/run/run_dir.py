@@ -262,6 +262,10 @@ class RunDir:
 
 _ABSENT = object()
 
+#: config keys that say where a run computes, not what it computes: a run started on one device
+#: may resume on another (``aptune run --device``), so these are never a "changed config"
+WHERE_NOT_WHAT = frozenset({"device", "mining.judge_device"})
+
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted paths where ``current`` differs from ``saved``; see :meth:`RunDir.start` for
@@ -274,6 +278,8 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dic
         if isinstance(old, dict) and isinstance(new, dict):
             changed += config_changes(old, new, default if isinstance(default, dict) else {}, f"{path}.")
         elif old is _ABSENT and new is not _ABSENT and new == default:
+            continue
+        elif path in WHERE_NOT_WHAT:
             continue
         elif old != new:
             changed.append(path)

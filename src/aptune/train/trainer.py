@@ -119,6 +119,18 @@ def _mean(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
 
 
+def make_accelerator(device: torch.device | str | None = None) -> Accelerator:
+    """accelerate's Accelerator on ``device`` (None: accelerate's own choice, the launcher's device
+    or the first GPU). A plain process asked for the CPU on a GPU machine stays on the CPU, and
+    ``cuda:N`` becomes the current CUDA device, which accelerate then uses."""
+    if device is None:
+        return Accelerator()
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is not None and torch.cuda.is_available():
+        torch.cuda.set_device(device)
+    return Accelerator(cpu=device.type == "cpu")
+
+
 def _checkpoints_supported(accelerator: Accelerator) -> bool:
     """Checkpoints copy replicated tensors; a sharded plan would need accelerate's ``save_state``."""
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
@@ -317,7 +329,7 @@ class _Loop:
         accelerator, state = self.accelerator, self.state
         batch = self.job.make_batch(idx).to(accelerator.device)
         with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-            with autocast(resolve_precision(self.cfg.precision), accelerator.device):
+            with autocast(resolve_precision(self.cfg.precision, accelerator.device), accelerator.device):
                 loss, row = self.job.step_fn(self.model, batch)
             state.examples += len(idx)
             state.tokens += batch.n_tokens
@@ -398,7 +410,7 @@ class _Loop:
             adapter_dir=saved_dir,
             metrics_path=str(self.metrics_path),
             extra={"trainable_params": sum(p.numel() for p in self.params), "world_size": self.world,
-                   "loss_rose": rose},
+                   "device": str(accelerator.device), "loss_rose": rose},
         )
         if accelerator.is_main_process:
             result.write(self.job.out_dir / "train_result.json")
@@ -425,6 +437,7 @@ def train_preference(
     reference_logps: ReferenceLogps | None = None,
     reference_context: ReferenceContext | None = None,
     save_fn: SaveFn = default_save,
+    device: torch.device | str | None = None,
 ) -> TrainResult:
     """Train the model's adapter on preference pairs with ``cfg.loss`` (+ NLL on the chosen side).
 
@@ -432,12 +445,13 @@ def train_preference(
     with the same tokenisation (e.g. by ``compute_reference_logps``); pairs missing from it are
     scored once before training under ``reference_context(model)`` (default: the PEFT adapter
     disabled). Returns a TrainResult; writes metrics, result and adapter under ``out_dir``.
-    ``cfg.packed`` lays each pair out behind one shared prompt wherever that is exact.
+    ``cfg.packed`` lays each pair out behind one shared prompt wherever that is exact. ``device``:
+    where to train (None: accelerate's choice; see ``make_accelerator``).
     """
     if not pairs:
         raise ValueError("no preference pairs to train on")
     out = Path(out_dir)
-    accelerator = Accelerator()
+    accelerator = make_accelerator(device)
     set_seed(cfg.seed)
     tokenized = tokenize_pairs(tokenizer, list(pairs), cfg.max_length, cfg.eos)
     pad_id = _pad_id(tokenizer)
@@ -453,7 +467,7 @@ def train_preference(
         t0 = time.perf_counter()
         reference.update(
             compute_reference_logps(
-                prepared, missing, pad_id, cfg.batch_size, resolve_precision(cfg.precision),
+                prepared, missing, pad_id, cfg.batch_size, resolve_precision(cfg.precision, accelerator.device),
                 accelerator.device, reference_context, cfg.packed,
             )
         )
@@ -482,16 +496,17 @@ def train_sft(
     cfg: TrainConfig,
     out_dir: str | Path,
     save_fn: SaveFn = default_save,
+    device: torch.device | str | None = None,
 ) -> TrainResult:
     """Train the model's adapter on (prompt, response) items with token-mean NLL (the SFT baseline).
 
-    Uses the same config, batching, precision, logging and NaN handling as ``train_preference``;
-    the preference fields (loss, beta, nll_weight, label_smoothing) are ignored.
+    Uses the same config, batching, precision, device, logging and NaN handling as
+    ``train_preference``; the preference fields (loss, beta, nll_weight, label_smoothing) are ignored.
     """
     if not items:
         raise ValueError("no SFT items to train on")
     out = Path(out_dir)
-    accelerator = Accelerator()
+    accelerator = make_accelerator(device)
     set_seed(cfg.seed)
     tokenized = tokenize_items(tokenizer, list(items), cfg.max_length, cfg.eos)
     pad_id = _pad_id(tokenizer)
@@ -521,6 +536,6 @@ def reference_logps_for_pairs(
     """Reference log-probs for pairs, tokenised exactly as ``train_preference`` will, to cache or reuse."""
     tokenized = tokenize_pairs(tokenizer, list(pairs), cfg.max_length, cfg.eos)
     return compute_reference_logps(
-        model, tokenized, _pad_id(tokenizer), cfg.batch_size, resolve_precision(cfg.precision),
+        model, tokenized, _pad_id(tokenizer), cfg.batch_size, resolve_precision(cfg.precision, device),
         device, reference_context, cfg.packed,
     )
