@@ -167,3 +167,18 @@ def test_methods_lists_the_method_table():
     for kind in METHODS:
         assert kind in proc.stdout
     assert "rounds.max_rounds=1" in proc.stdout and "adapter.kind=alora" in proc.stdout
+
+
+def test_plan_prints_the_memory_plan_and_refuses_what_cannot_fit(tmp_path: Path):
+    """`aptune plan` and `aptune run --plan` read only config.json; a plan larger than the
+    machine's free memory is a one-line refusal, before any run folder exists."""
+    model = save_tiny(tmp_path / "model")
+    proc = _aptune("plan", "--set", f"model={model}", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "planned peak" in proc.stdout and "fits on cpu" in proc.stdout
+    out = tmp_path / "run"
+    proc = _aptune("run", "--plan", "--out", str(out), "--set", f"model={model}", "--set", "train.batch_size=100000",
+                   "--set", "train.max_length=100000")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("aptune: error: planned peak") and "available on cpu" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -321,16 +321,64 @@ _SET = typer.Option(None, "--set", help="Override one config key, e.g. --set tra
 _DEVICE = typer.Option(None, "--device", help="Where to compute: auto, cpu, cuda, cuda:N or mps (same as --set device=...).")
 
 
+def _memory_plan(cfg: RunConfig, seq_len: Optional[int] = None):  # noqa: ANN202
+    """The memory plan of a run config on the device it resolves to (reads config.json only)."""
+    import torch
+
+    from aptune.devices import resolve_device
+    from aptune.memory_plan import plan_for_run
+    from aptune.models import resolve_precision
+
+    device = resolve_device(cfg.device)
+    compute = "bf16" if resolve_precision(cfg.train.precision, device) == torch.bfloat16 else "fp32"
+    return plan_for_run(cfg, seq_len=seq_len, device=device.type, compute=compute), device
+
+
+def _print_plan(cfg: RunConfig, seq_len: Optional[int] = None) -> None:
+    """Print the plan; refuse (one line, exit 2) when it does not fit on the chosen device."""
+    from aptune.device_memory import check_fits
+
+    plan, device = _memory_plan(cfg, seq_len)
+    typer.echo(f"memory plan for {cfg.model} on {device} (adapter {cfg.adapter.kind} r{cfg.adapter.r}, "
+               f"batch {cfg.train.batch_size}, gradient checkpointing {'on' if cfg.train.gradient_checkpointing else 'off'}):")
+    typer.echo(plan.format())
+    check_fits(plan, str(device))
+    typer.echo(f"fits on {device}")
+
+
+@app.command("plan")
+def plan_cmd(
+    config: Optional[Path] = typer.Argument(None, help="Run config YAML (default: the shipped demo)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override one config key (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Plan for this device: auto, cpu, cuda, cuda:N, mps."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence (default: train.max_length)."),
+) -> None:
+    """Expected peak memory of a run before loading any weights; exit 2 when it cannot fit."""
+    try:
+        cfg, _ = _load_run(config, None, tuple(set_ or ()), device)
+        _print_plan(cfg, seq_len)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+
+
 @app.command("run")
 def run_cmd(
     config: Optional[Path] = typer.Argument(None, help="Run config YAML (default: the shipped demo)."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<name>)."),
     set_: Optional[list[str]] = _SET,
     device: Optional[str] = _DEVICE,
+    plan: bool = typer.Option(False, "--plan", help="Print the memory plan and stop (exit 2 if it cannot fit)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run APT end to end (or resume it): rounds of mine → retrieve → pairs → train → eval → gate."""
     _setup_logging(verbose)
+    if plan:
+        try:
+            cfg, _ = _load_run(config, out, tuple(set_ or ()), device)
+            _print_plan(cfg)
+        except USER_ERRORS as exc:
+            _fail(str(exc))
+        return
     from aptune.run.console import RunConsole
 
     try:
@@ -339,6 +387,9 @@ def run_cmd(
         cfg, root = _load_run(config, out, tuple(set_ or ()), device)
         run = APTRun(cfg, root)
         run.validate()
+        from aptune.device_memory import check_fits
+
+        check_fits(_memory_plan(cfg)[0], str(run.device))  # refuse before any weights are loaded
         run.open()
     except USER_ERRORS as exc:
         _fail(str(exc))
