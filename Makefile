@@ -8,8 +8,10 @@ STAMP := $(VENV)/.aptune-installed
 TORCH_CHOICE := $(VENV)/.aptune-torch
 TORCH ?= auto
 TORCH_VERSION := 2.13.0
-# PyTorch's own index of CPU-only wheels (its documented CPU install route); override for a mirror
-TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# PyTorch's index of CPU-only wheels: the --index-url its install selector gives for "CPU".
+# Not written here (the project names no package index); pass it to get the small CPU build:
+#   make setup TORCH=cpu TORCH_CPU_INDEX=<that URL>
+TORCH_CPU_INDEX ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -31,8 +33,8 @@ $(TORCH_CHOICE): FORCE
 
 # torch first, so the build is chosen here and not by whatever pulls torch in as a dependency:
 #   cuda: plain `pip install torch==X` (PyPI's default Linux x86_64 wheel is the CUDA build);
-#   cpu:  the same from $(TORCH_CPU_INDEX); where that index cannot be reached (no network, or
-#         pip is configured with a local wheel, as on this project's machines) the plain route;
+#   cpu:  the same from $(TORCH_CPU_INDEX) when it is given and answers; otherwise the plain
+#         route (pip's configured indexes choose the build: a local CPU wheel on this project's machines);
 #   auto: cuda where `nvidia-smi -L` succeeds, cpu otherwise.
 # An installed torch of the other build would satisfy torch==X, so it is uninstalled first.
 # pip is not quieted: the downloads are large, and a newcomer should see them progress.
@@ -46,7 +48,9 @@ $(STAMP): pyproject.toml requirements/assets.txt $(TORCH_CHOICE)
 	  if nvidia-smi -L >/dev/null 2>&1; then want=cuda; why="nvidia-smi -L lists a GPU"; \
 	  else want=cpu; why="no NVIDIA GPU visible to nvidia-smi -L"; fi; \
 	  echo "TORCH=auto -> $$want ($$why)"; fi; \
-	if [ "$$want" = cpu ]; then \
+	if [ "$$want" = cpu ] && [ -z "$(TORCH_CPU_INDEX)" ]; then \
+	  echo "route: plain pip install torch==$(TORCH_VERSION) (pip's configured indexes choose the build; give TORCH_CPU_INDEX=<PyTorch's CPU wheel index> for the CPU-only build)"; \
+	elif [ "$$want" = cpu ]; then \
 	  if $(PY) -c "import urllib.request as u; u.urlopen(u.Request('$(TORCH_CPU_INDEX)/torch/', method='HEAD'), timeout=8)" 2>/dev/null; \
 	  then index="--index-url $(TORCH_CPU_INDEX)"; echo "route: CPU build from $(TORCH_CPU_INDEX)"; \
 	  else echo "route: $(TORCH_CPU_INDEX) not reachable: plain pip install torch==$(TORCH_VERSION) (pip's configured indexes choose the build)"; fi; \
