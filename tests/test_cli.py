@@ -182,3 +182,6 @@ def test_plan_prints_the_memory_plan_and_refuses_what_cannot_fit(tmp_path: Path)
     assert proc.returncode == 2
     assert proc.stderr.startswith("aptune: error: planned peak") and "available on cpu" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+    proc = _aptune("run", "--out", str(out), "--set", f"model={model}", "--set", "train.batch_size=100000",
+                   "--set", "train.max_length=100000")
+    assert proc.returncode == 2 and proc.stderr.startswith("aptune: error: planned peak") and not out.exists()

@@ -334,6 +334,17 @@ def _memory_plan(cfg: RunConfig, seq_len: Optional[int] = None):  # noqa: ANN202
     return plan_for_run(cfg, seq_len=seq_len, device=device.type, compute=compute), device
 
 
+def _has_weights(model: str) -> bool:
+    """Whether the run's model is a local folder with weight files, which `aptune run` plans for
+    before loading (a Hub id is planned by `aptune plan`, which may read its config online)."""
+    from aptune.models import resolve_model_path
+
+    path = Path(resolve_model_path(model))
+    if not path.is_dir():
+        return False
+    return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+
+
 def _print_plan(cfg: RunConfig, seq_len: Optional[int] = None) -> None:
     """Print the plan; refuse (one line, exit 2) when it does not fit on the chosen device."""
     from aptune.device_memory import check_fits
@@ -387,9 +398,10 @@ def run_cmd(
         cfg, root = _load_run(config, out, tuple(set_ or ()), device)
         run = APTRun(cfg, root)
         run.validate()
-        from aptune.device_memory import check_fits
+        if _has_weights(cfg.model):  # a folder without weights gets the loader's own error instead
+            from aptune.device_memory import check_fits
 
-        check_fits(_memory_plan(cfg)[0], str(run.device))  # refuse before any weights are loaded
+            check_fits(_memory_plan(cfg)[0], str(run.device))  # refuse before any weights are loaded
         run.open()
     except USER_ERRORS as exc:
         _fail(str(exc))
