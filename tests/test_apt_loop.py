@@ -330,7 +330,8 @@ def test_cli_run_says_where_it_computes_each_stage_each_round_and_ends_with_a_na
     out = proc.stdout
     runtime = read_json(root / "manifest.json")["runtime"]
     assert runtime["device"] == "cpu" and runtime["precision"] == "float32" and runtime["device_name"]
-    assert f"on cpu ({runtime['device_name']}), precision float32 (asked: fp32)" in out
+    assert runtime["weights"] == "fp32" and runtime["attn_implementation"] == "auto"
+    assert f"on cpu ({runtime['device_name']}), weights fp32, precision float32 (asked: fp32)" in out
     for header in ("round 0 · eval", "round 1 · mine", "round 1 · retrieve", "round 1 · pairs", "round 1 · train",
                    "round 1 · eval"):
         assert header in out, header

@@ -103,7 +103,7 @@ def test_model_path_that_is_not_a_model(run_config: Path, tmp_path: Path):  # no
 def test_pool_the_model_gets_all_right_stops_cleanly(run_config: Path, tmp_path: Path):  # noqa: F811
     """Gold = the model's own prediction on every item: no weakness cases, a clean stop (exit 0)."""
     cfg = load_run_config(run_config)
-    model, tok = load_model(cfg.model), load_tokenizer(cfg.model)
+    model, tok = load_model(cfg.model.name), load_tokenizer(cfg.model.name)
     path = tmp_path / "domain.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     examples = load_task(str(path), split="source", seed=cfg.seed)

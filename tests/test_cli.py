@@ -147,7 +147,9 @@ def test_eval_options_come_from_the_settings_dataclasses():
     for cls in (PromptConfig, MiningConfig):
         for name, value in vars(cls()).items():
             assert params[name].default == value, name
-    assert params["model"].default == RunConfig().model
+    assert params["model"].default == RunConfig().model.name
+    for name in ("dtype", "attn_implementation", "quantization"):
+        assert params[name].default == getattr(RunConfig().model, name), name
     ev = EvalSettings()
     assert (PromptConfig().template, PromptConfig().mc_format, MiningConfig().mc_metric,
             MiningConfig().max_new_tokens) == (ev.prompt.template, ev.prompt.mc_format, ev.mc_metric, ev.max_new_tokens)

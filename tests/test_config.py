@@ -33,7 +33,7 @@ BAD = [
     ("adapter:\n  kind: qlora\n", r"bad.yaml:2: adapter.kind: must be one of lora, alora, got 'qlora'"),
     ("pool:\n  split: training\n", r"bad.yaml:2: pool: split must be train, dev, test or source"),
     ("train:\n  epochs: 2.5\n", r"bad.yaml:2: train.epochs: expected an integer, got 2.5"),
-    ("precision: fp64\n", r"bad.yaml:1: precision: must be one of auto, bf16, fp32, got 'fp64'"),
+    ("precision: fp64\n", r"bad.yaml:1: precision: must be one of auto, bf16, fp16, fp32, got 'fp64'"),
     ("train: [1, 2]\n", r"bad.yaml:1: train: expected a mapping, got list"),
     ("name: [unclosed\n", r"bad.yaml:2: invalid YAML"),
     ("- a\n- b\n", r"bad.yaml:1: the config must be a mapping"),

@@ -128,6 +128,8 @@ def _metric_cell(metrics: dict, key: str) -> str:
 
 #: the run config's top-level keys that `aptune eval` takes as options
 _EVAL_RUN_KEYS = ("model", "device", "precision", "seed", "trust_remote_code")
+#: the model section's keys that `aptune eval` takes as options (--dtype, --attn-implementation, --quantization)
+_EVAL_MODEL_KEYS = ("dtype", "attn_implementation", "quantization")
 
 
 def _eval_params() -> list:  # noqa: ANN202
@@ -136,12 +138,13 @@ def _eval_params() -> list:  # noqa: ANN202
 
     from aptune.cli_options import options
     from aptune.config import MiningConfig, PromptConfig, RunConfig
+    from aptune.model_config import ModelConfig
 
     def own(name: str, annotation: object, default: object) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
     return [
-        *options(RunConfig, only=_EVAL_RUN_KEYS[:1]),
+        *options(ModelConfig, only=("name",), rename={"name": "model"}),
         own("adapter", Optional[list[Path]], typer.Option(
             None, help="A saved adapter folder (LoRA/PEFT or ALoRA) to apply; repeat for the rounds of a "
             "merged run, in order (each but the last is merged into the weights).")),
@@ -150,6 +153,7 @@ def _eval_params() -> list:  # noqa: ANN202
         own("split", str, typer.Option("test", help="train, dev, test, or source (all, source order).")),
         own("limit", Optional[int], typer.Option(None, help="At most this many items per task.")),
         *options(RunConfig, only=_EVAL_RUN_KEYS[1:]),
+        *options(ModelConfig, only=_EVAL_MODEL_KEYS),
         *options(PromptConfig),
         *options(MiningConfig),
         own("out", Path, typer.Option(Path("runs/eval"), help="Output folder for predictions + metrics.")),
@@ -161,15 +165,20 @@ def _eval_command(**kwargs: object) -> None:
     """Evaluate a model: accuracy with 95% intervals, position bias, per-item predictions."""
     from aptune.cli_options import values
     from aptune.config import MiningConfig, PromptConfig, RunConfig
+    from aptune.model_config import ModelConfig
     from aptune.config_loader import build
 
     _setup_logging(bool(kwargs["verbose"]))
     try:
-        top = build(RunConfig, values(RunConfig, kwargs, only=_EVAL_RUN_KEYS), source="command line")
+        # the model section on its own: the rounds rules of a run (quantized weights cannot merge) do not apply
+        model = build(ModelConfig, {"name": kwargs["model"], **values(ModelConfig, kwargs, only=_EVAL_MODEL_KEYS)},
+                      source="command line")
+        top = build(RunConfig, values(RunConfig, kwargs, only=_EVAL_RUN_KEYS[1:]), source="command line")
         prompt = build(PromptConfig, values(PromptConfig, kwargs), source="command line")
         mining = build(MiningConfig, values(MiningConfig, kwargs), source="command line")
-        cfg = RunConfig(name="eval", model=top.model, device=top.device, precision=top.precision, seed=top.seed,
+        cfg = RunConfig(name="eval", device=top.device, precision=top.precision, seed=top.seed,
                         trust_remote_code=top.trust_remote_code, prompt=prompt, mining=mining)
+        cfg.model = model
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
@@ -189,7 +198,8 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
     from aptune.devices import device_name, resolve_device
     from aptune.evaluate.metrics import format_positions
     from aptune.evaluate.runner import evaluate
-    from aptune.models import load_model, load_tokenizer, resolve_precision
+    from aptune.model_config import DTYPE_NAMES, check_model_options, compute_dtype, resolve_weight_dtype
+    from aptune.models import load_model, load_tokenizer
     from aptune.run.evaluation import eval_settings
 
     try:
@@ -201,12 +211,15 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
         else:
             data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed)
         device = resolve_device(cfg.device)
-        dtype = resolve_precision(cfg.precision, device)
-        typer.echo(f"aptune eval: {cfg.model} on {device} ({device_name(device)}), precision "
-                   f"{str(dtype).removeprefix('torch.')}, split {split}")
+        check_model_options(cfg.model, device)
+        weights = resolve_weight_dtype(cfg.model.dtype, device)
+        dtype = compute_dtype(cfg.precision, weights, device)
+        typer.echo(f"aptune eval: {cfg.model.name} on {device} ({device_name(device)}), weights "
+                   f"{cfg.model.quantization if cfg.model.quantization != 'none' else DTYPE_NAMES[weights]}, "
+                   f"precision {str(dtype).removeprefix('torch.')}, split {split}")
         started = time.time()
-        lm = load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, device=str(device))
-        tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        lm = load_model(cfg.model.name, trust_remote_code=cfg.trust_remote_code, device=str(device), options=cfg.model)
+        tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.trust_remote_code)
         if adapter:
             from aptune.adapters import apply_adapters
 
@@ -226,7 +239,9 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
     report.write(
         out,
         extra={
-            "model": cfg.model,
+            "model": cfg.model.name,
+            "model_options": {"dtype": cfg.model.dtype, "attn_implementation": cfg.model.attn_implementation,
+                              "quantization": cfg.model.quantization},
             "adapters": [str(a) for a in adapter or ()],
             "split": split,
             "limit": limit,
@@ -242,7 +257,7 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
     )
     from rich.table import Table
 
-    table = Table(title=f"{cfg.model} · split={split} · {precision} · 95% bootstrap CI")
+    table = Table(title=f"{cfg.model.name} · split={split} · {precision} · 95% bootstrap CI")
     for col in ("task", "domain", "n", "acc", "acc_norm", "majority-position", "predicted positions"):
         table.add_column(col)
     for name, tm in report.metrics.items():
@@ -321,17 +336,18 @@ _SET = typer.Option(None, "--set", help="Override one config key, e.g. --set tra
 _DEVICE = typer.Option(None, "--device", help="Where to compute: auto, cpu, cuda, cuda:N or mps (same as --set device=...).")
 
 
-def _memory_plan(cfg: RunConfig, seq_len: Optional[int] = None):  # noqa: ANN202
-    """The memory plan of a run config on the device it resolves to (reads config.json only)."""
+def _memory_plan(cfg: RunConfig, seq_len: Optional[int] = None, model_config: Optional[Path] = None,
+                 device_kind: Optional[str] = None):  # noqa: ANN202
+    """The memory plan of a run config on the device it resolves to (reads config.json only);
+    ``device_kind`` plans for a kind of device this machine may not have (``aptune plan --for``)."""
     import torch
 
     from aptune.devices import resolve_device
-    from aptune.memory_plan import plan_for_run
-    from aptune.models import resolve_precision
+    from aptune.memory_plan import ModelShape, plan_for_run
 
-    device = resolve_device(cfg.device)
-    compute = "bf16" if resolve_precision(cfg.train.precision, device) == torch.bfloat16 else "fp32"
-    return plan_for_run(cfg, seq_len=seq_len, device=device.type, compute=compute), device
+    device = torch.device(device_kind) if device_kind else resolve_device(cfg.device)
+    shape = ModelShape.from_config_file(str(model_config)) if model_config else None
+    return plan_for_run(cfg, seq_len=seq_len, device=device.type, shape=shape), device  # type: ignore[arg-type]
 
 
 def _has_weights(model: str) -> bool:
@@ -345,14 +361,18 @@ def _has_weights(model: str) -> bool:
     return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
 
 
-def _print_plan(cfg: RunConfig, seq_len: Optional[int] = None) -> None:
-    """Print the plan; refuse (one line, exit 2) when it does not fit on the chosen device."""
+def _print_plan(cfg: RunConfig, seq_len: Optional[int] = None, model_config: Optional[Path] = None,
+                device_kind: Optional[str] = None) -> None:
+    """Print the plan; refuse (one line, exit 2) when it does not fit on the chosen device (a
+    plan ``--for`` a device kind this machine lacks is printed, not checked)."""
     from aptune.device_memory import check_fits
 
-    plan, device = _memory_plan(cfg, seq_len)
-    typer.echo(f"memory plan for {cfg.model} on {device} (adapter {cfg.adapter.kind} r{cfg.adapter.r}, "
+    plan, device = _memory_plan(cfg, seq_len, model_config, device_kind)
+    typer.echo(f"memory plan for {cfg.model.name} on {device} (adapter {cfg.adapter.kind} r{cfg.adapter.r}, "
                f"batch {cfg.train.batch_size}, gradient checkpointing {'on' if cfg.train.gradient_checkpointing else 'off'}):")
     typer.echo(plan.format())
+    if device_kind:
+        return
     check_fits(plan, str(device))
     typer.echo(f"fits on {device}")
 
@@ -363,11 +383,18 @@ def plan_cmd(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override one config key (repeatable)."),
     device: Optional[str] = typer.Option(None, "--device", help="Plan for this device: auto, cpu, cuda, cuda:N, mps."),
     seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence (default: train.max_length)."),
+    model_config: Optional[Path] = typer.Option(
+        None, "--model-config", help="Plan from this config.json instead of the model's own (offline, e.g. "
+        "configs/gpu/shapes/)."),
+    for_: Optional[str] = typer.Option(None, "--for", help="Plan for a device kind this machine need not have "
+                                       "(cpu, cuda, mps): print the plan without checking free memory."),
 ) -> None:
     """Expected peak memory of a run before loading any weights; exit 2 when it cannot fit."""
     try:
+        if for_ is not None and for_ not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"--for {for_!r}: expected cpu, cuda or mps")
         cfg, _ = _load_run(config, None, tuple(set_ or ()), device)
-        _print_plan(cfg, seq_len)
+        _print_plan(cfg, seq_len, model_config, for_)
     except USER_ERRORS as exc:
         _fail(str(exc))
 
@@ -398,7 +425,7 @@ def run_cmd(
         cfg, root = _load_run(config, out, tuple(set_ or ()), device)
         run = APTRun(cfg, root)
         run.validate()
-        if _has_weights(cfg.model):  # a folder without weights gets the loader's own error instead
+        if _has_weights(cfg.model.name):  # a folder without weights gets the loader's own error instead
             from aptune.device_memory import check_fits
 
             check_fits(_memory_plan(cfg)[0], str(run.device))  # refuse before any weights are loaded

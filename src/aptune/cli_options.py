@@ -29,8 +29,10 @@ def _option_type(tp: Any) -> tuple[Any, str]:
     return tp, ""
 
 
-def options(cls: type, only: Iterable[str] | None = None) -> list[inspect.Parameter]:
-    """One keyword parameter per field of ``cls`` (all of them, or those named in ``only``)."""
+def options(cls: type, only: Iterable[str] | None = None,
+            rename: dict[str, str] | None = None) -> list[inspect.Parameter]:
+    """One keyword parameter per field of ``cls`` (all of them, or those named in ``only``);
+    ``rename`` gives a field another option name (``name`` of the model section is ``--model``)."""
     hints = typing.get_type_hints(cls)
     wanted = list(only) if only is not None else None
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -42,7 +44,7 @@ def options(cls: type, only: Iterable[str] | None = None) -> list[inspect.Parame
         help_text = f.metadata.get("help", "")
         if note and not all(choice in help_text for choice in note.strip(" ()").split(" | ")):
             help_text += note  # name the allowed values unless the help already does
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
+        params.append(inspect.Parameter((rename or {}).get(name, name), inspect.Parameter.KEYWORD_ONLY, annotation=py_type,
                                         default=typer.Option(default, help=help_text)))
     return params
 

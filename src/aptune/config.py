@@ -16,7 +16,8 @@ from aptune.config_loader import load_config
 from aptune.evaluate.generation import Sampling
 from aptune.devices import DEVICE_FORM, DEVICE_HELP
 from aptune.evaluate.runner import EvalSettings
-from aptune.models import DEFAULT_MODEL, Precision
+from aptune.model_config import ModelConfig
+from aptune.models import Precision
 from aptune.prompts import MCFormat, Template
 from aptune.train.config import TrainConfig
 
@@ -126,10 +127,13 @@ class RunConfig:
     domain and 240 general items. ``configs/compare-science.yaml`` runs the bigger version."""
 
     name: str = "demo"
-    model: str = _opt(DEFAULT_MODEL, "Registry name (see `aptune models`), Hub id or local folder")
+    #: ``model: NAME`` or a section (name, dtype, attn_implementation, quantization): model_config.py
+    model: ModelConfig = field(default_factory=ModelConfig,
+                               metadata={"help": "Registry name (see `aptune models`), Hub id or local folder"})
     device: str = _opt("auto", "Where to compute: auto (the launcher's device, else the first CUDA GPU, else MPS, "
                                "else CPU), cpu, cuda, cuda:N or mps")
-    precision: Precision = _opt("auto", "Compute precision: auto (bf16 where measured faster), bf16, fp32")
+    precision: Precision = _opt("auto", "Compute precision: auto (bf16 where measured faster), bf16, fp16, fp32; "
+                                        "half-precision weights (model.dtype) compute in their own dtype")
     seed: int = _opt(0, "Seed for splits, sampling, training and the bootstrap")
     trust_remote_code: bool = _opt(False, "Run code shipped with a model repository (off: never by default)")
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -150,6 +154,12 @@ class RunConfig:
     rounds: RoundsConfig = field(default_factory=lambda: RoundsConfig(max_rounds=2))
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, str):  # the Python API's short form, as in YAML
+            self.model = ModelConfig(name=self.model)
+        if self.model.quantization != "none" and self.rounds.between == "merge" and self.rounds.max_rounds > 1:
+            raise ValueError(f"model.quantization: {self.model.quantization} cannot merge an adapter into quantized "
+                             "weights between rounds (each merge would re-quantize them); use rounds.between: stack "
+                             "with rounds.reference: original")
         for key, spec in (("device", self.device), ("mining.judge_device", self.mining.judge_device)):
             if spec is not None and not DEVICE_FORM.match(spec.strip().lower()):
                 raise ValueError(f"{key}: {spec!r} is not a device; expected {DEVICE_HELP}")

@@ -120,6 +120,9 @@ def _convert(tp: Any, value: Any, path: tuple[str, ...], ctx: ConfigSource) -> A
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
+        scalar_key = getattr(tp, "SCALAR_KEY", None)
+        if scalar_key is not None and isinstance(value, str):
+            return build(tp, {scalar_key: value}, ctx=ctx, path=path)
         if not isinstance(value, Mapping):
             raise ctx.error(path, f"expected a mapping, got {_describe(value)}")
         return build(tp, value, ctx=ctx, path=path)
@@ -187,6 +190,7 @@ def build(cls: type[T], data: Mapping[str, Any], *, ctx: ConfigSource | None = N
     kwargs = {}
     for name, value in data.items():
         default = _default_of(fields[name])
+        value = _section_from_scalar(default, value)
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             # a nested section overrides only the keys it names; the rest keep their defaults
             kwargs[name] = build(type(default), {**_shallow(default), **value}, ctx=ctx, path=path + (name,))
@@ -197,6 +201,42 @@ def build(cls: type[T], data: Mapping[str, Any], *, ctx: ConfigSource | None = N
     except (TypeError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ctx.error(path, message) from None
+
+
+def _section_from_scalar(default: Any, value: Any) -> Any:
+    """``value`` as a section when it is the short form of one: a section whose dataclass names a
+    ``SCALAR_KEY`` may be written as that key's value alone (``model: NAME`` = ``model: {name: NAME}``)."""
+    scalar_key = getattr(type(default), "SCALAR_KEY", None) if dataclasses.is_dataclass(default) else None
+    if scalar_key is not None and isinstance(value, str):
+        return {scalar_key: value}
+    return value
+
+
+def expand_scalar_sections(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with every short-form section written out (see ``_section_from_scalar``), so that
+    ``--set model.dtype=bf16`` applies to a file that says ``model: NAME``."""
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        if f.name not in out or not f.init:
+            continue
+        default = _default_of(f)
+        value = _section_from_scalar(default, out[f.name])
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            value = expand_scalar_sections(type(default), value)
+        out[f.name] = value
+    return out
+
+
+def _set_path(cls: type, path: tuple[str, ...]) -> tuple[str, ...]:
+    """``--set model=NAME`` sets the name of a short-form section, keeping its other keys."""
+    tp: Any = cls
+    for part in path:
+        fields = {f.name: f for f in dataclasses.fields(tp)} if dataclasses.is_dataclass(tp) else {}
+        if part not in fields:
+            return path
+        tp = type(_default_of(fields[part]))
+    scalar_key = getattr(tp, "SCALAR_KEY", None) if dataclasses.is_dataclass(tp) else None
+    return path + (scalar_key,) if scalar_key else path
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,13 +265,17 @@ def parse_set(text: str) -> tuple[tuple[str, ...], Any]:
     return path, value
 
 
-def apply_sets(data: dict[str, Any], sets: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+def apply_sets(data: dict[str, Any], sets: list[str] | tuple[str, ...],
+               schema: type | None = None) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """``data`` with every ``--set KEY=VALUE`` applied (later ones win), and the replaced key
-    paths with the option text that set them (for errors)."""
+    paths with the option text that set them (for errors). With the ``schema`` dataclass, a
+    scalar set on a short-form section sets its ``SCALAR_KEY`` (``--set model=NAME``)."""
     out = copy.deepcopy(data)
     where: dict[tuple[str, ...], str] = {}
     for text in sets:
         path, value = parse_set(text)
+        if schema is not None and not isinstance(value, Mapping):
+            path = _set_path(schema, path)
         node = out
         for i, part in enumerate(path[:-1]):
             child = node.get(part)
@@ -249,5 +293,5 @@ def load_config(cls: type[T], path: str | Path | None, sets: list[str] | tuple[s
     """Read a YAML file (None: no file, the schema's defaults) into dataclass ``cls``, with
     ``--set KEY=VALUE`` overrides applied; errors name the file and line, or the option."""
     data, lines = read_yaml(path) if path is not None else ({}, {})
-    data, overrides = apply_sets(data, sets)
+    data, overrides = apply_sets(expand_scalar_sections(cls, data), sets, schema=cls)
     return build(cls, data, ctx=ConfigSource(str(path) if path is not None else "<defaults>", lines, overrides))

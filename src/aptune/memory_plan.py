@@ -45,8 +45,8 @@ intermediate size, ``V`` vocabulary, ``n_t`` adapted linears per layer, ``r`` ad
   16 in half precision (the logits are upcast to fp32 before the log-softmax).
 - **reference copy**: ``separate_copy`` holds a second set of weights during training (the
   classic DPO reference model). aptune never does: the reference is the adapter switched off,
-  or log-probs precomputed from a separately loaded original model that is released before
-  training (``rounds.reference: original`` after merged rounds, ``methods/preference.py``).
+  or (``rounds.reference: original`` after merged rounds) log-probs the original weights score
+  before the same copy takes the accepted rounds' merges (``methods/preference.py``).
 - **evaluation**: no gradients: weights + adapter + one layer's working set for
   ``eval_tokens`` (``EvalSettings.max_tokens_per_batch``) + their kept logits (half of the tokens
   are scored: answer choices) + a generation KV cache ``2·L·kv·bytes`` per token for
@@ -145,6 +145,19 @@ class ModelShape:
             tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
             max_positions=getattr(text, "max_position_embeddings", None),
         )
+
+    @classmethod
+    def from_config_file(cls, path: str) -> "ModelShape":
+        """The shape a model's ``config.json`` (saved anywhere) describes: plan a Hub model offline."""
+        import json
+
+        from transformers import AutoConfig
+
+        try:
+            data = json.loads(open(path, encoding="utf-8").read())
+            return cls.from_config(AutoConfig.for_model(**data))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: not a model config.json ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, trust_remote_code: bool = False) -> "ModelShape":
@@ -333,6 +346,26 @@ def _activations(inputs: PlanInputs, per_layer: float) -> int:
     return int((inputs.shape.layers + 1) * per_layer)
 
 
+def planned_dtypes(cfg: "RunConfig", device: DeviceKind) -> tuple[WeightDtype, Compute]:
+    """The weights' dtype and the compute dtype a run of ``cfg`` gets on a ``device`` of that kind.
+
+    Planning for a GPU from a machine without one takes ``model.dtype: auto`` as bf16 (every GPU
+    since Ampere); on this machine's own GPU it asks the GPU."""
+    import torch
+
+    from aptune.model_config import DTYPE_NAMES, compute_dtype, resolve_weight_dtype
+
+    here = torch.device(device)
+    elsewhere = device == "cuda" and not torch.cuda.is_available()  # a plan for a GPU this machine lacks
+    weights = torch.bfloat16 if elsewhere and cfg.model.dtype == "auto" else resolve_weight_dtype(cfg.model.dtype, here)
+    if elsewhere and weights == torch.float32 and cfg.train.precision == "auto":
+        compute = "bf16"
+    else:
+        compute = DTYPE_NAMES[compute_dtype(cfg.train.precision, weights, here)]
+    quantized = cfg.model.quantization
+    return (quantized if quantized != "none" else DTYPE_NAMES[weights]), compute  # type: ignore[return-value]
+
+
 def plan_for_run(
     cfg: "RunConfig",
     seq_len: int | None = None,
@@ -344,19 +377,17 @@ def plan_for_run(
     """The plan of a run config, reading only the model's config.json.
 
     ``seq_len`` defaults to ``train.max_length`` (where the trainer cuts each side of a pair),
-    capped at the model's context. ``weight_dtype`` defaults to today's loading (fp32; ``4bit`` /
-    ``8bit`` for a quantized model). ``compute`` defaults to ``train.precision`` resolved on this
-    machine (pass it when planning for another device). ``shape`` skips reading the config.
-    The DPO reference never adds a copy: with ``rounds.reference: original`` after merged rounds
-    its log-probs are precomputed from a copy released before training."""
-    import torch
-
+    capped at the model's context. ``weight_dtype`` and ``compute`` default to what the run
+    would load and compute in on ``device`` (``model.dtype`` / ``model.quantization``, and
+    ``train.precision`` for fp32 weights; see ``planned_dtypes``). ``shape`` skips reading the
+    config. The DPO reference never adds a copy: with ``rounds.reference: original`` after merged
+    rounds its log-probs are precomputed from a copy released before training."""
     from aptune.evaluate.runner import EvalSettings
-    from aptune.models import resolve_precision
 
-    shape = shape or ModelShape.from_pretrained(cfg.model, cfg.trust_remote_code)
+    shape = shape or ModelShape.from_pretrained(cfg.model.name, cfg.trust_remote_code)
     length = seq_len or min(cfg.train.max_length, shape.max_positions or cfg.train.max_length)
-    compute = compute or ("bf16" if resolve_precision(cfg.train.precision) == torch.bfloat16 else "fp32")
+    planned_weights, planned_compute = planned_dtypes(cfg, device)
+    weight_dtype, compute = weight_dtype or planned_weights, compute or planned_compute
     original = cfg.rounds.reference == "original" and cfg.rounds.between == "merge" and cfg.rounds.max_rounds > 1
     settings = EvalSettings()
     return estimate(PlanInputs(

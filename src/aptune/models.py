@@ -24,15 +24,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from aptune.io import write_folder_atomic
 
+if TYPE_CHECKING:
+    from aptune.model_config import ModelConfig
+
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "bf16", "fp32"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 
 class ModelLoadError(ValueError):
@@ -134,9 +137,11 @@ def resolve_precision(precision: Precision, device: torch.device | str | None = 
         return torch.float32
     if precision == "bf16":
         return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
     if precision == "auto":
         return torch.bfloat16 if bf16_supported(device) else torch.float32
-    raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    raise ValueError(f"precision must be auto, bf16, fp16 or fp32, not {precision!r}")
 
 
 @contextlib.contextmanager
@@ -248,28 +253,38 @@ def load_model(
     *,
     trust_remote_code: bool = False,
     device: str = "cpu",
+    options: ModelConfig | None = None,
 ):  # noqa: ANN201  (a transformers PreTrainedModel)
-    """Load a causal LM in fp32 weights (compute precision is chosen per call via autocast).
+    """Load a causal LM on ``device`` as ``options`` say (default: fp32 weights, transformers'
+    attention, no quantization; compute precision is then chosen per call via autocast).
 
-    Raises ModelLoadError with the path when the folder is not a loadable model, and
-    ``unknown_model_error`` for a name found nowhere while the Hub cannot be asked.
+    Raises ModelLoadError with the path when the folder is not a loadable model,
+    ``unknown_model_error`` for a name found nowhere while the Hub cannot be asked, and
+    ``ModelOptionError`` for an option this machine cannot honour (before loading anything).
     """
     from transformers import AutoModelForCausalLM
 
+    from aptune.model_config import ModelConfig, check_model_options, from_pretrained_kwargs
+
+    options = options or ModelConfig(name=name_or_path, dtype="fp32")
+    target = torch.device(device)
+    check_model_options(options, target)
+    kwargs = from_pretrained_kwargs(options, target)
     path = resolve_model_path(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path,
-            dtype=torch.float32,
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
+            **kwargs,
         )
     except (OSError, ValueError) as exc:
         if _is_hub_id(name_or_path) and _hub_unreachable(exc):
             raise unknown_model_error(name_or_path) from exc
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{name_or_path}: cannot load a causal LM ({first_line})") from exc
-    model.to(device)
+    if "device_map" not in kwargs:  # a quantized model was placed while loading
+        model.to(target)
     model.eval()
     return model
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aptune.compare.selection import check_pairs
 from aptune.config import RunConfig
-from aptune.config_loader import ConfigError, ConfigSource, build, deep_merge, read_yaml
+from aptune.config_loader import ConfigError, ConfigSource, build, deep_merge, expand_scalar_sections, read_yaml
 from aptune.methods.registry import METHODS, MethodSpec, get_method, method_overrides
 
 
@@ -100,7 +100,7 @@ def load_compare_config(path: str | Path, *, quick: bool = False, device: str | 
     for i, spec in enumerate(cfg.specs):
         where = ("methods", str(i), "overrides")
         for seed in cfg.seeds:
-            merged = deep_merge(base, method_overrides(spec))
+            merged = deep_merge(base, expand_scalar_sections(RunConfig, method_overrides(spec)))
             merged.update(name=f"{cfg.name}-{spec.label}", seed=seed)
             run_cfg = build(RunConfig, merged, ctx=ctx, path=where).resolve_paths(path.parent)
             check = get_method(spec.kind).check

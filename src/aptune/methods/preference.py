@@ -14,6 +14,8 @@ import logging
 from collections import Counter
 from typing import Any
 
+import torch
+
 from aptune.apt.mining import mine
 from aptune.apt.pair_builder import build_pairs
 from aptune.data.example import Example
@@ -88,23 +90,30 @@ class PreferenceRun(Run):
         return sample_negatives(model, self.tokenizer, need, self.settings, self.judge(model),
                                 pc.sampling(seed=self.cfg.seed + round_index), dtype=self.dtype, progress=self.progress)
 
-    def _reference(self, round_index: int, pairs: list[PreferencePair]) -> tuple[dict[str, Any] | None, str]:
-        """Precomputed reference log-probs (or None: the trainer uses the disabled adapter)."""
+    def _model_and_reference(self, round_index: int,
+                             pairs: list[PreferencePair]) -> tuple[torch.nn.Module, dict[str, Any] | None, str]:
+        """The model to train, its precomputed reference log-probs (None: the trainer uses the
+        disabled adapter) and what the reference is, for the manifest.
+
+        ``reference: original`` after merged rounds is the one case where switching the adapter
+        off does not give the reference: the original weights score the pairs first, then the
+        same copy takes the accepted rounds' merges and the new adapter, so one set of weights
+        is ever in memory (and loaded once), not a policy and a reference model side by side."""
         rounds = self.cfg.rounds
-        if rounds.reference == "round_start" or rounds.between == "stack" or not self.accepted_rounds(round_index):
-            what = "round-start model (adapter disabled)" if rounds.between == "merge" else "original model (adapter disabled)"
-            return None, what
-        base = self.base_model()
-        logps = reference_logps_for_pairs(base, self.tokenizer, pairs, self.train_config(round_index),
-                                          reference_context=lambda m: contextlib.nullcontext(m), device=self.device)
-        return logps, "original model (separate copy)"
+        if rounds.reference == "original" and rounds.between == "merge" and self.accepted_rounds(round_index):
+            original = self.base_model()
+            logps = reference_logps_for_pairs(original, self.tokenizer, pairs, self.train_config(round_index),
+                                              reference_context=lambda m: contextlib.nullcontext(m), device=self.device)
+            return self.trainable_model(round_index, base=original), logps, \
+                "original model (log-probs scored before the accepted rounds were merged in)"
+        what = "round-start model (adapter disabled)" if rounds.between == "merge" else "original model (adapter disabled)"
+        return self.trainable_model(round_index), None, what
 
     def stage_train(self, round_index: int) -> None:
         rows = self.dir.read_rows(round_index, "pairs")
         pairs = [PreferencePair(r["id"], r["prompt"], r["chosen"], r["rejected"]) for r in rows]
-        reference, what = self._reference(round_index, pairs)
+        model, reference, what = self._model_and_reference(round_index, pairs)
         log.info("round %d: training on %d pairs; DPO reference = %s", round_index, len(pairs), what)
-        model = self.trainable_model(round_index)
         result = train_preference(model, self.tokenizer, pairs, self.train_config(round_index),
                                   self.dir.train_dir(round_index), reference_logps=reference, device=self.device)
         self.dir.mark(round_index, "train", reference=what, **train_record(result))

@@ -25,6 +25,7 @@ from typing import Any
 
 from aptune.evaluate.metrics import Interval, format_positions, paired_bootstrap_delta
 from aptune.io import read_jsonl, write_figure_atomic, write_text_atomic
+from aptune.model_config import model_label
 from aptune.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -357,7 +358,7 @@ def write_report(root: str | Path) -> Path:
     acc_rows = accuracy_rows(rows)
     train_header, train_rows, train_legend = training_table(rows)
     png = plot(rows, run.plots_dir / "accuracy.png")
-    title = f"Run `{config.get('name')}` — {config.get('model')}"
+    title = f"Run `{config.get('name')}` — {model_label(config.get('model'))}"
     sentence = verdict(rows)
     setting = (f"Domain pool: {', '.join(config['pool']['tasks'])} ({config['pool']['split']}); domain held-out: "
                f"{', '.join(config['domain_eval']['tasks'])} ({config['domain_eval']['split']}); general: "

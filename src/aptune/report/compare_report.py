@@ -21,6 +21,7 @@ import numpy as np
 from aptune.data.registry import TaskGroups, all_task_groups
 from aptune.evaluate.metrics import Interval
 from aptune.io import write_json_atomic, write_text_atomic
+from aptune.model_config import model_label
 from aptune.compare.compare_dir import CompareDir
 from aptune.compare.selection import check_pairs
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
@@ -267,7 +268,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     pareto = plot_pareto(summaries, target.plots_dir / "pareto.png")
     tasks_png = plot_general_tasks(summaries, target.plots_dir / "general_tasks.png")
     prov = next((r.provenance for r in runs if r.provenance), {})
-    title = f"aptune compare `{meta['name']}` — {base['model']}" + (" (quick profile)" if meta.get("quick") else "")
+    title = f"aptune compare `{meta['name']}` — {model_label(base['model'])}" + (" (quick profile)" if meta.get("quick") else "")
     setting = (
         f"Domain pool: {_data_spec(base['pool'])}; domain held-out: {_data_spec(base['domain_eval'])}; "
         f"general: {_data_spec(base['general_eval'])}. Seeds {', '.join(map(str, meta['seeds']))}. Prompt "

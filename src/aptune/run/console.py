@@ -37,8 +37,8 @@ class RunConsole:
         rt = self.run.dir.manifest().get("runtime", {})
         cfg = self.run.cfg
         self.console.print(
-            f"aptune run {cfg.name}: model {cfg.model} on {rt.get('device', '?')} ({rt.get('device_name', '?')}), "
-            f"precision {rt.get('precision', '?')} (asked: {cfg.precision}), seed {cfg.seed}, "
+            f"aptune run {cfg.name}: model {cfg.model.name} on {rt.get('device', '?')} ({rt.get('device_name', '?')}), "
+            f"weights {rt.get('weights', '?')}, precision {rt.get('precision', '?')} (asked: {cfg.precision}), seed {cfg.seed}, "
             f"up to {cfg.rounds.max_rounds} round(s) -> {self.run.dir.root}",
             highlight=False, soft_wrap=True)
 

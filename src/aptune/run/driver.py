@@ -31,7 +31,8 @@ from aptune.devices import device_name, resolve_device
 from aptune.distributed import is_main
 from aptune.evaluate.judges import Judge
 from aptune.evaluate.runner import evaluate
-from aptune.models import load_model, load_tokenizer, resolve_precision
+from aptune.model_config import DTYPE_NAMES, ModelConfig, check_model_options, compute_dtype, resolve_weight_dtype
+from aptune.models import load_model, load_tokenizer
 from aptune.provenance import provenance
 from aptune.run.evaluation import eval_settings, load_taskset, summarize_views, view_tasks
 from aptune.run.run_dir import STAGES, RunDir
@@ -45,10 +46,16 @@ StageHook = Callable[[int, str], None]
 RoundHook = Callable[[int, dict[str, Any]], None]
 
 
-def runtime_info(device: torch.device, dtype: torch.dtype) -> dict[str, str]:
-    """Where and in what precision this process computes, for the manifest, report and console."""
-    return {"device": str(device), "device_name": device_name(device), "precision": str(dtype).removeprefix("torch."),
+def runtime_info(device: torch.device, dtype: torch.dtype, model: ModelConfig | None = None,
+                 weights: torch.dtype = torch.float32) -> dict[str, str]:
+    """Where and in what precision this process computes (and, for a run, what its weights are
+    loaded as), for the manifest, report and console."""
+    info = {"device": str(device), "device_name": device_name(device), "precision": str(dtype).removeprefix("torch."),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.system()}"}
+    if model is not None:
+        info["weights"] = model.quantization if model.quantization != "none" else DTYPE_NAMES[weights]
+        info["attn_implementation"] = model.attn_implementation
+    return info
 
 
 def train_record(result: TrainResult) -> dict[str, Any]:
@@ -73,7 +80,10 @@ class Run:
         self.dir = RunDir(Path(root))
         self.progress = progress
         self.device = resolve_device(cfg.device)
-        self.dtype = resolve_precision(cfg.precision, self.device)
+        check_model_options(cfg.model, self.device)  # 4-bit without bitsandbytes fails here, not mid-run
+        #: what the weights load as, and what the forward computes in (half weights: their own dtype)
+        self.weight_dtype = resolve_weight_dtype(cfg.model.dtype, self.device)
+        self.dtype = compute_dtype(cfg.precision, self.weight_dtype, self.device)
         self.settings = eval_settings(cfg)
         self._tokenizer: Any = None
         self._judge_lm: tuple[torch.nn.Module, Any] | None = None  # mining.judge_model, loaded once
@@ -82,18 +92,20 @@ class Run:
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code)
+            self._tokenizer = load_tokenizer(self.cfg.model.name, trust_remote_code=self.cfg.trust_remote_code)
         return self._tokenizer
 
     def base_model(self) -> torch.nn.Module:
-        return load_model(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code, device=str(self.device))
+        return load_model(self.cfg.model.name, trust_remote_code=self.cfg.trust_remote_code, device=str(self.device),
+                          options=self.cfg.model)
 
     def accepted_rounds(self, before: int) -> list[int]:
         return [r for r in range(1, before) if self.dir.is_done(r, "decide") and self.dir.read_output(r, "decide")["accepted"]]
 
-    def start_model(self, round_index: int) -> torch.nn.Module:
-        """The model round ``round_index`` starts from, rebuilt from the base and saved adapters."""
-        model = self.base_model()
+    def start_model(self, round_index: int, base: torch.nn.Module | None = None) -> torch.nn.Module:
+        """The model round ``round_index`` starts from, rebuilt from the base (``base``: a freshly
+        loaded one the caller already holds) and the saved adapters."""
+        model = base if base is not None else self.base_model()
         accepted = self.accepted_rounds(round_index)
         if self.cfg.rounds.between == "merge":
             for r in accepted:
@@ -102,8 +114,9 @@ class Run:
             model = load_adapter(model, self.dir.adapter_dir(accepted[-1]))
         return model
 
-    def trainable_model(self, round_index: int) -> torch.nn.Module:
-        """The round's starting model with the adapter to train attached.
+    def trainable_model(self, round_index: int, base: torch.nn.Module | None = None) -> torch.nn.Module:
+        """The round's starting model with the adapter to train attached (built on ``base``, a
+        freshly loaded base model, when the caller holds one).
 
         The RNG is seeded right before the adapter is created: its random init (LoRA's A) must
         not depend on what else this process happened to do first (a resumed run does less).
@@ -111,12 +124,13 @@ class Run:
         from transformers import set_seed
 
         set_seed(self.train_config(round_index).seed)
+        base = base if base is not None else self.base_model()
         if self.cfg.rounds.between == "stack":
             accepted = self.accepted_rounds(round_index)
             if accepted:  # one adapter, trained on across rounds
-                return load_adapter(self.base_model(), self.dir.adapter_dir(accepted[-1]), trainable=True)
-            return attach_adapter(self.base_model(), self.cfg.adapter)
-        return attach_adapter(self.start_model(round_index), self.cfg.adapter)
+                return load_adapter(base, self.dir.adapter_dir(accepted[-1]), trainable=True)
+            return attach_adapter(base, self.cfg.adapter)
+        return attach_adapter(self.start_model(round_index, base), self.cfg.adapter)
 
     def trained_model(self, round_index: int) -> torch.nn.Module:
         """The round's starting model with its freshly trained adapter loaded (not merged); a
@@ -128,8 +142,13 @@ class Run:
         return load_adapter(self.start_model(round_index), self.dir.adapter_dir(round_index))
 
     def train_config(self, round_index: int) -> TrainConfig:
-        """The training settings of one round: a seed of its own, the run's progress setting."""
-        return dataclasses.replace(self.cfg.train, seed=self.cfg.seed * 1000 + round_index, progress=self.progress)
+        """The training settings of one round: a seed of its own, the run's progress setting, and
+        half-precision weights' own dtype as the compute precision."""
+        precision = self.cfg.train.precision
+        if self.weight_dtype != torch.float32:
+            precision = DTYPE_NAMES[self.weight_dtype]
+        return dataclasses.replace(self.cfg.train, seed=self.cfg.seed * 1000 + round_index, progress=self.progress,
+                                   precision=precision)
 
     def judge(self, policy: torch.nn.Module) -> Judge:
         """The grading judge; an ``llm`` judge runs ``mining.judge_model`` (default: the policy)."""
@@ -142,13 +161,17 @@ class Run:
         if m.judge_model:
             if self._judge_lm is None:  # a separate judge never changes: load it once per run
                 where = resolve_device(m.judge_device) if m.judge_device else self.device
+                judge_options = ModelConfig(name=m.judge_model, dtype=self.cfg.model.dtype,
+                                            attn_implementation=self.cfg.model.attn_implementation)
                 self._judge_lm = (load_model(m.judge_model, trust_remote_code=self.cfg.trust_remote_code,
-                                             device=str(where)),
+                                             device=str(where), options=judge_options),
                                   load_tokenizer(m.judge_model, trust_remote_code=self.cfg.trust_remote_code))
             judge_model, judge_tok = self._judge_lm
         else:
             judge_model, judge_tok = policy, self.tokenizer
-        judge_dtype = resolve_precision(self.cfg.precision, next(judge_model.parameters()).device)
+        judge_param = next(judge_model.parameters())
+        judge_dtype = compute_dtype(self.cfg.precision, judge_param.dtype if judge_param.is_floating_point()
+                                    else self.weight_dtype, judge_param.device)
         generate = make_generate_fn(judge_model, judge_tok, dtype=judge_dtype)
         return get_judge("llm", generate=generate, threshold=m.judge_threshold)
 
@@ -220,13 +243,13 @@ class Run:
             sets = load_taskset(ts, self.cfg.seed)
             if label == "pool" and not any(sets.values()):
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
-        resolve_model_path(self.cfg.model)
+        resolve_model_path(self.cfg.model.name)
 
     def open(self) -> None:
         """Create the run directory, or reopen it when this config (under today's schema
         defaults) is the one it was started with; record where and how this invocation computes."""
         self.dir.start(self.cfg.to_dict(), provenance(), defaults=RunConfig().to_dict())
-        self.dir.record("runtime", runtime_info(self.device, self.dtype))
+        self.dir.record("runtime", runtime_info(self.device, self.dtype, self.cfg.model, self.weight_dtype))
 
     def run(self, on_stage: StageHook | None = None, on_round: RoundHook | None = None) -> dict[str, Any]:
         """Run (or resume) every round until a stopping rule fires; return the last decision."""

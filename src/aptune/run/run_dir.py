@@ -265,6 +265,9 @@ _ABSENT = object()
 #: config keys that say where a run computes, not what it computes: a run started on one device
 #: may resume on another (``aptune run --device``), so these are never a "changed config"
 WHERE_NOT_WHAT = frozenset({"device", "mining.judge_device"})
+#: sections an older aptune saved as a plain value (``model: NAME`` before ``model.dtype`` and
+#: the other loading options): a saved plain value compares as that key of the section
+FORMERLY_SCALAR = {"model": "name"}
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any], prefix: str = "") -> list[str]:
@@ -275,6 +278,8 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dic
         path = f"{prefix}{key}"
         old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
         default = defaults.get(key, _ABSENT)
+        if path in FORMERLY_SCALAR and isinstance(new, dict) and isinstance(old, str):
+            old = {FORMERLY_SCALAR[path]: old}
         if isinstance(old, dict) and isinstance(new, dict):
             changed += config_changes(old, new, default if isinstance(default, dict) else {}, f"{path}.")
         elif old is _ABSENT and new is not _ABSENT and new == default:

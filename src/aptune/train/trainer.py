@@ -6,8 +6,11 @@ under ``accelerate launch`` (each process takes every world-size-th batch). Assu
 - ``model`` already carries its adapter (PEFT LoRA, or aptune's ALoRA) and only the adapter's
   parameters require grad; the reference is the same model with the adapter disabled
   (``reference_context``), computed once per call before the first step.
-- Weights stay fp32; compute runs under bf16 autocast where the hardware has it
-  (``precision: auto``).
+- Compute runs under autocast in ``cfg.precision`` (bf16 where the hardware has it with
+  ``auto``; the weights' own dtype when they are loaded in half precision, ``model.dtype``);
+  the adapter and the optimizer state stay fp32. fp16 scales the loss (``torch.amp.GradScaler``)
+  so small gradients do not underflow; a step the scaler finds overflowed is skipped and the
+  scale lowered, which is not counted as divergence while the scale is still above 1.
 - Batches group similar lengths and are left-padded so only response positions go through the
   LM head (see ``batching.py``); chosen and rejected share one forward pass.
 - A non-finite loss or gradient skips that step and is logged; ``max_nonfinite_steps`` in a row
@@ -204,6 +207,9 @@ class _Loop:
             num_training_steps=self.total_steps,
         )
         self.model, self.optimizer = accelerator.prepare(job.model, optimizer)
+        self.compute = resolve_precision(cfg.precision, accelerator.device)
+        # a no-op (scale 1, steps pass straight through) unless the compute is fp16
+        self.scaler = torch.amp.GradScaler(accelerator.device.type, enabled=self.compute == torch.float16)
         self.reference_s = job.before_training(self.model) if job.before_training else 0.0
 
         self.checkpoints = cfg.checkpoint_every > 0 and _checkpoints_supported(accelerator)
@@ -300,15 +306,23 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped += 1
             return False
+        self.scaler.unscale_(self.optimizer)
         grad_norm = self._clip_gradients()
         if not torch.isfinite(torch.as_tensor(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped += 1
+            if self.scaler.is_enabled():
+                self.scaler.update()  # lowers the scale: fp16 overflow at too high a scale is expected
+                if self.scaler.get_scale() >= 1.0:
+                    log.info("step %d: fp16 gradients overflowed; loss scale lowered to %g", self.state.step,
+                             self.scaler.get_scale())
+                    return False
             self.nonfinite_run += 1
             self._nonfinite(f"non-finite gradient norm {float(grad_norm)}")
             return False
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.nonfinite_run = 0
@@ -329,7 +343,7 @@ class _Loop:
         accelerator, state = self.accelerator, self.state
         batch = self.job.make_batch(idx).to(accelerator.device)
         with contextlib.nullcontext() if last else accelerator.no_sync(self.model):
-            with autocast(resolve_precision(self.cfg.precision, accelerator.device), accelerator.device):
+            with autocast(self.compute, accelerator.device):
                 loss, row = self.job.step_fn(self.model, batch)
             state.examples += len(idx)
             state.tokens += batch.n_tokens
@@ -337,7 +351,7 @@ class _Loop:
                 self.nonfinite_run += 1
                 self._nonfinite(f"non-finite loss {float(loss.detach())}")
                 return None
-            accelerator.backward(loss / group_size)
+            accelerator.backward(self.scaler.scale(loss / group_size))
         return row
 
     def _clip_gradients(self) -> Any:
@@ -410,7 +424,8 @@ class _Loop:
             adapter_dir=saved_dir,
             metrics_path=str(self.metrics_path),
             extra={"trainable_params": sum(p.numel() for p in self.params), "world_size": self.world,
-                   "device": str(accelerator.device), "loss_rose": rose},
+                   "device": str(accelerator.device), "precision": str(self.compute).removeprefix("torch."),
+                   "loss_rose": rose},
         )
         if accelerator.is_main_process:
             result.write(self.job.out_dir / "train_result.json")

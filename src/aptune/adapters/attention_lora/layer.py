@@ -48,7 +48,10 @@ class AttnLoraLinear(nn.Module):
         self.combine, self.placement = cfg.combine, cfg.placement
         self.adapter_name, self.key = adapter_name, key
         self.attn_lora_dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
-        factory = {"device": weight.device, "dtype": weight.dtype}
+        # fp32 whatever the base weights (bf16, fp16, 4-bit): the trained part keeps full
+        # precision, as PEFT's LoRA does (its autocast_adapter_dtype); the update is cast to the
+        # base output's dtype in forward
+        factory = {"device": weight.device, "dtype": torch.float32}
         self.attn_lora_A = nn.Linear(d_in, r, bias=False, **factory)
         self.attn_lora_B = nn.Linear(r, d_out, bias=False, **factory)
         self.attn_lora_qkv = nn.Linear(r, 3 * r, bias=False, **factory)
