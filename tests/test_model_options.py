@@ -5,6 +5,7 @@ fp32 adapters; plus the DPO reference of ``rounds.reference: original`` held in 
 from __future__ import annotations
 
 import gc
+import os
 import importlib.util
 import re
 import subprocess
@@ -41,6 +42,8 @@ from test_apt_loop import run_config  # noqa: F401  (fixture)
 from tiny import save_tiny, tiny_tokenizer
 
 CPU = torch.device("cpu")
+#: the half-precision loading and training tests also run on the GPU check's device (bench/gpu_check.sh)
+DEVICE = torch.device(os.environ.get("APTUNE_TEST_DEVICE") or "cpu")
 
 
 # --- the config ------------------------------------------------------------------------------
@@ -153,7 +156,8 @@ def test_plan_counts_the_weights_the_run_would_load():
 
 def test_dtype_and_attention_reach_the_loaded_model(tmp_path: Path):
     folder = save_tiny(tmp_path / "model")
-    bf16 = load_model(folder, options=ModelConfig(name=folder, dtype="bf16", attn_implementation="eager"))
+    bf16 = load_model(folder, device=str(DEVICE),
+                      options=ModelConfig(name=folder, dtype="bf16", attn_implementation="eager"))
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
     assert bf16.config._attn_implementation == "eager" and packing_is_exact(bf16, 32)
     fp32 = load_model(folder)  # no options: today's fp32 loading
@@ -164,7 +168,7 @@ def test_dtype_and_attention_reach_the_loaded_model(tmp_path: Path):
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_half_weights_train_fp32_adapters_and_only_them(tmp_path: Path, kind: str, dtype: str):
     folder = save_tiny(tmp_path / "model")
-    model = load_model(folder, options=ModelConfig(name=folder, dtype=dtype))
+    model = load_model(folder, device=str(DEVICE), options=ModelConfig(name=folder, dtype=dtype))
     frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
     torch.manual_seed(0)
     model = attach_adapter(model, AdapterConfig(kind=kind, r=4, alpha=8.0, heads=2))
@@ -174,7 +178,7 @@ def test_half_weights_train_fp32_adapters_and_only_them(tmp_path: Path, kind: st
     pairs = [PreferencePair(f"p{i}", f"what is the {w}?", f" {w}", " the moon") for i, w in
              enumerate(["sun", "cat", "dog", "tree"])]
     cfg = TrainConfig(lr=0.05, epochs=2, batch_size=2, precision=dtype, progress=False, save_adapter=False)
-    result = train_preference(model, tiny_tokenizer(), pairs, cfg, tmp_path / "train", device=CPU)
+    result = train_preference(model, tiny_tokenizer(), pairs, cfg, tmp_path / "train", device=DEVICE)
     assert result.steps >= 1 and torch.isfinite(torch.tensor(result.mean_loss))
     assert any(not torch.equal(before[n], p) for n, p in trainable.items()), "the adapter did not move"
     base = {n.removeprefix("base_model.model.").replace(".base_layer", ""): p for n, p in model.named_parameters()
@@ -253,6 +257,7 @@ def test_gpu_presets_parse_plan_and_match_the_readme():
         plan = plan_for_run(cfg, device="cuda", shape=ModelShape.from_config_file(str(shape_file)))
         gpu_gb = int(re.search(r"one (\d+) GB", path.read_text()).group(1))
         assert plan.peak_bytes < gpu_gb * 1e9, f"{path.name}: plans {plan.peak_bytes / GIB:.1f} GiB for a {gpu_gb} GB GPU"
-        row = next((line for line in readme.splitlines() if f"configs/gpu/{path.name}" in line), None)
+        row = next((line for line in readme.splitlines() if line.startswith("|") and f"configs/gpu/{path.name}" in line),
+                   None)
         assert row is not None, f"README has no row for {path.name}"
         assert f"{plan.peak_bytes / GIB:.1f} GiB" in row, (path.name, row, plan.peak_bytes / GIB)

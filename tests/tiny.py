@@ -85,3 +85,27 @@ def tiny_mc_rows(n: int, seed: int = 0, split: str | None = None) -> list[dict]:
             row["split"] = split
         rows.append(row)
     return rows
+
+
+def save_tiny_encoder(folder) -> str:
+    """Save a tiny random sentence-transformers encoder (BERT, mean pooling) as a local folder:
+    retrieval on a machine without the offline MiniLM asset (the GPU check)."""
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer, models as st_models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = Path(folder)
+    raw = folder / "bert"
+    raw.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789?.,:", *WORDS]
+    (raw / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(raw / "vocab.txt")).save_pretrained(raw)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(raw)
+    word = st_models.Transformer(str(raw), max_seq_length=64)
+    dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    encoder = SentenceTransformer(modules=[word, st_models.Pooling(dim())])
+    encoder.save(str(folder / "encoder"))
+    return str(folder / "encoder")

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -90,14 +90,18 @@ def disabled_adapter(model: nn.Module) -> Iterator[nn.Module]:
         raise ValueError(f"{type(model).__name__} carries no adapter to disable")
 
 
-def save_adapter(model: nn.Module, folder: str | os.PathLike) -> Path:
-    """Write the adapter (safetensors + config) to ``folder``; the base weights are not saved."""
+def save_adapter(model: nn.Module, folder: str | os.PathLike, state_dict: dict[str, Any] | None = None) -> Path:
+    """Write the adapter (safetensors + config) to ``folder``; the base weights are not saved.
+
+    ``state_dict``: the model's full state gathered from its shards (FSDP, DeepSpeed:
+    ``accelerator.get_state_dict``), whose adapter tensors are saved instead of the parameters
+    this process holds (which are then only its shard)."""
     kind = adapter_kind(model)
     if kind == "lora":
-        model.save_pretrained(str(folder), safe_serialization=True)
+        model.save_pretrained(str(folder), safe_serialization=True, state_dict=state_dict)
         return Path(folder)
     if kind == "alora":
-        return attn_io.save(model, folder)
+        return attn_io.save(model, folder, state_dict=state_dict)
     raise ValueError(f"{type(model).__name__} carries no adapter to save")
 
 

@@ -67,7 +67,8 @@ from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_ref
 log = logging.getLogger(__name__)
 
 #: Saves the trained adapter into a folder (default: ``aptune.adapters.save_adapter``).
-SaveFn = Callable[[Any, Path], None]
+#: (model, folder, the full state gathered from shards or None) -> writes the adapter
+SaveFn = Callable[[Any, Path, "dict[str, Any] | None"], None]
 #: One micro-batch -> (loss, metrics); runs under autocast with grad enabled.
 StepFn = Callable[[Any, Batch], tuple[torch.Tensor, dict[str, float]]]
 
@@ -78,11 +79,11 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def default_save(model: Any, folder: Path) -> None:
+def default_save(model: Any, folder: Path, state_dict: dict[str, Any] | None = None) -> None:
     """The adapter alone (LoRA or ALoRA), as safetensors plus its config."""
     from aptune.adapters import save_adapter
 
-    save_adapter(unwrap(model), folder)
+    save_adapter(unwrap(model), folder, state_dict=state_dict)
 
 
 @contextlib.contextmanager
@@ -134,9 +135,14 @@ def make_accelerator(device: torch.device | str | None = None) -> Accelerator:
     return Accelerator(cpu=device.type == "cpu")
 
 
+def _sharded(accelerator: Accelerator) -> bool:
+    """Whether parameters (or their optimizer state) are split across processes."""
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
 def _checkpoints_supported(accelerator: Accelerator) -> bool:
     """Checkpoints copy replicated tensors; a sharded plan would need accelerate's ``save_state``."""
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if _sharded(accelerator):
         log.warning("checkpoint_every is ignored under %s (sharded state): an interrupted training "
                     "call restarts from step 0", accelerator.distributed_type.value)
         return False
@@ -199,6 +205,12 @@ class _Loop:
         self.steps_per_epoch = math.ceil(self.per_epoch / cfg.grad_accum)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
+        if accelerator.distributed_type == DistributedType.FSDP:
+            kinds = {p.dtype for p in job.model.parameters() if p.is_floating_point()}
+            if len(kinds) > 1:  # FSDP flattens each wrapped block into one tensor of one dtype
+                raise ValueError(f"FSDP cannot shard a model whose parameters mix dtypes ({', '.join(sorted(map(str, kinds)))}"
+                                 "): load fp32 weights (model.dtype: fp32) and compute in bf16 with the launcher's "
+                                 "mixed_precision")
         optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = get_scheduler(
             cfg.scheduler,
@@ -369,8 +381,10 @@ class _Loop:
         if self.nonfinite_run < self.cfg.max_nonfinite_steps:
             return
         saved = ""
-        if self.cfg.save_adapter and self.accelerator.is_main_process:
-            self.job.save_fn(self.accelerator.unwrap_model(self.model), self.adapter_dir)
+        if self.cfg.save_adapter and not _sharded(self.accelerator):
+            # (sharded: gathering is collective, and the processes need not all be here now)
+            if self.accelerator.is_main_process:
+                self.job.save_fn(self.accelerator.unwrap_model(self.model), self.adapter_dir, None)
             saved = f"; last good adapter saved to {self.adapter_dir}"
         raise TrainingDivergedError(
             f"training diverged: {self.nonfinite_run} non-finite steps in a row at step {step} "
@@ -396,8 +410,11 @@ class _Loop:
         cfg, accelerator, state = self.cfg, self.accelerator, self.state
         saved_dir = None
         if cfg.save_adapter:
+            # sharded (FSDP, DeepSpeed): every process takes part in gathering the full state,
+            # the main process writes its adapter tensors; otherwise each holds the whole adapter
+            gathered = accelerator.get_state_dict(self.model) if _sharded(accelerator) else None
             if accelerator.is_main_process:
-                self.job.save_fn(accelerator.unwrap_model(self.model), self.adapter_dir)
+                self.job.save_fn(accelerator.unwrap_model(self.model), self.adapter_dir, gathered)
             saved_dir = str(self.adapter_dir)
         accelerator.wait_for_everyone()
         losses = state.losses

@@ -36,14 +36,21 @@ def is_attn_lora_folder(folder: str | os.PathLike) -> bool:
     return (Path(folder) / CONFIG_NAME).exists()
 
 
-def save(model: nn.Module, folder: str | os.PathLike) -> Path:
-    """Write all attached attention-LoRA adapters of ``model`` to ``folder`` (atomic per file)."""
+def save(model: nn.Module, folder: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write all attached attention-LoRA adapters of ``model`` to ``folder`` (atomic per file);
+    with ``state_dict`` (gathered from FSDP shards), its values of the adapter's tensors."""
     configs = attn_model.adapter_configs(model)
     if not configs:
         raise ValueError(f"{type(model).__name__} has no attention LoRA adapter to save")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: p.detach().to("cpu").contiguous() for k, p in attn_model.adapter_parameters(model).items()}
+    own = attn_model.adapter_parameters(model)
+    if state_dict is not None:
+        missing = [k for k in own if k not in state_dict]
+        if missing:
+            raise ValueError(f"the gathered state has no {missing[0]!r}: not this model's state dict")
+        own = {k: state_dict[k] for k in own}
+    tensors = {k: p.detach().to("cpu").contiguous() for k, p in own.items()}
     meta = {
         "format": FORMAT,
         "version": VERSION,
