@@ -11,6 +11,8 @@ from aptune.data.example import Example
 from aptune.evaluate.judges import (
     AutoJudge,
     ChoiceJudge,
+    ShortAnswerJudge,
+    token_f1,
     ExactMatchJudge,
     FinalNumberJudge,
     Judge,
@@ -30,6 +32,10 @@ TEXT = Example(id="tx", task="t", domain="d", question="Capital of France?", ans
                meta={"aliases": ["Paris, France"]})
 NUM = Example(id="num", task="t", domain="d", question="3 boxes of 24?", answer="So 3 * 24 = 72.\n#### 72")
 MONEY = Example(id="money", task="t", domain="d", question="Price?", answer="$1,200")
+CITY = Example(id="city", task="t", domain="d", question="What is the capital of Mexico?", answer="Mexico City",
+               meta={"aliases": ["CDMX"]})
+LONG = Example(id="long", task="t", domain="d", question="Why is the sky blue?",
+               answer="Rayleigh scattering of sunlight by the molecules of the air")
 
 
 @pytest.mark.parametrize(
@@ -108,7 +114,8 @@ def test_final_number_needs_a_numeric_reference() -> None:
 
 @pytest.mark.parametrize(
     ("example", "judge_type"),
-    [(MC, ChoiceJudge), (NUM, FinalNumberJudge), (MONEY, FinalNumberJudge), (TEXT, ExactMatchJudge)],
+    [(MC, ChoiceJudge), (NUM, FinalNumberJudge), (MONEY, FinalNumberJudge), (TEXT, ShortAnswerJudge),
+     (LONG, ExactMatchJudge)],
 )
 def test_default_judge_for(example: Example, judge_type: type) -> None:
     assert type(default_judge_for(example)) is judge_type
@@ -117,6 +124,38 @@ def test_default_judge_for(example: Example, judge_type: type) -> None:
 def test_auto_judge_mixes_judges_per_item() -> None:
     verdicts = AutoJudge().judge_many([MC, TEXT, NUM], ["B", "paris", "73"])
     assert [v.correct for v in verdicts] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("example", "prediction", "correct"),
+    [
+        (TEXT, "The capital of France is Paris.", True),  # a right answer stated in a sentence
+        (TEXT, "paris", True),
+        (TEXT, "It is Paris, France.", True),  # an alias
+        (TEXT, "Parisian food is famous", False),  # whole words only, not a substring
+        (TEXT, "Lyon", False),
+        (CITY, "The capital of Mexico is Mexico City.", True),
+        (CITY, "Mexico", False),  # a part of the reference is not the reference
+        (CITY, "cdmx", True),
+    ],
+)
+def test_short_answer_accepts_the_reference_stated_in_a_sentence(example: Example, prediction: str,
+                                                                   correct: bool) -> None:
+    verdict = ShortAnswerJudge().judge(example, prediction)
+    assert verdict.correct is correct, verdict.detail
+    assert verdict.score == pytest.approx(max(token_f1(prediction, r) for r in [example.reference,
+                                                                                 *example.meta.get("aliases", ())]))
+
+
+def test_token_f1_is_squads() -> None:
+    assert token_f1("Mexico City", "mexico city") == 1.0
+    assert token_f1("the capital is Mexico City", "Mexico City") == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert token_f1("Lyon", "Paris") == 0.0 and token_f1("", "") == 1.0
+
+
+def test_exact_match_says_what_it_compares() -> None:
+    detail = ExactMatchJudge().judge(CITY, "The capital of Mexico is Mexico City.").detail
+    assert detail.startswith("exact match (whole normalised answer = reference)") and "'mexico city'" in detail
 
 
 def test_judge_many_checks_alignment() -> None:
@@ -190,7 +229,7 @@ def test_llm_judge_rejects_a_short_generate() -> None:
 # --- registry -------------------------------------------------------------------------------
 
 def test_registry_builds_by_name_with_options() -> None:
-    assert {"auto", "choice", "exact_match", "final_number", "llm"} <= set(judge_names())
+    assert {"auto", "choice", "exact_match", "short_answer", "final_number", "llm"} <= set(judge_names())
     judge = get_judge("llm", generate=CannedGenerate([]), threshold=4)
     assert isinstance(judge, LLMJudge) and judge.threshold == 4
     assert isinstance(get_judge("exact_match"), ExactMatchJudge)

@@ -61,8 +61,9 @@ class PromptConfig:
 class MiningConfig:
     """How the model answers (the pool, and every evaluation) and who decides it was wrong."""
 
-    judge: str | None = _opt(_EVAL.judge, "Grader: choice, exact_match, final_number or llm (default: choice for "
-                                          "multiple choice, final_number / exact_match for free-form answers)")
+    judge: str | None = _opt(_EVAL.judge, "Grader: choice, short_answer, exact_match, final_number or llm (default: "
+                                          "choice for multiple choice; for free-form answers final_number for numbers, "
+                                          "short_answer for references of up to 5 words, else exact_match)")
     judge_model: str | None = _opt(None, "judge llm: the model that grades (default: the model itself)")
     judge_device: str | None = _opt(None, "judge llm with judge_model: where the judge runs, e.g. cuda:1 "
                                           "(default: the run's device)")

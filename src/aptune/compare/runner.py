@@ -27,6 +27,7 @@ from aptune.distributed import is_main
 from aptune.io import read_json, write_json_atomic
 from aptune.methods.registry import MethodSpec, get_method, make_run
 from aptune.compare.selection import chosen_methods, chosen_seeds
+from aptune.model_config import ModelConfig
 from aptune.run.run_dir import RunDir, config_changes
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ def _eval_key(cfg: RunConfig) -> str:
     d = cfg.to_dict()
     keep = {k: d[k] for k in ("model", "precision", "seed", "trust_remote_code", "prompt", "mining",
                               "domain_eval", "general_eval", "dev")}
+    if cfg.model == ModelConfig(name=cfg.model.name):  # default loading: the key it had before the section
+        keep["model"] = cfg.model.name
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

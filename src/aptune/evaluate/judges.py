@@ -6,6 +6,9 @@ LLM wherever they exist, so they are the defaults (``default_judge_for``):
 
 - ``choice``: the predicted choice index equals the gold index (multiple choice);
 - ``exact_match``: SQuAD-normalised text equality with the reference (or ``meta["aliases"]``);
+- ``short_answer``: the normalised reference (or an alias) appears as a whole-word span of the
+  normalised answer, so "The capital of the Philippines is Manila." answers "Manila"; its score
+  is the best token F1 against the references (SQuAD's), a second, graded metric;
 - ``final_number``: the last number in the answer equals the reference's last number
   (GSM8K-style "... #### 72" references work);
 - ``llm``: a Prometheus-style absolute-grading rubric judge (score 1-5 against the reference),
@@ -129,6 +132,10 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+def _references(example: Example) -> list[str]:
+    return [str(example.reference), *(str(a) for a in example.meta.get("aliases", ()))]
+
+
 class ExactMatchJudge(Judge):
     """Correct when the normalised answer equals the normalised reference or one of its aliases."""
 
@@ -136,11 +143,62 @@ class ExactMatchJudge(Judge):
 
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
         answer = normalize_answer(_as_text(example, prediction))
-        references = [example.reference, *example.meta.get("aliases", ())]
+        references = _references(example)
         for reference in references:
-            if answer == normalize_answer(str(reference)):
-                return Verdict(True, 1.0, f"matches {reference!r}")
-        return Verdict(False, 0.0, f"{answer!r} matches none of {len(references)} reference(s)")
+            if answer == normalize_answer(reference):
+                return Verdict(True, 1.0, f"exact match of the normalised answer with {reference!r}")
+        shown = normalize_answer(references[0])
+        return Verdict(False, 0.0, f"exact match (whole normalised answer = reference): {answer[:60]!r} is not "
+                                   f"{shown!r}" + (f" or {len(references) - 1} alias(es)" if len(references) > 1 else ""))
+
+
+# --- short_answer --------------------------------------------------------------------------------
+
+#: references of at most this many normalised words get the short-answer judge by default
+SHORT_REFERENCE_WORDS = 5
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """SQuAD's token F1 between two texts, after ``normalize_answer``."""
+    got, want = normalize_answer(answer).split(), normalize_answer(reference).split()
+    if not got or not want:
+        return float(got == want)
+    common = sum(min(got.count(t), want.count(t)) for t in set(got))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_span(answer: str, reference: str) -> bool:
+    """Whether normalised ``reference`` occurs in normalised ``answer`` as whole words."""
+    want = normalize_answer(reference)
+    if not want:
+        return False
+    return f" {want} " in f" {normalize_answer(answer)} "
+
+
+class ShortAnswerJudge(Judge):
+    """Correct when the reference (or an alias) is stated in the answer as a whole-word span.
+
+    A model asked for "the city name only" often answers in a sentence; exact match then scores
+    a right answer wrong, and APT would train the model to prefer the bare name over a correct
+    sentence (format, not knowledge). The span rule accepts the sentence. What it cannot see:
+    an answer that names the reference to deny it, or lists several candidates; where that
+    matters use ``exact_match`` or ``llm``. The score is the best token F1 (graded overlap)."""
+
+    name = "short_answer"
+
+    def judge(self, example: Example, prediction: Prediction) -> Verdict:
+        answer = _as_text(example, prediction)
+        references = _references(example)
+        f1 = max(token_f1(answer, r) for r in references)
+        for reference in references:
+            if contains_span(answer, reference):
+                return Verdict(True, f1, f"states {reference!r} (token F1 {f1:.2f})")
+        return Verdict(False, f1, f"{normalize_answer(answer)[:60]!r} does not state {references[0]!r}"
+                                  + (f" or {len(references) - 1} alias(es)" if len(references) > 1 else "")
+                                  + f" (token F1 {f1:.2f})")
 
 
 # --- final_number ---------------------------------------------------------------------------
@@ -307,11 +365,14 @@ class LLMJudge(Judge):
 
 def default_judge_for(example: Example) -> Judge:
     """The exact check that fits an item: choice for MC, final_number for numeric references,
-    exact_match otherwise."""
+    short_answer for short references (at most ``SHORT_REFERENCE_WORDS`` words), exact_match
+    otherwise."""
     if example.is_multiple_choice:
         return ChoiceJudge()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
+    if len(normalize_answer(str(example.reference)).split()) <= SHORT_REFERENCE_WORDS:
+        return ShortAnswerJudge()
     return ExactMatchJudge()
 
 
@@ -325,7 +386,8 @@ class AutoJudge(Judge):
 
 
 _REGISTRY: dict[str, Callable[..., Judge]] = {
-    judge.name: judge for judge in (AutoJudge, ChoiceJudge, ExactMatchJudge, FinalNumberJudge, LLMJudge)
+    judge.name: judge for judge in (AutoJudge, ChoiceJudge, ExactMatchJudge, ShortAnswerJudge, FinalNumberJudge,
+                                    LLMJudge)
 }
 
 

@@ -40,7 +40,7 @@ class EvalSettings:
     generation_batch_size: int = 16
     bootstrap_resamples: int = 1000
     seed: int = 0
-    judge: str | None = None  # None: choice for MC, final_number/exact_match for generative
+    judge: str | None = None  # None: choice for MC, final_number / short_answer / exact_match for generative
     generation_backend: str = "transformers"  # see aptune.evaluate.backends
     too_long: Literal["truncate", "error"] = "truncate"  # prompts beyond the model's context
 
