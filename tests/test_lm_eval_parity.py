@@ -100,3 +100,31 @@ def test_parity_with_lm_eval_where_the_tokenizer_adds_bos(family, tokenizer_fami
     no_bos.add_bos_token = False
     bare = score_choices(model, no_bos, items, fmt, dtype=torch.float32, progress=False)
     assert any(abs(a - b) > 2e-3 for s, t in zip(bare, ours) for a, b in zip(s.logprobs, t.logprobs))
+
+
+def test_mmlu_letter_format_matches_lm_evals_own_mmlu_task(monkeypatch):
+    """MMLU in letter format renders lm-eval's stock MMLU prompt (its opening line "The following
+    are multiple choice questions (with answers) about <subject>." and the bare question) and
+    gets its per-letter log-likelihoods; lm-eval's task config is read from its own YAML files."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from lm_eval_peer import run_lm_eval_mmlu
+    from test_bos import BY_NAME, family_tokenizer
+
+    from aptune.data import load_task
+    from aptune.evaluate.scoring import score_choices
+    from aptune.prompts import PromptFormat, render_prompt
+
+    tokenizer = family_tokenizer(BY_NAME["llama"])
+    model = _tiny_model("llama", tokenizer)
+    items = load_task("mmlu_abstract_algebra", split="source:test", limit=TINY_ITEMS)
+    fmt = PromptFormat(template="plain", mc_format="letter")
+    peer, contexts = run_lm_eval_mmlu(model, tokenizer, "abstract_algebra", limit=TINY_ITEMS, batch_size=8)
+    assert [render_prompt(ex, tokenizer, fmt) for ex in items] == contexts
+    assert contexts[0].startswith("The following are multiple choice questions (with answers) about abstract "
+                                  "algebra.\n\n")
+    ours = score_choices(model, tokenizer, items, fmt, dtype=torch.float32, progress=False)
+    for ex, sc, lp in zip(items, ours, peer.logprobs):
+        assert sc.logprobs == pytest.approx(lp, abs=2e-3), ex.id
+    assert [s.prediction for s in ours] == [s.prediction_norm for s in ours] == peer.pred_acc

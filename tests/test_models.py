@@ -32,8 +32,9 @@ def test_auto_precision_is_bf16_or_fp32_and_bad_value_fails():
         fast = torch.cpu._is_amx_tile_supported() or (
             torch.cpu._is_avx512_bf16_supported() and cpu_vendor() == "AuthenticAMD")
         assert (resolve_precision("auto") == torch.bfloat16) == fast
+    assert resolve_precision("fp16") == torch.float16  # fp16 weights compute in fp16 (model.dtype)
     with pytest.raises(ValueError, match="precision must be"):
-        resolve_precision("fp16")  # type: ignore[arg-type]
+        resolve_precision("fp8")  # type: ignore[arg-type]
 
 
 def test_local_folder_loads_in_fp32_eval_mode(tmp_path: Path):

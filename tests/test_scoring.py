@@ -168,3 +168,15 @@ def test_model_that_ignores_logits_to_keep_is_scored_from_full_logits_and_asked_
     for a, b in zip(got, want):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
     assert ignoring.offered == 1  # refused once, then no longer offered (one forward per batch)
+
+
+def test_letter_format_acc_norm_divides_by_the_letter_as_lm_eval_does(tokenizer):
+    """lm-eval's acc_norm divides by the scored continuation's length; in letter format that is
+    the letter, the same for every option, so acc_norm picks what acc picks."""
+    model = tiny_model("llama")
+    letter = score_choices(model, tokenizer, ITEMS, PromptFormat(template="plain", mc_format="letter"), progress=False)
+    cloze = score_choices(model, tokenizer, ITEMS, PromptFormat(template="plain", mc_format="cloze"), progress=False)
+    for ex, sc in zip(ITEMS, letter):
+        assert sc.char_lengths == (1,) * len(ex.choices) and sc.prediction_norm == sc.prediction
+    for ex, sc in zip(ITEMS, cloze):
+        assert sc.char_lengths == tuple(len(c) for c in ex.choices)

@@ -134,6 +134,7 @@ _EVAL_MODEL_KEYS = ("dtype", "attn_implementation", "quantization")
 
 def _eval_params() -> list:  # noqa: ANN202
     """``aptune eval``'s options: its own, then the settings dataclasses' (defaults declared there)."""
+    import dataclasses
     import inspect
 
     from aptune.cli_options import options
@@ -155,7 +156,8 @@ def _eval_params() -> list:  # noqa: ANN202
         *options(RunConfig, only=_EVAL_RUN_KEYS[1:]),
         *options(ModelConfig, only=_EVAL_MODEL_KEYS),
         *options(PromptConfig),
-        *options(MiningConfig),
+        *options(MiningConfig, only=[f.name for f in dataclasses.fields(MiningConfig)
+                                     if f.name not in MiningConfig.RUN_ONLY]),
         own("out", Path, typer.Option(Path("runs/eval"), help="Output folder for predictions + metrics.")),
         own("verbose", bool, typer.Option(False, "--verbose", "-v")),
     ]
@@ -175,7 +177,8 @@ def _eval_command(**kwargs: object) -> None:
                       source="command line")
         top = build(RunConfig, values(RunConfig, kwargs, only=_EVAL_RUN_KEYS[1:]), source="command line")
         prompt = build(PromptConfig, values(PromptConfig, kwargs), source="command line")
-        mining = build(MiningConfig, values(MiningConfig, kwargs), source="command line")
+        mining = build(MiningConfig, {k: v for k, v in values(MiningConfig, kwargs).items()
+                                      if k not in MiningConfig.RUN_ONLY}, source="command line")
         cfg = RunConfig(name="eval", device=top.device, precision=top.precision, seed=top.seed,
                         trust_remote_code=top.trust_remote_code, prompt=prompt, mining=mining)
         cfg.model = model
@@ -406,10 +409,12 @@ def run_cmd(
     set_: Optional[list[str]] = _SET,
     device: Optional[str] = _DEVICE,
     plan: bool = typer.Option(False, "--plan", help="Print the memory plan and stop (exit 2 if it cannot fit)."),
+    yes: bool = typer.Option(False, "--yes", help="Go on although the judge check failed (mining.accept_judge=true)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run APT end to end (or resume it): rounds of mine → retrieve → pairs → train → eval → gate."""
     _setup_logging(verbose)
+    set_ = [*(set_ or ()), *(["mining.accept_judge=true"] if yes else [])]
     if plan:
         try:
             cfg, _ = _load_run(config, out, tuple(set_ or ()), device)
@@ -441,6 +446,10 @@ def run_cmd(
     try:
         decision = run.run(on_stage=console.stage, on_round=console.round_done)
     except (TrainingDivergedError, *USER_ERRORS) as exc:  # e.g. a prompt too long for the model
+        from aptune.apt.judge_check import JudgeCheckError, format_sample
+
+        if isinstance(exc, JudgeCheckError):  # the judged items the error line refers to
+            typer.echo(format_sample(exc.check))
         _fail(str(exc))
         return
     from aptune.distributed import barrier, is_main

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from aptune.adapters.config import AdapterConfig
 from aptune.config_loader import load_config
@@ -72,6 +72,20 @@ class MiningConfig:
                                                                   "(acc) or per character (acc_norm)")
     max_new_tokens: int = _opt(_EVAL.max_new_tokens, "Longest free-form answer, in tokens")
     generation_backend: str = _opt(_EVAL.generation_backend, "Free-form answering backend (transformers)")
+    # the judge check between mining and training (apt/judge_check.py); a run's keys, not eval's
+    max_wrong_share: float = _opt(0.8, "Stop before training when the judge marks more of the pool wrong than this")
+    max_length_ratio: float = _opt(4.0, "Stop before training when free-form answers are this many times longer "
+                                        "than the references (median words)")
+    accept_judge: bool = _opt(False, "Go on although the judge check failed (aptune run --yes)")
+
+    #: the keys above that only a run reads (``aptune eval`` does not offer them)
+    RUN_ONLY: ClassVar[tuple[str, ...]] = ("max_wrong_share", "max_length_ratio", "accept_judge")
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_wrong_share <= 1.0:
+            raise ValueError(f"max_wrong_share is a fraction in (0, 1], not {self.max_wrong_share}")
+        if not self.max_length_ratio > 0:
+            raise ValueError(f"max_length_ratio must be > 0, not {self.max_length_ratio}")
 
 
 @dataclass

@@ -66,18 +66,33 @@ def _question_text(example: Example, fmt: PromptFormat) -> str:
     return text
 
 
+def letter_header(example: Example) -> str | None:
+    """lm-eval's opening line of an MMLU prompt in letter format ("The following are multiple
+    choice questions (with answers) about <subject>."), for MMLU items (and items derived from
+    them, ``meta["source_task"]``); None for every other item."""
+    task = str(example.meta.get("source_task", example.task))
+    if not task.startswith("mmlu_"):
+        return None
+    return f"The following are multiple choice questions (with answers) about {task.removeprefix('mmlu_').replace('_', ' ')}."
+
+
 def render_prompt(example: Example, tokenizer: Any, fmt: PromptFormat) -> str:
     """Text up to (not including) the answer, as the model sees it."""
     question = _question_text(example, fmt)
     passage = f"{example.context}\n" if example.context else ""
+    header = letter_header(example) if example.is_multiple_choice and fmt.mc_format == "letter" else None
     if not fmt.uses_chat(tokenizer):
         if example.style == "completion" and fmt.mc_format == "cloze":
             return passage + question
+        if header is not None:  # lm-eval's MMLU: the opening line, then the bare question
+            return f"{header}\n\n{passage}{question}\nAnswer:"
         return f"{passage}Question: {question}\nAnswer:"
     if example.style == "completion" and fmt.mc_format == "cloze":
         user = f"Continue the text:\n{question}"
     elif example.is_multiple_choice and fmt.mc_format == "letter":
         user = f"{question}\nAnswer with the letter of the correct option."
+        if header is not None:
+            user = f"{header}\n\n{user}"
     else:
         user = question
     if example.context:

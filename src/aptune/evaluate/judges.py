@@ -22,6 +22,7 @@ and ``register_judge`` adds a user's own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import string
@@ -46,6 +47,7 @@ class Verdict:
     correct: bool
     score: float | None
     detail: str
+    judge: str | None = None  # which judge decided, where a dispatcher (``auto``) chose one
 
 
 class Judge(ABC):
@@ -382,7 +384,8 @@ class AutoJudge(Judge):
     name = "auto"
 
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
-        return default_judge_for(example).judge(example, prediction)
+        chosen = default_judge_for(example)
+        return dataclasses.replace(chosen.judge(example, prediction), judge=chosen.name)
 
 
 _REGISTRY: dict[str, Callable[..., Judge]] = {

@@ -142,7 +142,7 @@ def answer_generative(
     outputs = backend.generate(prompts, settings.max_new_tokens)
     results = []
     for ex, text, verdict in zip(examples, outputs, judge.judge_many(examples, outputs)):
-        extra: dict[str, Any] = {"judge": judge.name, "judge_detail": verdict.detail}
+        extra: dict[str, Any] = {"judge": verdict.judge or judge.name, "judge_detail": verdict.detail}
         if verdict.score is not None:
             extra["judge_score"] = verdict.score
         results.append(ItemResult(ex, verdict.correct, text, extra))

@@ -35,7 +35,7 @@ from aptune.modeling import accepts_logits_to_keep
 from aptune.models import autocast
 from aptune.packing import fits_window, model_mask, packing_is_exact
 from aptune.shapes import bucketed
-from aptune.prompts import PromptFormat, choice_continuations, encode_continuation, keep_last, render_prompt
+from aptune.prompts import LETTERS, PromptFormat, choice_continuations, encode_continuation, keep_last, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ class ChoiceScores:
     """Summed log-probabilities of each choice's continuation, in choice order."""
 
     logprobs: tuple[float, ...]
-    char_lengths: tuple[int, ...]  # lm-eval's acc_norm divides by the choice text's length
+    # acc_norm divides by the scored continuation's characters, as lm-eval does: the option text
+    # in cloze format, the letter in letter format (so there acc_norm equals acc)
+    char_lengths: tuple[int, ...]
     token_counts: tuple[int, ...]
 
     @property
@@ -260,7 +262,8 @@ def score_choices(
                     k += len(enc.continuations)
         for enc, lps in zip(batch, per_item):
             ex = examples[enc.index]
-            lengths = tuple(len(c) for c in ex.choices)
+            lengths = (tuple(len(LETTERS[i]) for i in range(len(ex.choices))) if fmt.mc_format == "letter"
+                       else tuple(len(c) for c in ex.choices))
             results[enc.index] = ChoiceScores(
                 tuple(lps), lengths, tuple(len(c) for c in enc.continuations)
             )

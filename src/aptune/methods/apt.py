@@ -12,10 +12,13 @@ may already answer correctly; their rejected side comes from ``pairs.similar_neg
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from aptune.data.example import Example
 from aptune.methods.preference import PreferenceRun
+
+log = logging.getLogger(__name__)
 
 
 class APTRun(PreferenceRun):
@@ -27,7 +30,17 @@ class APTRun(PreferenceRun):
         rows, weakness = self.dir.read_answers(round_index)
         r = self.cfg.retrieval
         retrieved: list[dict[str, Any]] = []
-        if weakness and r.strategy != "none":
+        why_none = None  # why no similar case could be retrieved, for the log and the report
+        if not weakness:
+            why_none = "no weakness cases"
+        elif r.strategy == "none":
+            why_none = "retrieval.strategy is none"
+        elif len(weakness) == len(rows):
+            why_none = (f"every pool item ({len(rows)}) is a weakness case, and weakness cases are never "
+                        "retrieved: only the mistakes themselves become pairs")
+        if why_none is not None:
+            log.info("round %d: no similar cases retrieved: %s", round_index, why_none)
+        else:
             pool = [Example.from_dict(row["example"]) for row in rows]
             cases = retrieve_similar(
                 pool, [w["id"] for w in weakness], strategy=r.strategy, s=r.s,
@@ -36,7 +49,8 @@ class APTRun(PreferenceRun):
             )
             retrieved = [dataclasses.asdict(c) for c in cases]
         self.dir.write_rows(round_index, "retrieve", retrieved)
-        self.dir.mark(round_index, "retrieve", retrieved=len(retrieved), strategy=r.strategy)
+        extra = {"why_none": why_none} if why_none is not None else {}
+        self.dir.mark(round_index, "retrieve", retrieved=len(retrieved), strategy=r.strategy, **extra)
 
     def similar_rows(self, round_index: int) -> list[dict[str, Any]]:
         rows, _ = self.dir.read_answers(round_index)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from aptune.apt.judge_check import JudgeCheckError, check_answers, failure_message
 from aptune.apt.mining import mine
 from aptune.apt.pair_builder import build_pairs
 from aptune.data.example import Example
@@ -50,6 +51,25 @@ class PreferenceRun(Run):
         self.dir.write_answers(round_index, rows)
         self.dir.mark(round_index, "mine", pool=len(pool), weakness=sum(not r["correct"] for r in rows),
                       sft_pool_tokens=self._sft_tokens(pool))
+
+    def check_before(self, round_index: int, stage: str) -> None:
+        """The judge check (``apt/judge_check.py``) before the first stage after mining."""
+        stages = self.round_stages
+        if "mine" not in stages or stages.index("mine") + 1 >= len(stages) or stages[stages.index("mine") + 1] != stage:
+            return
+        m = self.cfg.mining
+        rows, _ = self.dir.read_answers(round_index)
+        check = check_answers(rows, round_index, max_wrong_share=m.max_wrong_share, max_length_ratio=m.max_length_ratio)
+        checks = {**self.dir.manifest().get("judge_checks", {}),
+                  str(round_index): {**check.to_dict(), "accepted_by_user": not check.passed and m.accept_judge}}
+        self.dir.record("judge_checks", checks)
+        if check.passed:
+            return
+        if m.accept_judge:
+            log.warning("round %d: judge check failed (%s); going on (mining.accept_judge)", round_index,
+                        "; ".join(check.problems))
+            return
+        raise JudgeCheckError(failure_message(check, m.judge), check)
 
     def _sft_tokens(self, pool: list[Example]) -> int:
         """Tokens one SFT epoch on the whole pool would process (prompt + gold answer): the

@@ -26,6 +26,7 @@ from typing import Any
 from aptune.evaluate.metrics import Interval, format_positions, paired_bootstrap_delta
 from aptune.io import read_jsonl, write_figure_atomic, write_text_atomic
 from aptune.model_config import model_label
+from aptune.report import mined_cases
 from aptune.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -372,6 +373,12 @@ def write_report(root: str | Path) -> Path:
         md += ["", "## Training per round", "", *_md_table(train_header, train_rows, train_legend)]
     if efficiency:
         md += ["", efficiency]
+    cases = mined_cases.case_rows(run, [r.round for r in rows if r.round > 0])
+    judge_notes = mined_cases.notes(manifest)
+    if cases or judge_notes:
+        md += ["", "## What the judge marked wrong", ""]
+        md += [*_md_table(mined_cases.HEADER, cases, [])] if cases else []
+        md += ["", *judge_notes] if judge_notes else []
     if png:
         md += ["", f"![paired change against round 0 per round](plots/{png.name})"]
     write_text_atomic(run.report_path, "\n".join(md) + "\n")
@@ -387,6 +394,9 @@ def write_report(root: str | Path) -> Path:
         f"<h2>Accuracy per round</h2>{_html_table(ACCURACY_HEADER, acc_rows, ACCURACY_LEGEND)}"
         + (f"<h2>Training per round</h2>{_html_table(train_header, train_rows, train_legend)}" if train_rows else "")
         + (f"<p>{html.escape(efficiency)}</p>" if efficiency else "")
+        + ("<h2>What the judge marked wrong</h2>" if cases or judge_notes else "")
+        + (_html_table(mined_cases.HEADER, cases, []) if cases else "")
+        + "".join(f"<p>{html.escape(n)}</p>" for n in judge_notes)
         + f"{img}</body></html>\n"
     )
     write_text_atomic(run.report_html, page)

@@ -224,6 +224,10 @@ class Run:
             return False
         return max(devs[-patience:]) <= max(devs[:-patience]) + self.cfg.rounds.min_delta
 
+    def check_before(self, round_index: int, stage: str) -> None:
+        """Raise to stop the run before ``stage`` runs (e.g. the judge check before training);
+        asked on every (re)run, so a stop holds until its cause or its setting changes."""
+
     def no_work(self, round_index: int, stage: str) -> str | None:
         """Why round ``round_index`` should end before ``stage`` (e.g. no weakness cases left),
         or None to run it. Asked on every (re)run, so a resumed run ends the same way."""
@@ -280,6 +284,7 @@ class Run:
             reason = self.no_work(t, stage)
             if reason is not None:
                 return self.stage_decide(t, reason)
+            self.check_before(t, stage)
             if on_stage:
                 on_stage(t, stage)
             getattr(self, f"stage_{stage}")(t)

@@ -263,8 +263,9 @@ class RunDir:
 _ABSENT = object()
 
 #: config keys that say where a run computes, not what it computes: a run started on one device
-#: may resume on another (``aptune run --device``), so these are never a "changed config"
-WHERE_NOT_WHAT = frozenset({"device", "mining.judge_device"})
+#: may resume on another (``aptune run --device``), and a run stopped by the judge check goes on
+#: with ``--yes``; so these are never a "changed config"
+WHERE_NOT_WHAT = frozenset({"device", "mining.judge_device", "mining.accept_judge"})
 #: sections an older aptune saved as a plain value (``model: NAME`` before ``model.dtype`` and
 #: the other loading options): a saved plain value compares as that key of the section
 FORMERLY_SCALAR = {"model": "name"}
