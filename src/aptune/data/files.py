@@ -186,6 +186,30 @@ def _optional_text(path: Path, line: int, row: dict[str, Any], field: str, allow
     return str(value)
 
 
+#: optional fields of a free-form row that its judge reads: other accepted answers (exact_match,
+#: short_answer) and, for code, the tests, the function's name and the code the answer continues
+TEXT_FIELDS = ("tests", "entry_point", "code_prefix")
+
+
+def _free_form_meta(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    aliases = row.get("aliases")
+    if not _is_blank(aliases):
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+            raise _err(path, line, "aliases", "must be a list of non-empty texts")
+        meta["aliases"] = list(aliases)
+    for field in TEXT_FIELDS:
+        value = row.get(field)
+        if _is_blank(value):
+            continue
+        if not isinstance(value, str):
+            raise _err(path, line, field, f"must be text, got {type(value).__name__}")
+        meta[field] = value
+    return meta
+
+
 def _example(path: Path, line: int, row: Any, task: str, domain: str, from_csv: bool) -> Example:
     """One validated row → an Example (the id is checked for uniqueness by the caller)."""
     if not isinstance(row, dict):
@@ -196,7 +220,8 @@ def _example(path: Path, line: int, row: Any, task: str, domain: str, from_csv: 
     rid = f"{path.stem}-{line}" if _is_blank(row.get("id")) else str(row["id"]).strip()
     style = _optional_text(path, line, row, "style", STYLES) or "qa"
     split = _optional_text(path, line, row, "split", SPLIT_NAMES)
-    meta = {"split": split} if split else {}
+    meta: dict[str, Any] = {"split": split} if split else {}
+    meta.update(_free_form_meta(path, line, row))
     context = None if _is_blank(row.get("context")) else str(row["context"])
     task = task if _is_blank(row.get("task")) else str(row["task"])
     domain = domain if _is_blank(row.get("domain")) else str(row["domain"])

@@ -11,6 +11,8 @@ LLM wherever they exist, so they are the defaults (``default_judge_for``):
   is the best token F1 against the references (SQuAD's), a second, graded metric;
 - ``final_number``: the last number in the answer equals the reference's last number
   (GSM8K-style "... #### 72" references work);
+- ``code_tests``: the answer's code passes the item's tests (``meta["tests"]``), run in a
+  sandboxed child process (``code_judge.py``, ``sandbox.py``); the default for items with tests;
 - ``llm``: a Prometheus-style absolute-grading rubric judge (score 1-5 against the reference),
   for free-form answers no exact check covers. It calls an injected
   ``generate(prompts) -> completions`` function, so any local causal LM and any generation
@@ -366,11 +368,14 @@ class LLMJudge(Judge):
 # --- choosing a judge ---------------------------------------------------------------------------
 
 def default_judge_for(example: Example) -> Judge:
-    """The exact check that fits an item: choice for MC, final_number for numeric references,
+    """The exact check that fits an item: choice for MC, code_tests for items with tests,
+    final_number for numeric references,
     short_answer for short references (at most ``SHORT_REFERENCE_WORDS`` words), exact_match
     otherwise."""
     if example.is_multiple_choice:
         return ChoiceJudge()
+    if example.meta.get("tests"):
+        return _code_tests()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
     if len(normalize_answer(str(example.reference)).split()) <= SHORT_REFERENCE_WORDS:
@@ -388,10 +393,18 @@ class AutoJudge(Judge):
         return dataclasses.replace(chosen.judge(example, prediction), judge=chosen.name)
 
 
+def _code_tests(**options: Any) -> Judge:
+    """``code_tests`` (code_judge.py, which imports this module): built on first use."""
+    from aptune.evaluate.code_judge import CodeTestsJudge
+
+    return CodeTestsJudge(**options)
+
+
 _REGISTRY: dict[str, Callable[..., Judge]] = {
     judge.name: judge for judge in (AutoJudge, ChoiceJudge, ExactMatchJudge, ShortAnswerJudge, FinalNumberJudge,
                                     LLMJudge)
 }
+_REGISTRY["code_tests"] = _code_tests
 
 
 def register_judge(name: str, factory: Callable[..., Judge]) -> None:
