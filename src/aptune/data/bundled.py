@@ -136,6 +136,17 @@ _TASK_LIST: list[BundledTask] = [
     BundledTask("medqa_en", "medical", oe(cv.medqa, "medqa_en", "rc_5shot")),
     *[BundledTask(f"mmlu_{s}", MMLU_DOMAINS.get(s, "general"),
                   hf(cv.mmlu, f"hails/mmlu_no_train/{s}", "test", "validation", "dev")) for s in MMLU_SUBJECTS],
+    # free-form answers (the judge follows the reference: final number, short answer, code tests)
+    BundledTask("gsm8k", "math", oe(cv.gsm8k, "gsm8k", "gold_bpb_5shot")),
+    BundledTask("basic_arithmetic", "math", oe(cv.gold_choice_as_answer, "basic_skills_arithmetic", "rc_5shot")),
+    BundledTask("basic_pattern", "math", oe(cv.gold_choice_as_answer, "basic_skills_pattern", "rc_5shot")),
+    BundledTask("basic_string_operations", "general",
+                oe(cv.gold_choice_as_answer, "basic_skills_string_operations", "rc_5shot")),
+    BundledTask("basic_common_knowledge", "general",
+                oe(cv.gold_choice_as_answer, "basic_skills_common_knowledge", "rc_5shot")),
+    BundledTask("humaneval", "code", oe(cv.humaneval, "codex_humaneval", "gold_bpb_0shot")),
+    BundledTask("mbpp", "code", oe(cv.mbpp, "codex_mbpp", "gold_bpb_0shot")),
+    BundledTask("nq_open", "qa", oe(cv.nq_open, "naturalqs_open", "bpb_5shot")),
 ]
 
 #: The bundled tasks only (the registry holds these and every plug-in's).
@@ -151,6 +162,9 @@ def _mmlu_of(domain: str) -> list[str]:
 #: SmolLM2-135M is above chance, two general tasks, and the largest medical set.
 SUITES: dict[str, list[str]] = {
     "science": ["sciq", "arc_easy", "arc_challenge", "openbookqa"],
+    "math": ["gsm8k", "basic_arithmetic", "basic_pattern"],
+    "code": ["humaneval", "mbpp"],
+    "qa": ["nq_open", "basic_common_knowledge"],
     "general": ["hellaswag", "piqa", "winogrande", "boolq", "commonsense_qa", "social_iqa"],
     "medical": ["medmcqa", "medqa_en", *_mmlu_of("medical")],
     "legal": _mmlu_of("legal"),

@@ -159,3 +159,54 @@ def medqa(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -
     """oe-eval MedQA-en doc (rc variant: option texts in ``choices``, 5 options, ``answer_idx``)."""
     return Example(f"medqa-{doc['index']}", task, domain, doc["question"].strip(), tuple(_listish(doc["choices"])),
                    int(doc["answer_idx"]))
+
+
+# --- free-form answers ---------------------------------------------------------------------------
+# The answer is the reference a judge checks (``aptune.evaluate.judges.default_judge_for``): a
+# GSM8K solution ending "#### 72" gets final_number, a short reference short_answer, an item
+# with tests code_tests.
+
+def gsm8k(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval GSM8K doc: the question and the worked solution ending "#### <number>", without
+    the dataset's calculator annotations ("<<16-3-4=9>>"), which no model should learn to write."""
+    return Example(f"gsm8k-{doc['id']}", task, domain, doc["question"].strip(),
+                   answer=re.sub(r"<<[^>]*>>", "", doc["answer"]))
+
+
+HUMANEVAL_ASK = ("Complete the following Python function. Answer with the whole function in one "
+                 "```python code block.\n\n")
+
+
+def humaneval(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval HumanEval doc: the prompt (signature and docstring) is the code the answer
+    continues; the reference is the canonical body; ``check(candidate)`` is the test."""
+    return Example(str(doc["task_id"]).replace("/", "-"), task, domain, HUMANEVAL_ASK + doc["prompt"],
+                   answer=doc["prompt"] + doc["canonical_solution"],
+                   meta={"code_prefix": doc["prompt"], "tests": doc["test"], "entry_point": doc["entry_point"]})
+
+
+def mbpp(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval MBPP doc: the task text with its asserts shown (as the MBPP paper's prompt does);
+    the reference solution; the asserts (after any setup code) are the test."""
+    tests = [str(t) for t in _listish(doc["test_list"])]
+    setup = str(doc.get("test_setup_code") or "").strip()
+    question = (f"{doc['text'].strip()} Your code should pass these tests:\n\n" + "\n".join(tests)
+                + "\n\nAnswer with the code in one ```python code block.")
+    return Example(f"mbpp-{doc['task_id']}", task, domain, question, answer=str(doc["code"]).replace("\r\n", "\n"),
+                   meta={"tests": "\n".join(([setup] if setup else []) + tests)})
+
+
+def nq_open(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval Natural Questions (open) doc: the question and its accepted short answers."""
+    answers = [str(a) for a in _listish(doc["answers"])]
+    question = doc["question"].strip()
+    question = question[0].upper() + question[1:] + ("" if question.endswith("?") else "?")
+    return Example(f"nq-{doc['index']}", task, domain, question, answer=answers[0], meta={"aliases": answers[1:]})
+
+
+def gold_choice_as_answer(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval basic_skills doc (rc variant) as a free-form item: the text to continue, and the
+    gold option as the reference ("4 * 8 =" → "32")."""
+    choices = [str(c) for c in _listish(doc["choices"])]
+    return Example(f"{task}-{doc['id']}", task, domain, doc["question"].strip(),
+                   answer=choices[int(doc["gold"])].strip(), style="completion")
