@@ -45,8 +45,11 @@ def test_every_bundled_task_has_sane_items(name: str):
     for ex in items:
         assert ex.task == name and ex.domain == TASKS[name].domain
         assert ex.question.strip(), ex.id
-        assert len(ex.choices) >= 2 and all(c.strip() for c in ex.choices), ex.id
-        assert ex.gold is not None and 0 <= ex.gold < len(ex.choices), ex.id
+        if ex.is_multiple_choice:
+            assert len(ex.choices) >= 2 and all(c.strip() for c in ex.choices), ex.id
+            assert ex.gold is not None and 0 <= ex.gold < len(ex.choices), ex.id
+        else:
+            assert ex.reference.strip(), ex.id
         assert ex.style in ("qa", "completion") and ex.meta["source_split"]
 
 
@@ -66,7 +69,36 @@ COUNTS: dict[str, tuple[int, dict[str, int]]] = {
     "medqa_en": (1273, {"test": 1273}),
     "mmlu_professional_law": (1709, {"test": 1534, "validation": 170, "dev": 5}),
     "mmlu_anatomy": (154, {"test": 135, "validation": 14, "dev": 5}),
+    "gsm8k": (1319, {"test": 1319}),
+    "basic_arithmetic": (1047, {"validation": 1047}),
+    "basic_pattern": (534, {"validation": 534}),
+    "basic_string_operations": (1219, {"validation": 1219}),
+    "basic_common_knowledge": (1037, {"validation": 1037}),
+    "humaneval": (164, {"test": 164}),
+    "mbpp": (500, {"test": 500}),
+    "nq_open": (1000, {"validation": 1000}),
 }
+
+
+#: free-form task → the judge its items get by default
+FREE_FORM_JUDGES = {"gsm8k": {"final_number"}, "basic_arithmetic": {"final_number"},
+                    "basic_pattern": {"final_number", "short_answer"}, "basic_string_operations": {"final_number", "short_answer"},
+                    "basic_common_knowledge": {"short_answer", "final_number"}, "humaneval": {"code_tests"},
+                    "mbpp": {"code_tests"}, "nq_open": {"short_answer", "final_number"}}
+
+
+@pytest.mark.parametrize("name", sorted(FREE_FORM_JUDGES))
+def test_free_form_tasks_get_their_judge_and_their_references_pass_it(name: str):
+    from aptune.evaluate.judges import default_judge_for
+
+    items = load_task(name, split="source")
+    assert {default_judge_for(ex).name for ex in items} <= FREE_FORM_JUDGES[name]
+    sample = items[:: max(1, len(items) // 25)]  # the references are right answers by their own judge
+    for ex in sample:
+        verdict = default_judge_for(ex).judge(ex, ex.reference)
+        assert verdict.correct, (ex.id, verdict.detail)
+    if name == "gsm8k":
+        assert not any("<<" in ex.reference for ex in items) and all("####" in ex.reference for ex in items)
 
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
@@ -174,11 +206,12 @@ TEMPLATE_CASES: list[tuple[str, str, str, str, Callable, PromptFormat, Callable[
     # deviation: lm-eval writes "Q: ..\nA:" for Social IQa
     ("social_iqa", "siqa/siqa.yaml", "social_i_qa/none", "validation", dict, PLAIN,
      lambda p: "Q: " + p.removeprefix("Question: ").removesuffix("\nAnswer:") + "\nA:"),
-    # deviation: lm-eval's MMLU prompt has no "Question: " prefix
+    # MMLU: our prompt is lm-eval's task description (its opening line) + its doc_to_text
     ("mmlu_anatomy", "mmlu/default/_default_template_yaml", "hails/mmlu_no_train/anatomy", "test", dict, LETTER,
-     lambda p: p.removeprefix("Question: ")),
+     lambda p: p.removeprefix("The following are multiple choice questions (with answers) about anatomy.\n\n")),
     ("mmlu_professional_law", "mmlu/default/_default_template_yaml", "hails/mmlu_no_train/professional_law", "test",
-     dict, LETTER, lambda p: p.removeprefix("Question: ")),
+     dict, LETTER, lambda p: p.removeprefix("The following are multiple choice questions (with answers) about "
+                                            "professional law.\n\n")),
 ]
 
 

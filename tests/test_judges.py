@@ -153,6 +153,14 @@ def test_token_f1_is_squads() -> None:
     assert token_f1("Lyon", "Paris") == 0.0 and token_f1("", "") == 1.0
 
 
+def test_a_reference_of_punctuation_is_not_matched_by_any_punctuation() -> None:
+    """SQuAD normalisation empties "%": without care, "&" would equal it."""
+    sym = Example(id="sym", task="t", domain="d", question="# $ % # $", answer="%")
+    for judge in (ExactMatchJudge(), ShortAnswerJudge()):
+        assert judge.judge(sym, "%").correct and not judge.judge(sym, "&").correct
+    assert ShortAnswerJudge().judge(sym, "it is %").correct and token_f1("&", "%") == 0.0
+
+
 def test_exact_match_says_what_it_compares() -> None:
     detail = ExactMatchJudge().judge(CITY, "The capital of Mexico is Mexico City.").detail
     assert detail.startswith("exact match (whole normalised answer = reference)") and "'mexico city'" in detail

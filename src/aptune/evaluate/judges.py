@@ -136,6 +136,17 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+def _light(text: str) -> str:
+    """Lowercase and squeezed spaces only: for references that are all punctuation ("%", "#"),
+    which SQuAD normalisation would empty (and so match any other punctuation)."""
+    return " ".join(text.lower().split())
+
+
+def normalizer_for(reference: str) -> Callable[[str], str]:
+    """``normalize_answer``, or ``_light`` where it would empty the reference."""
+    return normalize_answer if normalize_answer(reference) else _light
+
+
 def _references(example: Example) -> list[str]:
     return [str(example.reference), *(str(a) for a in example.meta.get("aliases", ()))]
 
@@ -146,12 +157,14 @@ class ExactMatchJudge(Judge):
     name = "exact_match"
 
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
-        answer = normalize_answer(_as_text(example, prediction))
+        text = _as_text(example, prediction)
+        answer = normalize_answer(text)
         references = _references(example)
         for reference in references:
-            if answer == normalize_answer(reference):
+            norm = normalizer_for(reference)
+            if norm(text) == norm(reference):
                 return Verdict(True, 1.0, f"exact match of the normalised answer with {reference!r}")
-        shown = normalize_answer(references[0])
+        shown = normalize_answer(references[0]) or references[0]
         return Verdict(False, 0.0, f"exact match (whole normalised answer = reference): {answer[:60]!r} is not "
                                    f"{shown!r}" + (f" or {len(references) - 1} alias(es)" if len(references) > 1 else ""))
 
@@ -163,8 +176,10 @@ SHORT_REFERENCE_WORDS = 5
 
 
 def token_f1(answer: str, reference: str) -> float:
-    """SQuAD's token F1 between two texts, after ``normalize_answer``."""
-    got, want = normalize_answer(answer).split(), normalize_answer(reference).split()
+    """SQuAD's token F1 between two texts, after ``normalize_answer`` (``_light`` for a reference
+    of punctuation only)."""
+    norm = normalizer_for(reference)
+    got, want = norm(answer).split(), norm(reference).split()
     if not got or not want:
         return float(got == want)
     common = sum(min(got.count(t), want.count(t)) for t in set(got))
@@ -176,10 +191,11 @@ def token_f1(answer: str, reference: str) -> float:
 
 def contains_span(answer: str, reference: str) -> bool:
     """Whether normalised ``reference`` occurs in normalised ``answer`` as whole words."""
-    want = normalize_answer(reference)
+    norm = normalizer_for(reference)
+    want = norm(reference)
     if not want:
         return False
-    return f" {want} " in f" {normalize_answer(answer)} "
+    return f" {want} " in f" {norm(answer)} "
 
 
 class ShortAnswerJudge(Judge):
