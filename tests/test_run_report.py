@@ -117,3 +117,30 @@ def test_interval_reads_back_every_shape_it_writes(shape: str):
     iv = Interval(0.5, 0.4, 0.6, 0.95, 10)
     back = Interval.from_dict(getattr(iv, shape)())
     assert (back.value, back.low, back.high) == (0.5, 0.4, 0.6)
+
+
+def test_the_report_counts_items_lost_and_gained_even_when_accuracy_rises(tmp_path: Path):
+    """Round 1 gains 30 points of domain accuracy on average, yet loses 20 items round 0 had right."""
+    root = _run(tmp_path, APT_STAGES, RUNTIME)
+    rows = [{"task": f"{view}/{task}", "id": str(i), "correct": (20 <= i < 150) if view == "domain" else i < 118}
+            for view, task in (("domain", "sciq"), ("general", "piqa")) for i in range(N)]
+    (root / "round-1" / "eval" / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from aptune.report.apt_report import interference_rows
+
+    table = {(r[0], r[1]): r for r in interference_rows(collect(root))}
+    assert table[("1", "domain")][2] == "200" and table[("1", "domain")][3].startswith("20 (10.0 [")
+    assert table[("1", "domain")][4].startswith("50 (25.0 [")
+    assert table[("1", "general")][3].startswith("2 (1.0 [") and table[("1", "general")][4].startswith("0 (0.0 [")
+    write_report(root)
+    md = (root / "report.md").read_text()
+    assert "## Items lost and gained against round 0" in md and "| 1 | domain | 200 | 20 (10.0 [" in md
+
+
+def test_interference_counts_are_exact_and_intervals_hold_them():
+    from aptune.evaluate.metrics import interference
+
+    change = interference([True, True, False, False, True], [False, True, True, False, True])
+    assert (change.n, change.lost_count, change.gained_count) == (5, 1, 1)
+    assert change.lost.value == pytest.approx(0.2) and change.lost.low <= 0.2 <= change.lost.high
+    with pytest.raises(ValueError, match="3 items before but 2 after"):
+        interference([True] * 3, [True] * 2)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aptune.evaluate.metrics import Interval, format_positions, paired_bootstrap_delta
+from aptune.evaluate.metrics import Interference, Interval, format_positions, interference, paired_bootstrap_delta
 from aptune.io import read_jsonl, write_figure_atomic, write_text_atomic
 from aptune.model_config import model_label
 from aptune.report import mined_cases
@@ -72,6 +72,39 @@ def paired_delta(before: dict[str, bool], after: dict[str, bool]) -> Interval | 
     if not keys:
         return None
     return paired_bootstrap_delta([after[k] for k in keys], [before[k] for k in keys])
+
+
+def item_interference(before: dict[str, bool], after: dict[str, bool]) -> Interference | None:
+    """Lost and gained items between round 0 and a round, on the items both evaluated."""
+    keys = sorted(before.keys() & after.keys())
+    if not keys:
+        return None
+    return interference([before[k] for k in keys], [after[k] for k in keys])
+
+
+INTERFERENCE_HEADER = ["round", "view", "items", "lost: right → wrong, % [95% CI]", "gained: wrong → right, % [95% CI]"]
+INTERFERENCE_LEGEND = [
+    ("lost", "items round 0 answered right that this round answers wrong: forgetting item by item, which a "
+     "rising average can hide"),
+    ("gained", "items round 0 answered wrong that this round answers right"),
+]
+
+
+def interference_rows(rows: list[RoundRow]) -> list[list[str]]:
+    """One row per later round and view: its lost and gained items against round 0."""
+    if not rows or rows[0].round != 0:
+        return []
+    out = []
+    for row in rows[1:]:
+        for view in ("domain", "general"):
+            change = item_interference(rows[0].correct.get(view, {}), row.correct.get(view, {}))
+            if change is None:
+                continue
+            def cell(count: int, i: Interval) -> str:
+                return f"{count} ({100 * i.value:.1f} [{100 * i.low:.1f}, {100 * i.high:.1f}])"
+            out.append([str(row.round), view, str(change.n), cell(change.lost_count, change.lost),
+                        cell(change.gained_count, change.gained)])
+    return out
 
 
 def collect(root: Path) -> list[RoundRow]:
@@ -369,6 +402,10 @@ def write_report(root: str | Path) -> Path:
     efficiency = data_efficiency(rows)
     md = [f"# {title}", "", f"**{sentence}**", "", setting, "", where, "",
           "## Accuracy per round", "", *_md_table(ACCURACY_HEADER, acc_rows, ACCURACY_LEGEND)]
+    lost_rows = interference_rows(rows)
+    if lost_rows:
+        md += ["", "## Items lost and gained against round 0", "",
+               *_md_table(INTERFERENCE_HEADER, lost_rows, INTERFERENCE_LEGEND)]
     if train_rows:
         md += ["", "## Training per round", "", *_md_table(train_header, train_rows, train_legend)]
     if efficiency:
@@ -392,6 +429,8 @@ def write_report(root: str | Path) -> Path:
         f"<h1>{plain_title}</h1><p><strong>{html.escape(sentence)}</strong></p>"
         f"<p>{html.escape(setting)}</p><p>{html.escape(where)}</p>"
         f"<h2>Accuracy per round</h2>{_html_table(ACCURACY_HEADER, acc_rows, ACCURACY_LEGEND)}"
+        + (f"<h2>Items lost and gained against round 0</h2>"
+           f"{_html_table(INTERFERENCE_HEADER, lost_rows, INTERFERENCE_LEGEND)}" if lost_rows else "")
         + (f"<h2>Training per round</h2>{_html_table(train_header, train_rows, train_legend)}" if train_rows else "")
         + (f"<p>{html.escape(efficiency)}</p>" if efficiency else "")
         + ("<h2>What the judge marked wrong</h2>" if cases or judge_notes else "")
