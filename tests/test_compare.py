@@ -216,6 +216,11 @@ def test_html_has_the_table_and_existing_images(compared):
     # the gold-answer likelihood change sits beside accuracy, for every MC item of both views
     assert "<h2>Likelihood of the gold answers</h2>" in page and "## Likelihood of the gold answers" in md
     assert base["general_loglik_delta"]["value"] == 0.0
+    # items lost and gained against round 0: none for the untrained base, its counts consistent with Δ
+    assert "## Items lost and gained" in md and "<h2>Items lost and gained</h2>" in page
+    assert base["interference"]["domain"]["lost"]["value"] == 0.0 and base["interference"]["domain"]["gained"]["value"] == 0.0
+    change = sft["interference"]["domain"]
+    assert change["gained"]["value"] - change["lost"]["value"] == pytest.approx(sft["domain_delta"]["value"])
     assert sft["general_loglik_delta"]["n"] == sft["general"]["n"] and np.isfinite(sft["general_loglik_delta"]["value"])
 
 
@@ -275,6 +280,20 @@ def test_paired_delta_averages_each_item_over_seeds():
     acc, delta = accuracy_and_delta([s0, s1], "domain")
     assert delta.n == 2 and delta.value == pytest.approx(0.0)
     assert acc.value == pytest.approx(np.mean([1.0, 0.5]))
+
+
+def test_lost_and_gained_items_are_counted_per_item_and_averaged_over_seeds():
+    """Seed 0 loses y and gains x; seed 1 loses x: x lost in 1 of 2 seeds (0.5), y in 1 of 2
+    (0.5), so 0.5 of the items are lost on average, although seed 0's accuracy is unchanged."""
+    from aptune.report.compare_stats import lost_and_gained
+
+    s0 = _seed_run(0, {"x": False, "y": True}, {"x": True, "y": False})
+    s1 = _seed_run(1, {"x": True, "y": True}, {"x": False, "y": True})
+    lost, gained, lost_per_seed, gained_per_seed = lost_and_gained([s0, s1], "domain")
+    assert lost.n == gained.n == 2 and lost.value == pytest.approx(0.5) and gained.value == pytest.approx(0.25)
+    assert (lost_per_seed, gained_per_seed) == (1.0, 0.5)
+    assert accuracy_and_delta([s0], "domain")[1].value == pytest.approx(0.0)  # the average hides it
+    assert lost_and_gained([s0], "general")[0].n == 0
 
 
 def test_gold_loglik_change_is_paired_and_averaged_over_seeds():

@@ -118,6 +118,30 @@ def loglik_rows(summaries: list[MethodSummary]) -> list[list[str]]:
             for s in summaries]
 
 
+INTERFERENCE_HEADER = ["method", "domain lost % [95% CI]", "domain gained % [95% CI]", "general lost % [95% CI]",
+                       "general gained % [95% CI]", "items lost / gained per seed (domain; general)"]
+INTERFERENCE_NOTE = (
+    "Items the untrained model answered right that the final model answers wrong (lost) and the reverse (gained), "
+    "as a share of the items, each item's share averaged over seeds, 95% bootstrap over items. Forgetting item by "
+    "item: an average that rises can still lose items, and a method that trades many items for a few more shows "
+    "here, not in the accuracy change."
+)
+
+
+def interference_rows(summaries: list[MethodSummary]) -> list[list[str]]:
+    rows = []
+    for s in summaries:
+        cells = [s.method]
+        counts = []
+        for view in ("domain", "general"):
+            lost, gained, lost_n, gained_n = s.interference.get(view, (NAN, NAN, float("nan"),
+                                                                       float("nan")))
+            cells += [lost.pct(), gained.pct()]
+            counts.append(f"{lost_n:.1f} / {gained_n:.1f}" if lost.n else "–")
+        rows.append(cells + ["; ".join(counts)])
+    return rows
+
+
 LOGLIK_NOTE = (
     "Paired change in log p(gold answer) — the summed log-probability of the gold choice's tokens, as scored — "
     "against the untrained model on the same items, averaged over seeds, 95% bootstrap over items. Accuracy only "
@@ -303,6 +327,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     if head_to_head:
         md += ["## Head to head (paired, same items)", "", VERSUS_NOTE, "",
                *_md_table(VERSUS_HEADER, versus_rows(head_to_head)), ""]
+    md += ["## Items lost and gained", "", INTERFERENCE_NOTE, "",
+           *_md_table(INTERFERENCE_HEADER, interference_rows(summaries)), ""]
     md += ["## Likelihood of the gold answers", "", LOGLIK_NOTE, "", *_md_table(LOGLIK_HEADER, loglik_rows(summaries)), ""]
     md += ["## Domain tasks", "", *_md_table(dh, dr), ""]
     md += ["## General tasks", "", *_md_table(th, tr), ""]
@@ -331,6 +357,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
                   for decl, header, rows in grouped)
         + (f"<h2>Head to head (paired, same items)</h2><p>{html.escape(VERSUS_NOTE)}</p>"
            f"{_html_table(VERSUS_HEADER, versus_rows(head_to_head))}" if head_to_head else "")
+        + f"<h2>Items lost and gained</h2><p>{html.escape(INTERFERENCE_NOTE)}</p>"
+        + _html_table(INTERFERENCE_HEADER, interference_rows(summaries))
         + f"<h2>Likelihood of the gold answers</h2><p>{html.escape(LOGLIK_NOTE)}</p>"
         + _html_table(LOGLIK_HEADER, loglik_rows(summaries))
         + f"<h2>Domain tasks</h2>{_html_table(dh, dr)}"

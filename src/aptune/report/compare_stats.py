@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,26 @@ def accuracy_and_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | 
     if not after:
         return NAN, NAN
     return bootstrap_mean(after, seed=seed), paired_bootstrap_delta(after, before, seed=seed)
+
+
+def lost_and_gained(runs: list[SeedRun], view: str, seed: int = 0) -> tuple[Interval, Interval, float, float]:
+    """Items right at round 0 and wrong in the final model (lost) and the reverse (gained):
+    shares with 95% bootstrap intervals over items (each item's share averaged over the seeds
+    that evaluated it, as the accuracy change is), and the mean count per seed."""
+    lost: dict[tuple[str, str], list[float]] = defaultdict(list)
+    gained: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for run in runs:
+        a, b = run.after.get(view, {}), run.before.get(view, {})
+        for key in a.keys() & b.keys():
+            lost[key].append(float(b[key] and not a[key]))
+            gained[key].append(float(a[key] and not b[key]))
+    if not lost:
+        return NAN, NAN, float("nan"), float("nan")
+    keys = sorted(lost)
+    n_seeds = max(len(runs), 1)
+    return (bootstrap_mean([float(np.mean(lost[k])) for k in keys], seed=seed),
+            bootstrap_mean([float(np.mean(gained[k])) for k in keys], seed=seed),
+            sum(sum(v) for v in lost.values()) / n_seeds, sum(sum(v) for v in gained.values()) / n_seeds)
 
 
 def loglik_delta(runs: list[SeedRun], view: str, seed: int = 0) -> Interval:
@@ -223,6 +243,8 @@ class MethodSummary:
     wall_s: float
     wall_partial: bool  # some seed's wall time misses an untimed earlier invocation (lower bound)
     per_seed: list[dict[str, Any]]
+    # view -> (lost share, gained share, lost per seed, gained per seed) against round 0
+    interference: dict[str, tuple[Interval, Interval, float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """compare-results.json's entry; a suite's task groups under its name (e.g. ``gci``) and
@@ -244,6 +266,9 @@ class MethodSummary:
             "task_majority_baseline": self.task_majority, "domain_predicted_positions": self.domain_predicted,
             "train": self.train, "train_set": self.train_set, "rounds_trained": self.rounds_trained,
             "wall_s": self.wall_s, "wall_partial": self.wall_partial, "per_seed": self.per_seed,
+            "interference": {view: {"lost": lost.to_dict(), "gained": gained.to_dict(), "lost_per_seed": lost_n,
+                                    "gained_per_seed": gained_n}
+                             for view, (lost, gained, lost_n, gained_n) in self.interference.items()},
         }
 
 
@@ -291,6 +316,7 @@ def summarize(method: str, kind: str, runs: list[SeedRun]) -> MethodSummary:
         wall_s=sum(r.wall_s or 0.0 for r in runs) / n_seeds,
         wall_partial=any(r.wall_partial for r in runs),
         per_seed=per_seed,
+        interference={view: lost_and_gained(runs, view) for view in ("domain", "general")},
     )
 
 
