@@ -682,3 +682,48 @@ def test_report_has_a_head_to_head_table(compared, tmp_path: Path):
     proc = subprocess.run(_aptune("compare-report", str(out), "--to", str(dest), "--versus", "apt-lora"), env=ENV,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "METHOD:METHOD" in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+def test_the_primary_comparison_comes_first_with_seeds_resampled(compared, tmp_path: Path):
+    import shutil
+
+    from aptune.compare.compare_dir import CompareDir
+
+    _, out, _ = compared
+    copy = tmp_path / "primary"
+    shutil.copytree(out, copy)
+    meta = read_json(CompareDir(copy).meta)
+    write_json_atomic(CompareDir(copy).meta, {**meta, "primary": "apt-lora:sft-lora"})
+    write_compare_report(copy)
+    md = (copy / "compare.md").read_text()
+    assert md.index("## Primary comparison") < md.index("| method |")
+    assert md.index("## All methods against the untrained model (exploratory)") < md.index("| method |")
+    assert "| apt-lora against sft-lora | 0,1 |" in md and "seeds + items" in md
+    assert "## Head to head" not in md  # its one pair is the primary, shown once
+    results = read_json(copy / "compare-results.json")
+    assert results["primary"]["a"] == "apt-lora" and results["primary"]["domain_seeds_items"]["n"] > 0
+
+
+def test_seeds_and_items_interval_widens_when_seeds_disagree():
+    """Seed 0: A beats B on every item; seed 1: B beats A on every item. Items alone (each item
+    averaged over seeds: 0) gives a point interval; seeds + items spans both outcomes."""
+    from aptune.report.compare_versus import versus
+
+    items = [str(i) for i in range(40)]
+    runs = []
+    for seed, a_right in ((0, True), (1, False)):
+        for method, right in (("a", a_right), ("b", not a_right)):
+            run = SeedRun(method, seed, Path("."), 1)
+            run.after = {"domain": {("domain/t", k): right for k in items}}
+            runs.append(run)
+    v = versus("a", "b", runs)
+    assert v.domain.value == 0.0 and v.domain.low == v.domain.high == 0.0
+    assert v.domain_seeds_items.value == 0.0 and v.domain_seeds_items.low == -1.0 and v.domain_seeds_items.high == 1.0
+
+
+def test_one_seed_hierarchical_interval_is_the_item_bootstrap():
+    from aptune.evaluate.metrics import bootstrap_mean, hierarchical_bootstrap_mean
+
+    values = [float(i % 3 == 0) for i in range(300)]
+    one, plain = hierarchical_bootstrap_mean([values]), bootstrap_mean(values)
+    assert one.value == plain.value and abs(one.low - plain.low) < 0.02 and abs(one.high - plain.high) < 0.02

@@ -36,6 +36,9 @@ class CompareConfig:
     # head-to-head rows of the report, "A:B" = A's final models against B's, paired on items
     # (aptune.report.compare_versus); every trained method is also set against sft-lora
     versus: list[str] = field(default_factory=list)
+    # the one comparison the experiment tests, "A:B", named before it runs: shown first in the
+    # report, with seeds resampled as well as items; every other row is exploratory
+    primary: str = ""
 
     def __post_init__(self) -> None:
         self.methods = [m if isinstance(m, MethodSpec) else MethodSpec(kind=m) for m in self.methods]  # type: ignore[arg-type]
@@ -50,6 +53,8 @@ class CompareConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: duplicate seed")
         check_pairs(self.versus, names, "this config")
+        if self.primary:
+            check_pairs([self.primary], names, "this config")
 
     @property
     def specs(self) -> list[MethodSpec]:
@@ -57,7 +62,7 @@ class CompareConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "base": self.base.to_dict(),
-                "methods": [m.to_dict() for m in self.specs], "seeds": list(self.seeds), "versus": list(self.versus)}
+                "methods": [m.to_dict() for m in self.specs], "seeds": list(self.seeds), "versus": list(self.versus), "primary": self.primary}
 
 
 @dataclass

@@ -207,3 +207,31 @@ def interference(before: Sequence[bool], after: Sequence[bool], *, seed: int = 0
     lost, gained = (b & ~a), (~b & a)
     return Interference(len(b), bootstrap_mean(lost.astype(float), seed=seed),
                         bootstrap_mean(gained.astype(float), seed=seed), int(lost.sum()), int(gained.sum()))
+
+
+def hierarchical_bootstrap_mean(groups: Sequence[Sequence[float]], *, resamples: int = DEFAULT_RESAMPLES,
+                                level: float = 0.95, seed: int = 0) -> Interval:
+    """Mean over groups (training seeds) of each group's mean over its items, with a two-stage
+    percentile bootstrap: each resample draws the seeds with replacement, then, for every seed
+    drawn, that seed's items with replacement (independently for a seed drawn twice). So the
+    interval carries the run-to-run variation of training as well as the item sampling; with one
+    seed it is the item bootstrap. ``n`` is the number of items over all groups."""
+    arrays = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    if not arrays:
+        return Interval.empty(level)
+    rng = np.random.default_rng(seed)
+    k = len(arrays)
+    picks = rng.integers(0, k, size=(resamples, k))  # the seeds of each resample
+    # item means of every seed for every (resample, pick slot): independent draws per slot
+    item_means = np.empty((k, resamples, k))
+    for g, data in enumerate(arrays):
+        for start in range(0, resamples, 250):  # in blocks: a block's draws are 250 x k x items
+            stop = min(start + 250, resamples)
+            idx = rng.integers(0, data.size, size=(stop - start, k, data.size))
+            item_means[g, start:stop] = data[idx].mean(axis=2)
+    slots = np.arange(k)
+    stats = item_means[picks, np.arange(resamples)[:, None], slots[None, :]].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    point = float(np.mean([a.mean() for a in arrays]))
+    return Interval(point, float(low), float(high), level, sum(a.size for a in arrays))

@@ -23,7 +23,7 @@ from aptune.evaluate.metrics import Interval
 from aptune.io import write_json_atomic, write_text_atomic
 from aptune.model_config import model_label
 from aptune.compare.compare_dir import CompareDir
-from aptune.compare.selection import check_pairs
+from aptune.compare.selection import check_pairs, parse_pair
 from aptune.report.compare_plots import plot_general_tasks, plot_pareto
 from aptune.report.compare_runs import VIEWS, SeedRun
 from aptune.report.compare_stats import (
@@ -35,7 +35,16 @@ from aptune.report.compare_stats import (
     collect,
     without_tasks,
 )
-from aptune.report.compare_versus import VERSUS_HEADER, VERSUS_NOTE, report_pairs, versus, versus_rows
+from aptune.report.compare_versus import (
+    PRIMARY_HEADER,
+    PRIMARY_NOTE,
+    VERSUS_HEADER,
+    VERSUS_NOTE,
+    primary_rows,
+    report_pairs,
+    versus,
+    versus_rows,
+)
 from aptune.train.config import LOSS_ROSE_MARGIN
 
 log = logging.getLogger(__name__)
@@ -285,7 +294,10 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     meta, summaries, runs = collect(out, seeds, methods)
     reported = [s.method for s in summaries]
     check_pairs(versus_pairs, reported, f"this report of {out}")
-    head_to_head = [versus(a, b, runs) for a, b in report_pairs(reported, [*meta.get("versus", []), *versus_pairs])]
+    primary_pair = parse_pair(meta["primary"]) if meta.get("primary") else None
+    primary = (versus(*primary_pair, runs) if primary_pair and set(primary_pair) <= set(reported) else None)
+    head_to_head = [versus(a, b, runs) for a, b in report_pairs(reported, [*meta.get("versus", []), *versus_pairs])
+                    if (a, b) != primary_pair]
     dest.mkdir(parents=True, exist_ok=True)
     method_rows = _method_rows(meta, out)
     base = meta["base"]
@@ -316,7 +328,14 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     collapses = [c for summary in summaries for c in summary.collapses]
     collapsed = collapse_note(collapses)
     collapse_free = collapse_free_table(summaries, runs, collapses)
-    md += [setting, "", *_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
+    if primary is not None:
+        md += [setting, "", "## Primary comparison", "", PRIMARY_NOTE, "", *_md_table(PRIMARY_HEADER, primary_rows(primary)),
+               "", "## All methods against the untrained model (exploratory)", ""]
+    elif meta.get("primary"):
+        md += [setting, "", f"**Primary comparison {meta['primary']}: not in this report (a method is missing).**", ""]
+    else:
+        md += [setting, ""]
+    md += [*_md_table(MAIN_HEADER, main_rows(summaries)), "", NOTES, ""]
     for note in (coverage, rose, collapsed):
         if note:
             md += [f"**{note}**", ""]
@@ -325,7 +344,8 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     for decl, header, rows in grouped:
         md += [f"## {decl.title} ({' / '.join(decl.views)})", "", decl.note, "", *_md_table(header, rows), ""]
     if head_to_head:
-        md += ["## Head to head (paired, same items)", "", VERSUS_NOTE, "",
+        md += ["## Head to head (paired, same items)" + (", exploratory" if primary is not None else ""), "",
+               VERSUS_NOTE, "",
                *_md_table(VERSUS_HEADER, versus_rows(head_to_head)), ""]
     md += ["## Items lost and gained", "", INTERFERENCE_NOTE, "",
            *_md_table(INTERFERENCE_HEADER, interference_rows(summaries)), ""]
@@ -349,7 +369,11 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
         "img{max-width:100%;border:1px solid #eee}p{max-width:70em}</style></head><body>"
         f"<h1>{html.escape(title.replace('`', ''))}</h1>"
         + (f"<p>{html.escape(meta['description'])}</p>" if meta.get("description") else "")
-        + f"<p>{html.escape(setting)}</p>{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
+        + f"<p>{html.escape(setting)}</p>"
+        + (f"<h2>Primary comparison</h2><p>{html.escape(PRIMARY_NOTE)}</p>"
+           f"{_html_table(PRIMARY_HEADER, primary_rows(primary))}"
+           "<h2>All methods against the untrained model (exploratory)</h2>" if primary is not None else "")
+        + f"{_html_table(MAIN_HEADER, main_rows(summaries))}<p>{html.escape(NOTES)}</p>"
         + "".join(f"<p><strong>{html.escape(note)}</strong></p>" for note in (coverage, rose, collapsed) if note)
         + (f"<h2>Without the collapsed tasks</h2><p>{html.escape(COLLAPSE_FREE_NOTE)}</p>"
            f"{_html_table(*collapse_free[:2])}" if collapse_free else "")
@@ -372,6 +396,7 @@ def write_compare_report(out: str | Path, dest: str | Path | None = None, *, see
     write_text_atomic(target.report_html, page)
     write_json_atomic(target.results_json,
                       {"name": meta["name"], "seeds": meta["seeds"], "methods": [s.to_dict() for s in summaries],
+                       "primary": primary.to_dict() if primary is not None else None,
                        "versus": [v.to_dict() for v in head_to_head],
                        "missing": missing, "loss_rose": [f"{m}/seed-{s}/round-{k}" for m, s, k in flagged],
                        "position_collapses": [vars(c) for c in collapses],

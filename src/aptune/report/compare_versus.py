@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aptune.evaluate.metrics import Interval, paired_bootstrap_delta
+from aptune.evaluate.metrics import Interval, hierarchical_bootstrap_mean, paired_bootstrap_delta
 from aptune.compare.selection import parse_pair
 from aptune.report.compare_runs import SeedRun
 from aptune.report.compare_stats import NAN
@@ -59,9 +59,15 @@ class Versus:
     # seed -> (domain, general) accuracy difference at that seed alone: the pooled interval is
     # over items, so this is where a difference that holds at one training run only shows
     per_seed: dict[int, tuple[Interval, Interval]]
+    # the same differences with seeds resampled as well as items (hierarchical bootstrap): the
+    # interval that carries training's run-to-run variation
+    domain_seeds_items: Interval = NAN
+    general_seeds_items: Interval = NAN
 
     def to_dict(self) -> dict[str, object]:
         return {"a": self.a, "b": self.b, "seeds": self.seeds, "domain": self.domain.to_dict(),
+                "domain_seeds_items": self.domain_seeds_items.to_dict(),
+                "general_seeds_items": self.general_seeds_items.to_dict(),
                 "general": self.general.to_dict(), "domain_loglik": self.domain_loglik.to_dict(),
                 "general_loglik": self.general_loglik.to_dict(),
                 "per_seed": [{"seed": k, "domain": d.to_dict(), "general": g.to_dict()}
@@ -90,6 +96,21 @@ def _paired(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str, log
                                   [float(np.mean(b_vals[k])) for k in keys], seed=seed)
 
 
+def _seed_differences(runs_a: Sequence[SeedRun], runs_b: Sequence[SeedRun], view: str) -> list[list[float]]:
+    """Per seed both ran: A's correctness minus B's on each item both scored at that seed."""
+    b_by_seed = {r.seed: r for r in runs_b}
+    out = []
+    for run_a in sorted(runs_a, key=lambda r: r.seed):
+        run_b = b_by_seed.get(run_a.seed)
+        if run_b is None:
+            continue
+        ma, mb = run_a.after.get(view, {}), run_b.after.get(view, {})
+        keys = sorted(ma.keys() & mb.keys())
+        if keys:
+            out.append([float(ma[k]) - float(mb[k]) for k in keys])
+    return out
+
+
 def versus(a: str, b: str, runs: Sequence[SeedRun], seed: int = 0) -> Versus:
     """Method ``a``'s final models against method ``b``'s, from the report's runs."""
     runs_a = [r for r in runs if r.method == a]
@@ -100,11 +121,32 @@ def versus(a: str, b: str, runs: Sequence[SeedRun], seed: int = 0) -> Versus:
         one_a, one_b = [r for r in runs_a if r.seed == k], [r for r in runs_b if r.seed == k]
         per_seed[k] = (_paired(one_a, one_b, "domain", False, seed), _paired(one_a, one_b, "general", False, seed))
     return Versus(a, b, common,
+                  domain_seeds_items=hierarchical_bootstrap_mean(_seed_differences(runs_a, runs_b, "domain"), seed=seed),
+                  general_seeds_items=hierarchical_bootstrap_mean(_seed_differences(runs_a, runs_b, "general"),
+                                                                  seed=seed),
                   domain=_paired(runs_a, runs_b, "domain", False, seed),
                   general=_paired(runs_a, runs_b, "general", False, seed),
                   domain_loglik=_paired(runs_a, runs_b, "domain", True, seed),
                   general_loglik=_paired(runs_a, runs_b, "general", True, seed),
                   per_seed=per_seed)
+
+
+PRIMARY_HEADER = ["A against B", "seeds", "Δ domain acc, items [95% CI]", "Δ domain acc, seeds + items [95% CI]",
+                  "Δ general acc, items [95% CI]", "Δ general acc, seeds + items [95% CI]",
+                  "Δ domain / general acc per seed"]
+PRIMARY_NOTE = (
+    "The comparison this config named before it ran (`primary:`), the one the experiment tests; every other row "
+    "of this report is exploratory. A's final models minus B's, paired on the same items. \"items\": 95% "
+    "percentile bootstrap over items, each item's difference averaged over seeds. \"seeds + items\": a "
+    "hierarchical bootstrap that draws the training seeds with replacement and then each drawn seed's items, so "
+    "the interval also carries how much the result moves from one training run to the next; with one seed the "
+    "two are the same."
+)
+
+
+def primary_rows(v: Versus) -> list[list[str]]:
+    return [[f"{v.a} against {v.b}", ",".join(map(str, v.seeds)) or "–", v.domain.pct(True),
+             v.domain_seeds_items.pct(True), v.general.pct(True), v.general_seeds_items.pct(True), _per_seed(v)]]
 
 
 VERSUS_HEADER = ["A against B", "seeds", "Δ domain acc [95% CI]", "Δ general acc [95% CI]",
