@@ -99,6 +99,35 @@ def test_general_gate_rolls_back_a_round(run_config: Path, tmp_path: Path):
     assert not (root / "round-2").exists()
 
 
+def test_after_a_rolled_back_round_the_model_is_the_last_accepted_rounds(run_config: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """Round 1 kept, round 2 rolled back by the gate: the model the run leaves (the start of a
+    round 3) computes exactly what round 1's trained model does, not round 2's."""
+    import torch
+
+    real = APTRun.stage_decide
+
+    def gate_trips_in_round_2(self, round_index, no_work_reason=None):  # noqa: ANN001, ANN202
+        if round_index == 2:
+            self.cfg.rounds.general_tolerance = -1.0
+        return real(self, round_index, no_work_reason)
+
+    monkeypatch.setattr(APTRun, "stage_decide", gate_trips_in_round_2)
+    cfg = load_run_config(run_config)
+    run = APTRun(cfg, tmp_path / "run", progress=False)
+    run.run()
+    decisions = [read_json(tmp_path / "run" / f"round-{r}" / "decision.json") for r in (1, 2)]
+    assert decisions[0]["accepted"] is True and decisions[1]["accepted"] is False
+    assert run.accepted_rounds(3) == [1]
+    ids = torch.tensor([[5, 9, 17, 33, 2, 41]])
+    with torch.no_grad():
+        kept = run.start_model(3)(ids).logits
+        round_1 = run.trained_model(1)(ids).logits
+        round_2 = run.trained_model(2)(ids).logits
+    torch.testing.assert_close(kept, round_1, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(kept, round_2, atol=1e-4)
+
+
 def test_rerun_with_changed_config_is_refused(run_config: Path, tmp_path: Path):
     cfg = load_run_config(run_config)
     root = tmp_path / "r"

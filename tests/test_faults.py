@@ -53,12 +53,15 @@ def test_kill_9_at_random_points_then_resume(run_config: Path, tmp_path: Path, s
     full = time.time() - t0
     rng = random.Random(seed)
     killed = tmp_path / "killed"
+    # three moments that together stay under one uninterrupted run: each restart redoes its
+    # interrupted stage and its start-up, so the run is still going at every kill (asserted)
     for _ in range(3):
         proc = subprocess.Popen(_aptune("run", str(run_config), "--out", str(killed)), env=ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 0.9) * full)
+        time.sleep(rng.uniform(0.1, 0.3) * full)
+        assert proc.poll() is None, "the run finished before the kill: the kill tested nothing"
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        assert proc.wait() == -signal.SIGKILL
         if killed.exists():
             _assert_every_file_whole(killed)
     done = subprocess.run(_aptune("run", str(run_config), "--out", str(killed)), env=ENV, capture_output=True,

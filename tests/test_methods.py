@@ -188,11 +188,37 @@ def test_each_method_writes_only_its_own_stage_files(compared):
     assert read_jsonl(r1("dpo-all") / "selected.jsonl") == [{"id": a["id"]} for a in answers if a["correct"]]
 
 
-def test_apt_trains_on_fewer_pairs_than_dpo_all(compared):
+def test_apt_trains_on_at_most_as_many_pairs_as_dpo_all(compared):
+    """dpo-all pairs every pool item; APT pairs its weakness cases and at most s x that many
+    similar cases, which can only be pool items the model got right."""
     _, out, _ = compared
-    apt = read_jsonl(out / "apt-lora" / "seed-0" / "round-1" / "pairs.jsonl")
+    r1 = out / "apt-lora" / "seed-0" / "round-1"
+    apt = read_jsonl(r1 / "pairs.jsonl")
     dpo = read_jsonl(out / "dpo-all" / "seed-0" / "round-1" / "pairs.jsonl")
-    assert 0 < len(apt) <= len(dpo)
+    answers, weakness = read_jsonl(r1 / "answers.jsonl"), read_jsonl(r1 / "weakness.jsonl")
+    assert len(dpo) == len(answers) and 0 < len(weakness) < len(answers)
+    assert 0 < len(apt) <= len(weakness) + min(len(weakness), len(answers) - len(weakness)) <= len(dpo)
+
+
+def test_apt_without_similar_cases_trains_on_strictly_fewer_pairs_than_dpo_all(compared, tmp_path: Path):
+    """Where the setting makes the relation strict — no similar cases (retrieval none), and a
+    pool the model gets partly right — APT's pairs are exactly its mistakes, fewer than dpo-all's."""
+    from aptune.methods.apt import APTRun
+
+    loaded, out, _ = compared
+    import copy
+
+    cfg = copy.deepcopy(loaded.run_configs[("apt-lora", 0)])  # the module's runs keep theirs
+    cfg.retrieval.strategy = "none"
+    run = APTRun(cfg, tmp_path / "apt-none", progress=False)
+    run.dir.start(cfg.to_dict(), {})
+    for stage in ("mine", "retrieve", "pairs"):
+        getattr(run, f"stage_{stage}")(1)
+    weakness = read_jsonl(tmp_path / "apt-none" / "round-1" / "weakness.jsonl")
+    apt = read_jsonl(tmp_path / "apt-none" / "round-1" / "pairs.jsonl")
+    dpo = read_jsonl(out / "dpo-all" / "seed-0" / "round-1" / "pairs.jsonl")
+    assert 0 < len(weakness) < len(dpo), "the setting must leave some pool items right"
+    assert len(apt) == len(weakness) < len(dpo)
 
 
 # ----------------------------------------------------------------------------- specs and configs
