@@ -147,6 +147,14 @@ def test_short_answer_accepts_the_reference_stated_in_a_sentence(example: Exampl
                                                                                  *example.meta.get("aliases", ())]))
 
 
+def test_short_answer_does_not_count_an_echo_of_the_question() -> None:
+    trim = Example(id="trim", task="t", domain="d", question="After trimming, '  trimmed   ' becomes", answer="trimmed")
+    judge = ShortAnswerJudge()
+    assert not judge.judge(trim, "After trimming, '  trimmed   ' becomes").correct  # the question, repeated
+    assert judge.judge(trim, "After trimming, '  trimmed   ' becomes 'trimmed'.").correct
+    assert judge.judge(trim, "trimmed").correct
+
+
 def test_token_f1_is_squads() -> None:
     assert token_f1("Mexico City", "mexico city") == 1.0
     assert token_f1("the capital is Mexico City", "Mexico City") == pytest.approx(2 * 0.5 * 1 / 1.5)

@@ -189,13 +189,21 @@ def token_f1(answer: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def contains_span(answer: str, reference: str) -> bool:
-    """Whether normalised ``reference`` occurs in normalised ``answer`` as whole words."""
+def contains_span(answer: str, reference: str, echo: str | None = None) -> bool:
+    """Whether normalised ``reference`` occurs in normalised ``answer`` as whole words.
+
+    ``echo`` (the question): an answer that repeats the question ("After trimming, '  trimmed  '
+    becomes") states nothing by the repetition, so a verbatim copy of a question of three words
+    or more is taken out of the answer first."""
     norm = normalizer_for(reference)
     want = norm(reference)
     if not want:
         return False
-    return f" {want} " in f" {norm(answer)} "
+    stated = norm(answer)
+    copied = norm(echo) if echo else ""
+    if len(copied.split()) >= 3:
+        stated = stated.replace(copied, " ")
+    return f" {want} " in f" {stated} "
 
 
 class ShortAnswerJudge(Judge):
@@ -214,7 +222,7 @@ class ShortAnswerJudge(Judge):
         references = _references(example)
         f1 = max(token_f1(answer, r) for r in references)
         for reference in references:
-            if contains_span(answer, reference):
+            if contains_span(answer, reference, echo=example.question):
                 return Verdict(True, f1, f"states {reference!r} (token F1 {f1:.2f})")
         return Verdict(False, f1, f"{normalize_answer(answer)[:60]!r} does not state {references[0]!r}"
                                   + (f" or {len(references) - 1} alias(es)" if len(references) > 1 else "")
