@@ -332,14 +332,14 @@ def test_model_sample_negatives_for_generative_similar_cases(tmp_path: Path, mon
 
 def test_separate_llm_judge_model_is_loaded_once_per_run(run_config: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch):
-    import aptune.run.driver as driver
+    import aptune.models as models
     from tiny import tiny_model
 
     judge_dir = save_tiny(tmp_path / "judge", seed=5)
     cfg = load_run_config(run_config)
     cfg.mining.judge, cfg.mining.judge_model = "llm", judge_dir
     loaded = []
-    monkeypatch.setattr(driver, "load_model", lambda name, **kw: loaded.append(name) or tiny_model(seed=5))
+    monkeypatch.setattr(models, "load_model", lambda name, **kw: loaded.append(name) or tiny_model(seed=5))
     run = APTRun(cfg, tmp_path / "run", progress=False)
     first, second = run.judge(policy=None), run.judge(policy=None)
     assert first.name == second.name == "llm"

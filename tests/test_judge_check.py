@@ -104,3 +104,19 @@ def test_cli_prints_the_judged_sample_then_one_error_line_and_the_report_shows_t
     report = (root / "report.md").read_text()
     assert "## What the judge marked wrong" in report and "| 1 | c" in report
     assert "Round 1: the judge check failed — it marked 12 of 12" in report and "the run went on" in report
+
+
+def test_cli_eval_with_the_llm_judge_counts_what_it_could_not_score(tmp_path: Path):
+    """`aptune eval --judge llm`: the model itself judges (no judge_model); a tiny random model
+    writes no score, so every item is judged wrong and counted as unparsable, never scored."""
+    model_dir = save_tiny(tmp_path / "model")
+    rows = [{"id": f"q{i}", "question": f"what is the sun {i}?", "answer": "a star"} for i in range(4)]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "aptune.cli", "eval", "--model", model_dir, "--tasks",
+                           str(tmp_path / "q.jsonl"), "--split", "source", "--judge", "llm", "--max-new-tokens", "4",
+                           "--judge-threshold", "2", "--out", str(out)], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    task = read_json(out / "metrics.json")["tasks"]["q"]
+    assert task["n"] == 4 and task["judge_unparsable"] == 4 and task["metrics"]["accuracy"]["value"] == 0.0

@@ -307,3 +307,35 @@ def test_llm_judge_with_real_smollm2() -> None:
     parsed = [v for v in verdicts if v.score is not None]
     assert all(1 <= v.score <= 5 for v in parsed)
     assert len(parsed) + judge.unparsable == 2
+
+
+def test_llm_judge_scale_and_rubric_are_settable_and_bad_ones_refused() -> None:
+    seen: list[str] = []
+
+    def generate(prompts: list[str]) -> list[str]:
+        seen.extend(prompts)
+        return ["Feedback: fine [RESULT] 7", "no score here"]
+
+    rubric = "Score 1: wrong.\nScore 10: perfect."
+    judge = LLMJudge(generate, threshold=6, scale=10, rubric=rubric)
+    verdicts = judge.judge_many([TEXT, TEXT], ["Paris", "Lyon"])
+    assert verdicts[0].correct and verdicts[0].score == 7.0 and "threshold 6" in verdicts[0].detail
+    assert not verdicts[1].correct and verdicts[1].detail.startswith("unparsable judge output")
+    assert judge.unparsable == 1 and "score from 1 to 10" in seen[0] and rubric in seen[0]
+    with pytest.raises(ValueError, match="between 1 and 10"):
+        LLMJudge(generate, threshold=11, scale=10, rubric=rubric)
+    with pytest.raises(ValueError, match="give a rubric for a 1-10 scale"):
+        LLMJudge(generate, scale=10)
+
+
+def test_an_eval_counts_unparsable_judge_outputs_and_reports_short_answer_f1() -> None:
+    from aptune.evaluate.runner import EvalSettings, ItemResult, summarize
+
+    short = [ItemResult(TEXT, True, "It is Paris.", {"judge": "short_answer", "judge_score": 0.5}),
+             ItemResult(TEXT, False, "Lyon", {"judge": "short_answer", "judge_score": 0.0})]
+    tm = summarize("t", short, EvalSettings())
+    assert tm.metrics["f1"].value == pytest.approx(0.25) and tm.judge_unparsable == 0
+    llm = [ItemResult(TEXT, False, "x", {"judge": "llm", "judge_detail": "unparsable judge output: 'x'"}),
+           ItemResult(TEXT, True, "Paris", {"judge": "llm", "judge_detail": "score 5 >= threshold 3"})]
+    out = summarize("t", llm, EvalSettings()).to_dict()
+    assert out["judge_unparsable"] == 1 and "f1" not in out["metrics"]

@@ -227,7 +227,10 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             from aptune.adapters import apply_adapters
 
             lm = apply_adapters(lm, adapter)
-        report = evaluate(lm, tokenizer, data, settings, dtype)
+        from aptune.run.evaluation import build_judge, load_judge_model
+
+        judge_lm = load_judge_model(cfg, device) if cfg.mining.judge == "llm" and cfg.mining.judge_model else None
+        report = evaluate(lm, tokenizer, data, settings, dtype, judge=build_judge(cfg, lm, tokenizer, judge_lm))
     except USER_ERRORS as exc:  # bad data, a missing model, --template chat on a tokenizer without one
         _fail(str(exc))
         return

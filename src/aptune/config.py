@@ -67,7 +67,10 @@ class MiningConfig:
     judge_model: str | None = _opt(None, "judge llm: the model that grades (default: the model itself)")
     judge_device: str | None = _opt(None, "judge llm with judge_model: where the judge runs, e.g. cuda:1 "
                                           "(default: the run's device)")
-    judge_threshold: float = _opt(3.0, "judge llm: correct when the 1-5 score is at least this")
+    judge_threshold: float = _opt(3.0, "judge llm: correct when the score is at least this (weakness = below it)")
+    judge_scale: int = _opt(5, "judge llm: scores run from 1 to this (the default rubric is 1-5)")
+    judge_rubric: str | None = _opt(None, "judge llm: the scoring rubric, one line per score (default: absolute "
+                                          "grading against the reference, 1-5)")
     mc_metric: Literal["acc", "acc_norm"] = _opt(_EVAL.mc_metric, "Multiple-choice answer rule: highest log-likelihood "
                                                                   "(acc) or per character (acc_norm)")
     max_new_tokens: int = _opt(_EVAL.max_new_tokens, "Longest free-form answer, in tokens")

@@ -273,6 +273,9 @@ class FinalNumberJudge(Judge):
 
 # --- llm -------------------------------------------------------------------------------------
 
+#: how an llm judge's verdict starts when its output had no score (counted by the evaluation)
+UNPARSABLE = "unparsable judge output"
+
 DEFAULT_RUBRIC = """Is the response a correct answer to the question, in agreement with the reference answer?
 Score 1: The response is wrong, unrelated, or gives no answer.
 Score 2: The response is mostly wrong, with only a fragment that agrees with the reference answer.
@@ -283,8 +286,8 @@ Score 5: The response is fully correct and equivalent to the reference answer.""
 JUDGE_TEMPLATE = """###Task:
 You grade a response to a question. You are given the question, the response, a reference answer that deserves a score of 5, and a scoring rubric.
 1. Write brief feedback on the response, judging it only by the rubric.
-2. Then give an integer score from 1 to 5 according to the rubric.
-3. Answer in exactly this format: "Feedback: <your feedback> [RESULT] <score from 1 to 5>"
+2. Then give an integer score from 1 to {scale} according to the rubric.
+3. Answer in exactly this format: "Feedback: <your feedback> [RESULT] <score from 1 to {scale}>"
 
 ###Question:
 {question}
@@ -292,7 +295,7 @@ You grade a response to a question. You are given the question, the response, a 
 ###Response:
 {response}
 
-###Reference answer (score 5):
+###Reference answer (score {scale}):
 {reference}
 
 ###Rubric:
@@ -306,13 +309,14 @@ _SCORE_PATTERNS = (
 )
 
 
-def parse_score(text: str) -> int | None:
-    """The 1-5 score in a judge's output ("[RESULT] 4" or "Score: 4"; the last one wins), or None."""
+def parse_score(text: str, scale: int = 5) -> int | None:
+    """The 1-``scale`` score in a judge's output ("[RESULT] 4" or "Score: 4"; the last one
+    wins), or None."""
     matches = [m for pattern in _SCORE_PATTERNS for m in pattern.finditer(text)]
     if not matches:
         return None
     value = int(max(matches, key=lambda m: m.start()).group(1))
-    return value if 1 <= value <= 5 else None
+    return value if 1 <= value <= scale else None
 
 
 class LLMJudge(Judge):
@@ -331,18 +335,24 @@ class LLMJudge(Judge):
         generate: GenerateFn | None = None,
         *,
         threshold: float = 3,
-        rubric: str = DEFAULT_RUBRIC,
+        rubric: str | None = None,
+        scale: int = 5,
         batch_size: int = 8,
     ):
         if generate is None:
             raise ValueError("judge 'llm' needs a generate function (prompts -> completions)")
-        if not 1 <= threshold <= 5:
-            raise ValueError(f"llm judge threshold must be between 1 and 5, not {threshold}")
+        if scale < 2:
+            raise ValueError(f"llm judge scale must be at least 2, not {scale}")
+        if not 1 <= threshold <= scale:
+            raise ValueError(f"llm judge threshold must be between 1 and {scale}, not {threshold}")
+        if rubric is None and scale != 5:
+            raise ValueError(f"llm judge: the default rubric scores 1-5; give a rubric for a 1-{scale} scale")
         if batch_size < 1:
             raise ValueError(f"llm judge batch_size must be >= 1, not {batch_size}")
         self.generate = generate
         self.threshold = threshold
-        self.rubric = rubric
+        self.rubric = rubric or DEFAULT_RUBRIC
+        self.scale = scale
         self.batch_size = batch_size
         self.unparsable = 0
         self.judged = 0
@@ -358,17 +368,18 @@ class LLMJudge(Judge):
             response=_as_text(example, prediction),
             reference=example.reference,
             rubric=self.rubric,
+            scale=self.scale,
         )
 
     def verdict(self, example: Example, output: str) -> Verdict:
         """Turn one judge completion into a Verdict (counting it when it has no score)."""
         self.judged += 1
-        score = parse_score(output)
+        score = parse_score(output, self.scale)
         if score is None:
             self.unparsable += 1
             log.warning("example %r: llm judge output has no 1-5 score, judged incorrect: %r",
                         example.id, output[:120])
-            return Verdict(False, None, f"unparsable judge output: {output[:80]!r}")
+            return Verdict(False, None, f"{UNPARSABLE}: {output[:80]!r}")
         correct = score >= self.threshold
         relation = ">=" if correct else "<"
         return Verdict(correct, float(score), f"score {score} {relation} threshold {self.threshold:g}")

@@ -169,12 +169,15 @@ class TaskMetrics:
     n: int
     metrics: dict[str, Interval] = field(default_factory=dict)
     positions: PositionStats | None = None
+    judge_unparsable: int = 0  # llm judge outputs without a score (each judged wrong, counted here)
 
     def to_dict(self) -> dict:
         out: dict = {"task": self.task, "domain": self.domain, "n": self.n}
         out["metrics"] = {k: v.to_metric_dict() for k, v in self.metrics.items()}
         if self.positions is not None:
             out["positions"] = asdict(self.positions)
+        if self.judge_unparsable:
+            out["judge_unparsable"] = self.judge_unparsable
         return out
 
 

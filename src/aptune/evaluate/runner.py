@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from aptune.data.example import Example
-from aptune.evaluate.judges import Judge, get_judge
+from aptune.evaluate.judges import UNPARSABLE, Judge, get_judge
 from aptune.evaluate.metrics import TaskMetrics, bootstrap_mean, position_stats
 from aptune.evaluate.scoring import score_choices
 from aptune.io import write_json_atomic, write_jsonl_atomic
@@ -209,6 +209,10 @@ def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) 
         tm.positions = position_stats(
             [int(r.example.gold or 0) for r in mc], [int(r.prediction) for r in mc]
         )
+    short = [r for r in results if r.extra.get("judge") == "short_answer"]
+    if short:  # the short-answer judge's graded second metric: SQuAD token F1 against the references
+        tm.metrics["f1"] = bootstrap_mean([float(r.extra.get("judge_score", 0.0)) for r in short], **boot)
+    tm.judge_unparsable = sum(str(r.extra.get("judge_detail", "")).startswith(UNPARSABLE) for r in results)
     return tm
 
 

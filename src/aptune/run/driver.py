@@ -34,7 +34,7 @@ from aptune.evaluate.runner import evaluate
 from aptune.model_config import DTYPE_NAMES, ModelConfig, check_model_options, compute_dtype, resolve_weight_dtype
 from aptune.models import load_model, load_tokenizer
 from aptune.provenance import provenance
-from aptune.run.evaluation import eval_settings, load_taskset, summarize_views, view_tasks
+from aptune.run.evaluation import build_judge, eval_settings, load_judge_model, load_taskset, summarize_views, view_tasks
 from aptune.run.run_dir import STAGES, RunDir
 from aptune.train.config import TrainConfig, TrainResult
 
@@ -152,28 +152,9 @@ class Run:
 
     def judge(self, policy: torch.nn.Module) -> Judge:
         """The grading judge; an ``llm`` judge runs ``mining.judge_model`` (default: the policy)."""
-        from aptune.evaluate.generation import make_generate_fn
-        from aptune.evaluate.judges import get_judge
-
-        m = self.cfg.mining
-        if m.judge != "llm":
-            return get_judge(m.judge or "auto")
-        if m.judge_model:
-            if self._judge_lm is None:  # a separate judge never changes: load it once per run
-                where = resolve_device(m.judge_device) if m.judge_device else self.device
-                judge_options = ModelConfig(name=m.judge_model, dtype=self.cfg.model.dtype,
-                                            attn_implementation=self.cfg.model.attn_implementation)
-                self._judge_lm = (load_model(m.judge_model, trust_remote_code=self.cfg.trust_remote_code,
-                                             device=str(where), options=judge_options),
-                                  load_tokenizer(m.judge_model, trust_remote_code=self.cfg.trust_remote_code))
-            judge_model, judge_tok = self._judge_lm
-        else:
-            judge_model, judge_tok = policy, self.tokenizer
-        judge_param = next(judge_model.parameters())
-        judge_dtype = compute_dtype(self.cfg.precision, judge_param.dtype if judge_param.is_floating_point()
-                                    else self.weight_dtype, judge_param.device)
-        generate = make_generate_fn(judge_model, judge_tok, dtype=judge_dtype)
-        return get_judge("llm", generate=generate, threshold=m.judge_threshold)
+        if self.cfg.mining.judge == "llm" and self.cfg.mining.judge_model and self._judge_lm is None:
+            self._judge_lm = load_judge_model(self.cfg, self.device)  # a separate judge never changes: load once
+        return build_judge(self.cfg, policy, self.tokenizer, self._judge_lm)
 
     # ----------------------------------------------------------------- the shared stages
     def stage_eval(self, round_index: int, model: torch.nn.Module | None = None) -> dict[str, Any]:

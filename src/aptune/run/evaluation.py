@@ -13,6 +13,7 @@ from typing import Any
 from aptune.config import RunConfig, TaskSet
 from aptune.data import load_task
 from aptune.data.example import Example
+from aptune.evaluate.judges import Judge
 from aptune.evaluate.metrics import bootstrap_mean, paired_bootstrap_delta
 from aptune.evaluate.runner import EvalSettings
 from aptune.io import read_jsonl
@@ -25,6 +26,40 @@ VIEWS = ("domain", "general", "dev")
 
 def load_taskset(ts: TaskSet, seed: int) -> dict[str, list[Example]]:
     return {name: load_task(name, split=ts.split, limit=ts.limit, seed=seed) for name in ts.tasks}
+
+
+def load_judge_model(cfg: RunConfig, default_device: Any) -> tuple[Any, Any]:
+    """``mining.judge_model`` and its tokenizer, on ``mining.judge_device`` (default: the run's
+    device), its weights in the run's ``model.dtype`` rule."""
+    from aptune.devices import resolve_device
+    from aptune.model_config import ModelConfig
+    from aptune.models import load_model, load_tokenizer
+
+    m = cfg.mining
+    where = resolve_device(m.judge_device) if m.judge_device else default_device
+    options = ModelConfig(name=m.judge_model, dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation)
+    return (load_model(m.judge_model, trust_remote_code=cfg.trust_remote_code, device=str(where), options=options),
+            load_tokenizer(m.judge_model, trust_remote_code=cfg.trust_remote_code))
+
+
+def build_judge(cfg: RunConfig, policy: Any, tokenizer: Any, judge_lm: tuple[Any, Any] | None = None) -> Judge:
+    """The run's grading judge. ``llm`` generates with ``judge_lm`` (a loaded ``mining.judge_model``
+    and its tokenizer) or else the policy itself, in its weights' compute dtype; its rubric,
+    scale and threshold come from the ``mining`` section."""
+    import torch
+
+    from aptune.evaluate.generation import make_generate_fn
+    from aptune.evaluate.judges import get_judge
+    from aptune.model_config import compute_dtype
+
+    m = cfg.mining
+    if m.judge != "llm":
+        return get_judge(m.judge or "auto")
+    model, tok = judge_lm if judge_lm is not None else (policy, tokenizer)
+    param = next(model.parameters())
+    weights = param.dtype if param.is_floating_point() else torch.bfloat16  # quantized: bnb computes in bf16
+    generate = make_generate_fn(model, tok, dtype=compute_dtype(cfg.precision, weights, param.device))
+    return get_judge("llm", generate=generate, threshold=m.judge_threshold, scale=m.judge_scale, rubric=m.judge_rubric)
 
 
 def eval_settings(cfg: RunConfig) -> EvalSettings:
