@@ -31,13 +31,18 @@ def _row(i: int, correct: bool, answer: str = "Paris", reference: str | None = "
 
 def test_the_limits():
     ok = check_answers([_row(i, i % 2 == 0) for i in range(10)], 1, max_wrong_share=0.8, max_length_ratio=4)
-    assert ok.passed and ok.wrong == 5 and ok.length_ratio == 1.0
+    assert ok.passed and ok.wrong == 5 and ok.length_ratio is None  # short_answer: no length limit
     too_wrong = check_answers([_row(i, i == 0) for i in range(10)], 1, max_wrong_share=0.8, max_length_ratio=4)
     assert not too_wrong.passed and "9 of 10 pool items wrong (90%" in too_wrong.problems[0]
     assert len(too_wrong.sample) == 5 and all(s["verdict"].startswith("wrong") for s in too_wrong.sample)
-    wordy = check_answers([_row(i, True, "The capital of France is Paris, of course.") for i in range(4)], 2,
-                          max_wrong_share=0.8, max_length_ratio=4)
+    wordy_rows = [{**_row(i, True, "The capital of France is Paris, of course."), "judge": "exact_match"}
+                  for i in range(4)]
+    wordy = check_answers(wordy_rows, 2, max_wrong_share=0.8, max_length_ratio=4)
     assert not wordy.passed and wordy.length_ratio == 8.0 and "8x as long as the references" in wordy.problems[0]
+    # the short-answer judge reads sentences by design: no length limit for its items
+    sentences = check_answers([_row(i, True, "The capital of France is Paris, of course.") for i in range(4)], 2,
+                              max_wrong_share=0.8, max_length_ratio=4)
+    assert sentences.passed and sentences.length_ratio is None
     # exactly at the limit passes; multiple choice has no length ratio
     edge = check_answers([_row(i, i < 2, reference=None) for i in range(10)], 1, max_wrong_share=0.8,
                          max_length_ratio=4)

@@ -8,9 +8,10 @@ held-out accuracy, and no warning. So before the first stage after mining, the r
 are checked:
 
 - the share of the pool judged wrong must not exceed ``mining.max_wrong_share`` (0.8);
-- for free-form items, the answers' median length must not exceed ``mining.max_length_ratio``
-  (4) times the references' median length, in words (a verbose model against short
-  references is the failure above, before it shows in the share).
+- for free-form items judged by exact match, the answers' median length must not exceed
+  ``mining.max_length_ratio`` (4) times the references' median length, in words (a verbose
+  model against short references is the failure above, before it shows in the share; the
+  short-answer, final-number and code judges read long answers by design).
 
 A failed check stops the run before training with a sample of judged items; the user changes
 the judge, or goes on with ``aptune run --yes`` (``mining.accept_judge: true``). The check's
@@ -36,7 +37,7 @@ class JudgeCheck:
     pool: int
     wrong: int
     judges: tuple[str, ...]
-    length_ratio: float | None  # median answer words / median reference words (free-form items)
+    length_ratio: float | None  # median answer words / median reference words (exact-match items)
     problems: tuple[str, ...] = ()
     sample: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
@@ -71,7 +72,7 @@ def check_answers(rows: Sequence[dict[str, Any]], round_index: int, *, max_wrong
                   max_length_ratio: float) -> JudgeCheck:
     """Check one round's mining rows (``answers.jsonl``) against the two limits."""
     wrong_rows = [r for r in rows if not r["correct"]]
-    free = [r for r in rows if "reference" in r]
+    free = [r for r in rows if "reference" in r and r.get("judge") == "exact_match"]
     ratio = None
     if free:
         answer_words = statistics.median(_words(r.get("answer_text", r.get("prediction"))) for r in free)
