@@ -56,14 +56,13 @@ class PeerResult:
     seconds: float
 
 
-def run_lm_eval_arc_easy(model: Any, tokenizer: Any, limit: int, batch_size: int = 16) -> PeerResult:
-    """Evaluate ``model`` on the first ``limit`` ARC-Easy validation items with lm-eval."""
+def _simple_evaluate(model: Any, tokenizer: Any, task: dict[str, Any], limit: int,
+                     batch_size: int) -> tuple[dict[str, Any], float]:
+    """lm-eval's own ``simple_evaluate`` of one task dict, zero-shot, on an already-loaded model
+    (its HFLM wrapper changes the tokenizer's padding side: put back); the output and seconds."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    task = dict(ARC_EASY_TEMPLATE)
-    task.update(task="arc_easy_offline", dataset_path="arrow",
-                dataset_kwargs={"data_files": {"validation": arc_easy_arrow_file()}})
     padding_side = tokenizer.padding_side
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     started = time.perf_counter()
@@ -74,7 +73,15 @@ def run_lm_eval_arc_easy(model: Any, tokenizer: Any, limit: int, batch_size: int
         )
     finally:
         tokenizer.padding_side = padding_side
-    seconds = time.perf_counter() - started
+    return out, time.perf_counter() - started
+
+
+def run_lm_eval_arc_easy(model: Any, tokenizer: Any, limit: int, batch_size: int = 16) -> PeerResult:
+    """Evaluate ``model`` on the first ``limit`` ARC-Easy validation items with lm-eval."""
+    task = dict(ARC_EASY_TEMPLATE)
+    task.update(task="arc_easy_offline", dataset_path="arrow",
+                dataset_kwargs={"data_files": {"validation": arc_easy_arrow_file()}})
+    out, seconds = _simple_evaluate(model, tokenizer, task, limit, batch_size)
     samples = sorted(out["samples"]["arc_easy_offline"], key=lambda s: s["doc_id"])
     logprobs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
     choices = [s["doc"]["choices"]["text"] for s in samples]
@@ -114,21 +121,8 @@ def run_lm_eval_mmlu(model: Any, tokenizer: Any, subject: str, limit: int,
                      batch_size: int = 16) -> tuple[PeerResult, list[str]]:
     """Evaluate ``model`` on the first ``limit`` MMLU test items of ``subject`` with lm-eval's
     stock letter-format template; also the context lm-eval scored each item's letters behind."""
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
-
     task = mmlu_task(subject)
-    padding_side = tokenizer.padding_side
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    started = time.perf_counter()
-    try:
-        out = lm_eval.simple_evaluate(
-            model=lm, tasks=[task], limit=limit, num_fewshot=0, log_samples=True,
-            bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-        )
-    finally:
-        tokenizer.padding_side = padding_side
-    seconds = time.perf_counter() - started
+    out, seconds = _simple_evaluate(model, tokenizer, task, limit, batch_size)
     name = task["task"]
     samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
     logprobs = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
