@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from aptune.adapters import attach_adapter
 from aptune.adapters.config import AdapterConfig
