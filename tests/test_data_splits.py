@@ -120,6 +120,9 @@ def test_task_listing_sizes_add_up():
     infos = {info.name: info for info in list_tasks()}
     free_form = {"gsm8k", "basic_arithmetic", "basic_pattern", "basic_string_operations", "basic_common_knowledge",
                  "humaneval", "mbpp", "nq_open"}
+    from aptune.benchmarks.gci import GCI_OPEN_TASKS
+
+    free_form |= set(GCI_OPEN_TASKS)
     assert len(infos) == 69 + len(free_form) + len(GCI_TASKS)
     for info in infos.values():
         kind = "generative" if info.name in free_form else "multiple-choice"

@@ -365,6 +365,21 @@ def test_generative_twin_is_scored_by_the_final_number_judge():
     assert not judge.judge(gen, "The total is $1.00").correct
 
 
+def test_open_answer_tasks_are_registered_twins_in_their_originals_splits():
+    from aptune.benchmarks.gci import GCI_OPEN_TASKS
+    from aptune.data.splits import split_of
+
+    assert set(GCI_SUITES["gci_open"]) == set(GCI_OPEN_TASKS) and len(GCI_OPEN_TASKS) == 4
+    for name in GCI_OPEN_TASKS:
+        twins, originals = load_task(name, split="source"), load_task(name.removesuffix("_open"), split="source")
+        assert len(twins) == len(originals)
+        for twin, ex in list(zip(twins, originals))[::50]:
+            assert twin.id == ex.id and not twin.is_multiple_choice and split_of(twin) == split_of(ex)
+            assert default_judge_for(twin).judge(twin, f"The answer is {twin.reference}").correct, twin.id
+        test_ids = {ex.id for ex in load_task(name.removesuffix("_open"), split="test")}
+        assert {ex.id for ex in load_task(name, split="test")} == test_ids
+
+
 #: SHA-256 of every constructed item (all splits at the registered sizes and seed), as dumped by
 #: ``_items_digest``. The committed GCI results were measured on exactly these items: a change to
 #: a generator that alters any item must be deliberate, and must update these digests and rerun

@@ -37,6 +37,7 @@ from aptune.benchmarks.gci.common import GCI_SEED, SIZES
 from aptune.data import converters as cv
 from aptune.data.bundled import BundledTask, hf
 from aptune.data.example import Example
+from aptune.data.splits import split_of
 
 if TYPE_CHECKING:
     from aptune.data.registry import Registry
@@ -117,6 +118,26 @@ _TASKS: list[GciTask] = [
 
 GCI_TASKS: dict[str, BundledTask] = {t.name: t for t in _TASKS}
 
+
+def _open_answer(parent: GciTask) -> Callable[[], list[Example]]:
+    """The open-answer twins of ``parent``'s items (``as_generative``), each kept in the split its
+    multiple-choice original is in, so training on one never sees the other's test items."""
+    def build() -> list[Example]:
+        return [replace(as_generative(ex), task=f"{parent.name}_open",
+                        meta={**ex.meta, "split": split_of(ex), "open_answer_of": parent.name})
+                for ex in parent.load()]
+    return build
+
+
+#: free-form twins of the tasks whose items record their answer (numbers, ISO dates, short texts):
+#: judged by final_number or short_answer instead of by the choice scorer
+GCI_OPEN_TASKS: dict[str, BundledTask] = {
+    f"{t.name}_open": GciTask(f"{t.name}_open", t.domain, (), _open_answer(t),
+                              f"open-answer form of {t.name} (no options; the answer as reference)")
+    for t in _TASKS if t.name in ("gci_reasoning_general_arith", "gci_reasoning_general_words",
+                                  "gci_reasoning_integrated", "gci_events_integrated")
+}
+
 #: group → view → tasks. The GCI table reports one row per (group, view).
 GCI_VIEWS: dict[str, dict[str, list[str]]] = {
     "reasoning": {"domain": ["gci_reasoning_domain"],
@@ -131,6 +152,7 @@ VIEWS: tuple[str, ...] = ("domain", "general", "integrated")
 
 GCI_SUITES: dict[str, list[str]] = {
     "gci": [t for group in GCI_VIEWS.values() for view in VIEWS for t in group[view]],
+    "gci_open": list(GCI_OPEN_TASKS),
     **{f"gci_{view}": [t for group in GCI_VIEWS.values() for t in group[view]] for view in VIEWS},
     **{f"gci_{name}": [t for view in VIEWS for t in group[view]] for name, group in GCI_VIEWS.items()},
 }
@@ -147,7 +169,7 @@ GCI_NOTE = (
 
 def register(registry: Registry) -> None:
     """The task plug-in: the GCI tasks, suites and task groups (after the bundled tasks they derive from)."""
-    for task in GCI_TASKS.values():
+    for task in (*GCI_TASKS.values(), *GCI_OPEN_TASKS.values()):
         registry.register_task(task)
     for name, names in GCI_SUITES.items():
         registry.register_suite(name, names)
@@ -156,11 +178,11 @@ def register(registry: Registry) -> None:
 
 def as_generative(example: Example) -> Example:
     """The open-answer twin of a GCI item that records ``meta["answer"]``: no choices, the answer
-    as reference (numbers → the final-number judge; ISO dates and texts → exact match)."""
+    as reference (numbers → the final-number judge; ISO dates and short texts → short answer)."""
     if "answer" not in example.meta:
         raise ValueError(f"example {example.id!r} has no meta['answer'] to use as a generative reference")
     return replace(example, choices=(), gold=None, answer=str(example.meta["answer"]))
 
 
-__all__ = ["GCI_NOTE", "GCI_SUITES", "GCI_TASKS", "GCI_TITLE", "GCI_VIEWS", "VIEWS", "GciTask", "as_generative",
+__all__ = ["GCI_NOTE", "GCI_OPEN_TASKS", "GCI_SUITES", "GCI_TASKS", "GCI_TITLE", "GCI_VIEWS", "VIEWS", "GciTask", "as_generative",
            "register"]
