@@ -177,8 +177,7 @@ def _eval_command(**kwargs: object) -> None:
                       source="command line")
         top = build(RunConfig, values(RunConfig, kwargs, only=_EVAL_RUN_KEYS[1:]), source="command line")
         prompt = build(PromptConfig, values(PromptConfig, kwargs), source="command line")
-        mining = build(MiningConfig, {k: v for k, v in values(MiningConfig, kwargs).items()
-                                      if k not in MiningConfig.RUN_ONLY}, source="command line")
+        mining = build(MiningConfig, values(MiningConfig, kwargs), source="command line")  # no RUN_ONLY option
         cfg = RunConfig(name="eval", device=top.device, precision=top.precision, seed=top.seed,
                         trust_remote_code=top.trust_remote_code, prompt=prompt, mining=mining)
         cfg.model = model
@@ -201,7 +200,7 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
     from aptune.devices import device_name, resolve_device
     from aptune.evaluate.metrics import format_positions
     from aptune.evaluate.runner import evaluate
-    from aptune.model_config import DTYPE_NAMES, check_model_options, compute_dtype, resolve_weight_dtype
+    from aptune.model_config import runtime_dtypes, weights_name
     from aptune.models import load_model, load_tokenizer
     from aptune.run.evaluation import eval_settings
 
@@ -214,12 +213,9 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
         else:
             data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed)
         device = resolve_device(cfg.device)
-        check_model_options(cfg.model, device)
-        weights = resolve_weight_dtype(cfg.model.dtype, device)
-        dtype = compute_dtype(cfg.precision, weights, device)
+        weights, dtype = runtime_dtypes(cfg.model, cfg.precision, device)
         typer.echo(f"aptune eval: {cfg.model.name} on {device} ({device_name(device)}), weights "
-                   f"{cfg.model.quantization if cfg.model.quantization != 'none' else DTYPE_NAMES[weights]}, "
-                   f"precision {str(dtype).removeprefix('torch.')}, split {split}")
+                   f"{weights_name(cfg.model, weights)}, precision {str(dtype).removeprefix('torch.')}, split {split}")
         started = time.time()
         lm = load_model(cfg.model.name, trust_remote_code=cfg.trust_remote_code, device=str(device), options=cfg.model)
         tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.trust_remote_code)

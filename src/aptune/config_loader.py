@@ -120,9 +120,7 @@ def _convert(tp: Any, value: Any, path: tuple[str, ...], ctx: ConfigSource) -> A
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
-        scalar_key = getattr(tp, "SCALAR_KEY", None)
-        if scalar_key is not None and isinstance(value, str):
-            return build(tp, {scalar_key: value}, ctx=ctx, path=path)
+        value = _section_from_scalar(tp, value)
         if not isinstance(value, Mapping):
             raise ctx.error(path, f"expected a mapping, got {_describe(value)}")
         return build(tp, value, ctx=ctx, path=path)
@@ -190,7 +188,7 @@ def build(cls: type[T], data: Mapping[str, Any], *, ctx: ConfigSource | None = N
     kwargs = {}
     for name, value in data.items():
         default = _default_of(fields[name])
-        value = _section_from_scalar(default, value)
+        value = _section_from_scalar(type(default), value)
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             # a nested section overrides only the keys it names; the rest keep their defaults
             kwargs[name] = build(type(default), {**_shallow(default), **value}, ctx=ctx, path=path + (name,))
@@ -203,13 +201,16 @@ def build(cls: type[T], data: Mapping[str, Any], *, ctx: ConfigSource | None = N
         raise ctx.error(path, message) from None
 
 
-def _section_from_scalar(default: Any, value: Any) -> Any:
-    """``value`` as a section when it is the short form of one: a section whose dataclass names a
-    ``SCALAR_KEY`` may be written as that key's value alone (``model: NAME`` = ``model: {name: NAME}``)."""
-    scalar_key = getattr(type(default), "SCALAR_KEY", None) if dataclasses.is_dataclass(default) else None
-    if scalar_key is not None and isinstance(value, str):
-        return {scalar_key: value}
-    return value
+def _scalar_key(tp: Any) -> str | None:
+    """The key a section's short form sets: a dataclass may name a ``SCALAR_KEY`` and then be
+    written as that key's value alone (``model: NAME`` = ``model: {name: NAME}``)."""
+    return getattr(tp, "SCALAR_KEY", None) if dataclasses.is_dataclass(tp) else None
+
+
+def _section_from_scalar(tp: Any, value: Any) -> Any:
+    """``value`` as a section of type ``tp`` when it is that section's short form, else unchanged."""
+    scalar_key = _scalar_key(tp)
+    return {scalar_key: value} if scalar_key is not None and isinstance(value, str) else value
 
 
 def expand_scalar_sections(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def expand_scalar_sections(cls: type, data: Mapping[str, Any]) -> dict[str, Any]
         if f.name not in out or not f.init:
             continue
         default = _default_of(f)
-        value = _section_from_scalar(default, out[f.name])
+        value = _section_from_scalar(type(default), out[f.name])
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             value = expand_scalar_sections(type(default), value)
         out[f.name] = value
@@ -235,7 +236,7 @@ def _set_path(cls: type, path: tuple[str, ...]) -> tuple[str, ...]:
         if part not in fields:
             return path
         tp = type(_default_of(fields[part]))
-    scalar_key = getattr(tp, "SCALAR_KEY", None) if dataclasses.is_dataclass(tp) else None
+    scalar_key = _scalar_key(tp)
     return path + (scalar_key,) if scalar_key else path
 
 

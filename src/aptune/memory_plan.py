@@ -353,7 +353,7 @@ def planned_dtypes(cfg: "RunConfig", device: DeviceKind) -> tuple[WeightDtype, C
     since Ampere); on this machine's own GPU it asks the GPU."""
     import torch
 
-    from aptune.model_config import DTYPE_NAMES, compute_dtype, resolve_weight_dtype
+    from aptune.model_config import DTYPE_NAMES, compute_dtype, resolve_weight_dtype, weights_name
 
     here = torch.device(device)
     elsewhere = device == "cuda" and not torch.cuda.is_available()  # a plan for a GPU this machine lacks
@@ -362,8 +362,7 @@ def planned_dtypes(cfg: "RunConfig", device: DeviceKind) -> tuple[WeightDtype, C
         compute = "bf16"
     else:
         compute = DTYPE_NAMES[compute_dtype(cfg.train.precision, weights, here)]
-    quantized = cfg.model.quantization
-    return (quantized if quantized != "none" else DTYPE_NAMES[weights]), compute  # type: ignore[return-value]
+    return weights_name(cfg.model, weights), compute  # type: ignore[return-value]
 
 
 def plan_for_run(
@@ -381,7 +380,7 @@ def plan_for_run(
     would load and compute in on ``device`` (``model.dtype`` / ``model.quantization``, and
     ``train.precision`` for fp32 weights; see ``planned_dtypes``). ``shape`` skips reading the
     config. The DPO reference never adds a copy: with ``rounds.reference: original`` after merged
-    rounds its log-probs are precomputed from a copy released before training."""
+    rounds the original weights score it before the same copy takes the merges."""
     from aptune.evaluate.runner import EvalSettings
 
     shape = shape or ModelShape.from_pretrained(cfg.model.name, cfg.trust_remote_code)

@@ -95,6 +95,20 @@ def compute_dtype(precision: Precision, weights: torch.dtype, device: torch.devi
     return weights if weights != torch.float32 else resolve_precision(precision, device)
 
 
+def weights_name(options: ModelConfig, weights: torch.dtype) -> str:
+    """What the weights are, as the console, the manifest and the plan name them: ``4bit`` /
+    ``8bit`` when quantized, else the floating dtype (``bf16``)."""
+    return options.quantization if options.quantization != "none" else DTYPE_NAMES[weights]
+
+
+def runtime_dtypes(options: ModelConfig, precision: Precision, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
+    """(weights, compute) for loading ``options`` on ``device``, after refusing in one line what
+    this machine cannot do (``check_model_options``): what a run and ``aptune eval`` both resolve."""
+    check_model_options(options, device)
+    weights = resolve_weight_dtype(options.dtype, device)
+    return weights, compute_dtype(precision, weights, device)
+
+
 def check_model_options(options: ModelConfig, device: torch.device) -> None:
     """Refuse, in one line, what ``device`` or this installation cannot do (before loading)."""
     if options.quantization != "none":

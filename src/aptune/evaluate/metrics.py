@@ -194,12 +194,6 @@ class Interference:
     lost_count: int
     gained_count: int
 
-    def format(self) -> str:
-        """``lost 12 (4.0% [1.8, 6.5]) · gained 30 (10.0% [6.7, 13.5])``, in % of the items."""
-        def pct(i: Interval) -> str:
-            return f"{100 * i.value:.1f}% [{100 * i.low:.1f}, {100 * i.high:.1f}]"
-        return f"lost {self.lost_count} ({pct(self.lost)}) · gained {self.gained_count} ({pct(self.gained)})"
-
 
 def interference(before: Sequence[bool], after: Sequence[bool], *, seed: int = 0) -> Interference:
     """Lost and gained items between ``before`` and ``after`` (aligned, same items)."""

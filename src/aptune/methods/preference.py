@@ -55,7 +55,8 @@ class PreferenceRun(Run):
     def check_before(self, round_index: int, stage: str) -> None:
         """The judge check (``apt/judge_check.py``) before the first stage after mining."""
         stages = self.round_stages
-        if "mine" not in stages or stages.index("mine") + 1 >= len(stages) or stages[stages.index("mine") + 1] != stage:
+        after_mine = stages[stages.index("mine") + 1] if "mine" in stages[:-1] else None
+        if stage != after_mine:
             return
         m = self.cfg.mining
         rows, _ = self.dir.read_answers(round_index)

@@ -100,10 +100,8 @@ def interference_rows(rows: list[RoundRow]) -> list[list[str]]:
             change = item_interference(rows[0].correct.get(view, {}), row.correct.get(view, {}))
             if change is None:
                 continue
-            def cell(count: int, i: Interval) -> str:
-                return f"{count} ({100 * i.value:.1f} [{100 * i.low:.1f}, {100 * i.high:.1f}])"
-            out.append([str(row.round), view, str(change.n), cell(change.lost_count, change.lost),
-                        cell(change.gained_count, change.gained)])
+            out.append([str(row.round), view, str(change.n), f"{change.lost_count} ({change.lost.format()})",
+                        f"{change.gained_count} ({change.gained.format()})"])
     return out
 
 

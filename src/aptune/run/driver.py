@@ -31,7 +31,7 @@ from aptune.devices import device_name, resolve_device
 from aptune.distributed import is_main
 from aptune.evaluate.judges import Judge
 from aptune.evaluate.runner import evaluate
-from aptune.model_config import DTYPE_NAMES, ModelConfig, check_model_options, compute_dtype, resolve_weight_dtype
+from aptune.model_config import DTYPE_NAMES, ModelConfig, runtime_dtypes, weights_name
 from aptune.models import load_model, load_tokenizer
 from aptune.provenance import provenance
 from aptune.run.evaluation import build_judge, eval_settings, load_judge_model, load_taskset, summarize_views, view_tasks
@@ -53,7 +53,7 @@ def runtime_info(device: torch.device, dtype: torch.dtype, model: ModelConfig | 
     info = {"device": str(device), "device_name": device_name(device), "precision": str(dtype).removeprefix("torch."),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.system()}"}
     if model is not None:
-        info["weights"] = model.quantization if model.quantization != "none" else DTYPE_NAMES[weights]
+        info["weights"] = weights_name(model, weights)
         info["attn_implementation"] = model.attn_implementation
     return info
 
@@ -80,10 +80,9 @@ class Run:
         self.dir = RunDir(Path(root))
         self.progress = progress
         self.device = resolve_device(cfg.device)
-        check_model_options(cfg.model, self.device)  # 4-bit without bitsandbytes fails here, not mid-run
-        #: what the weights load as, and what the forward computes in (half weights: their own dtype)
-        self.weight_dtype = resolve_weight_dtype(cfg.model.dtype, self.device)
-        self.dtype = compute_dtype(cfg.precision, self.weight_dtype, self.device)
+        #: what the weights load as, and what the forward computes in (half weights: their own dtype);
+        #: 4-bit without bitsandbytes fails here, not mid-run
+        self.weight_dtype, self.dtype = runtime_dtypes(cfg.model, cfg.precision, self.device)
         self.settings = eval_settings(cfg)
         self._tokenizer: Any = None
         self._judge_lm: tuple[torch.nn.Module, Any] | None = None  # mining.judge_model, loaded once
