@@ -12,7 +12,6 @@ resumed there.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -27,40 +26,35 @@ from aptune.io import read_json, read_jsonl
 from aptune.methods.apt import APTRun
 from aptune.prompts import PromptFormat
 from test_alora import VOCAB, left_padded, randomize, with_alora
-from tiny import save_tiny, save_tiny_encoder, tiny_mc_rows, tiny_model
+from test_apt_loop import run_config  # noqa: F401  (fixture)
+from tiny import save_tiny, save_tiny_encoder, tiny_model
 
 DEVICE = torch.device(os.environ.get("APTUNE_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 #: where the device cannot run bf16 (an old GPU), the checks use fp16 weights
 HALF = "bf16" if DEVICE.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _config(tmp_path: Path, **overrides: object) -> Path:
-    """A two-round APT config over a tiny model, tiny task files and a tiny local encoder."""
-    model_dir = save_tiny(tmp_path / "model")
-    for name, rows in (("domain", tiny_mc_rows(40, seed=1)), ("general", tiny_mc_rows(20, seed=2))):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+def _config(run_config: Path, **overrides: object) -> Path:
+    """The APT loop tests' two-round config over a tiny model and tiny task files
+    (``test_apt_loop.run_config``), moved to the device with half-precision weights and a tiny
+    local encoder (the GPU machine has no offline MiniLM asset)."""
+    cfg = yaml.safe_load(run_config.read_text())
     faiss = importlib.util.find_spec("faiss") is not None
-    cfg = {
-        "name": "on-device", "model": {"name": model_dir, "dtype": HALF}, "device": str(DEVICE), "seed": 3,
-        "pool": {"tasks": ["domain.jsonl"], "split": "train"},
-        "dev": {"tasks": ["domain.jsonl"], "split": "dev"},
-        "domain_eval": {"tasks": ["domain.jsonl"], "split": "test"},
-        "general_eval": {"tasks": ["general.jsonl"], "split": "test"},
+    cfg.update({
+        "name": "on-device", "model": {"name": cfg["model"], "dtype": HALF}, "device": str(DEVICE), "precision": "auto",
         # retrieval needs faiss; a GPU machine without it still runs every other stage
-        "retrieval": {"strategy": "knn" if faiss else "none", "encoder": save_tiny_encoder(tmp_path / "enc")},
-        "adapter": {"kind": "lora", "r": 4, "alpha": 8.0},
-        "train": {"lr": 0.05, "epochs": 1, "batch_size": 4, "progress": False},
-        "rounds": {"max_rounds": 2, "general_tolerance": 1.0, "patience": 5},
+        "retrieval": {"strategy": "knn" if faiss else "none",
+                      "encoder": save_tiny_encoder(run_config.parent / "enc")},
         **overrides,
-    }
-    path = tmp_path / "run.yaml"
+    })
+    path = run_config.parent / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def test_every_stage_runs_on_the_device_with_half_weights(tmp_path: Path):
+def test_every_stage_runs_on_the_device_with_half_weights(run_config: Path, tmp_path: Path):  # noqa: F811
     root = tmp_path / "run"
-    run = APTRun(load_run_config(_config(tmp_path)), root, progress=False)
+    run = APTRun(load_run_config(_config(run_config)), root, progress=False)
     run.run()
     manifest = read_json(root / "manifest.json")
     runtime = manifest["runtime"]
@@ -77,12 +71,13 @@ def test_every_stage_runs_on_the_device_with_half_weights(tmp_path: Path):
           f"(tiny 2-layer model, {HALF} weights; a smoke figure, not a benchmark)")
 
 
-def test_a_checkpoint_resumes_on_the_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_checkpoint_resumes_on_the_device(run_config: Path, tmp_path: Path,  # noqa: F811
+                                            monkeypatch: pytest.MonkeyPatch):
     """Killed right after the first mid-training checkpoint, the rerun carries on from it and
     ends with the uninterrupted run's training metrics."""
     import aptune.train.trainer as trainer
 
-    cfg = load_run_config(_config(tmp_path, rounds={"max_rounds": 1, "general_tolerance": 1.0}))
+    cfg = load_run_config(_config(run_config, rounds={"max_rounds": 1, "general_tolerance": 1.0}))
     cfg.train.checkpoint_every = 1
     APTRun(cfg, tmp_path / "clean", progress=False).run()
     real = trainer.save_checkpoint
@@ -163,7 +158,7 @@ def test_qlora_4bit_trains_an_fp32_adapter(tmp_path: Path):
 
 
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="accelerate runs FSDP on CUDA devices only")
-def test_an_fsdp_launch_trains_and_saves_the_gathered_adapter(tmp_path: Path):
+def test_an_fsdp_launch_trains_and_saves_the_gathered_adapter(run_config: Path, tmp_path: Path):  # noqa: F811
     """One process under configs/accelerate/fsdp.yaml: the adapter is gathered from its FSDP
     wrapping and saved; fp32 weights (FSDP flattens a block into one dtype) with the launcher's
     bf16 mixed precision."""
@@ -172,7 +167,7 @@ def test_an_fsdp_launch_trains_and_saves_the_gathered_adapter(tmp_path: Path):
 
     from safetensors.torch import load_file
 
-    config = _config(tmp_path, model={"name": str(tmp_path / "model"), "dtype": "fp32"}, device="auto",
+    config = _config(run_config, model={"name": str(tmp_path / "model"), "dtype": "fp32"}, device="auto",
                      rounds={"max_rounds": 1, "general_tolerance": 1.0})
     repo = Path(__file__).resolve().parents[1]
     root = tmp_path / "fsdp"
