@@ -99,6 +99,47 @@ def test_general_gate_rolls_back_a_round(run_config: Path, tmp_path: Path):
     assert not (root / "round-2").exists()
 
 
+def _decide_on(run_config: Path, root: Path, before: dict, after: dict, tolerance: float = 0.02) -> dict:
+    """The gate's decision for round 1 given round 0's and round 1's eval summaries."""
+    cfg = load_run_config(run_config)
+    cfg.rounds.general_tolerance = tolerance
+    run = APTRun(cfg, root, progress=False)
+    run.open()
+    for r, summary in ((0, before), (1, after)):
+        run.dir.write_output(r, "eval", {"summary": {v: {"accuracy": a} for v, a in summary.items()}})
+    return run.stage_decide(1)
+
+
+def test_the_gate_reads_the_general_dev_items_not_the_test_items(run_config: Path, tmp_path: Path):
+    # general TEST accuracy collapses, general DEV holds: the gate keeps the round
+    kept = _decide_on(run_config, tmp_path / "a", {"general": 0.6, "general_dev": 0.6},
+                      {"general": 0.1, "general_dev": 0.59})
+    assert kept["accepted"] is True and "general dev items" in kept["reason"]
+    # and the reverse: dev drops 10 points, test rises: rolled back, naming the dev items
+    dropped = _decide_on(run_config, tmp_path / "b", {"general": 0.6, "general_dev": 0.6},
+                         {"general": 0.9, "general_dev": 0.5})
+    assert dropped["accepted"] is False and "general dev items fell 10.0 points" in dropped["reason"]
+    # a run without a general_dev view (general_dev.tasks: []) gates on the test items, and says so
+    legacy = _decide_on(run_config, tmp_path / "c", {"general": 0.6}, {"general": 0.5})
+    assert legacy["accepted"] is False and "general TEST items" in legacy["reason"]
+
+
+def test_general_dev_defaults_to_the_general_tasks_dev_split_and_refuses_test(run_config: Path, tmp_path: Path):
+    from aptune.run.evaluation import view_sets, view_tasks
+
+    cfg = load_run_config(run_config)
+    gate = view_sets(cfg)["general_dev"]
+    assert gate.tasks == cfg.general_eval.tasks and gate.split == "dev" and gate.limit == 20
+    tasks = view_tasks(cfg)
+    general_ids = {ex.id for ex in tasks[f"general/{cfg.general_eval.tasks[0]}"]}
+    gate_ids = {ex.id for ex in tasks[f"general_dev/{cfg.general_eval.tasks[0]}"]}
+    assert gate_ids and not gate_ids & general_ids, "the gate's items are never general test items"
+    off = load_run_config(run_config, ["general_dev.tasks=[]"])
+    assert not any(key.startswith("general_dev/") for key in view_tasks(off))
+    with pytest.raises(ValueError, match="general_dev.split must be dev or train"):
+        load_run_config(run_config, ["general_dev.split=test"])
+
+
 def test_after_a_rolled_back_round_the_model_is_the_last_accepted_rounds(run_config: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch):
     """Round 1 kept, round 2 rolled back by the gate: the model the run leaves (the start of a

@@ -37,6 +37,27 @@ class TaskSet:
             raise ValueError(f"limit must be >= 1, not {self.limit}")
 
 
+@dataclass
+class GeneralDevSet(TaskSet):
+    """The general items the gate decides on: never test items, so the gate selects no model on
+    the figures it is then judged by. ``tasks: null`` = general_eval's tasks; ``[]`` = no dev
+    view (the gate then reads the general test items, and the decision says so)."""
+
+    tasks: list[str] | None = None  # type: ignore[assignment]
+    split: str = "dev"
+    limit: int | None = 20
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split in ("test", "source"):
+            raise ValueError(f"general_dev.split must be dev or train (the gate never reads test items), "
+                             f"not {self.split!r}")
+
+    def resolved(self, general: TaskSet) -> TaskSet:
+        """The task set as loaded: ``general``'s tasks where none are named."""
+        return TaskSet(list(general.tasks if self.tasks is None else self.tasks), self.split, self.limit)
+
+
 #: the evaluator's own defaults: the config sections below take theirs from it, so a default
 #: is declared once (in ``EvalSettings``) and the YAML schema, ``aptune eval`` and APT agree
 _EVAL = EvalSettings()
@@ -125,7 +146,7 @@ class RoundsConfig:
     max_rounds: int = 3
     between: Literal["merge", "stack"] = "merge"  # merge LoRA into the weights, or keep one adapter
     reference: Literal["round_start", "original"] = "round_start"
-    general_tolerance: float = 0.02  # roll back a round whose general accuracy drops more
+    general_tolerance: float = 0.02  # roll back a round whose general (dev) accuracy drops more
     patience: int = 1  # rounds without dev improvement before stopping
     min_delta: float = 0.0
 
@@ -161,6 +182,8 @@ class RunConfig:
     general_eval: TaskSet = field(
         default_factory=lambda: TaskSet(["hellaswag", "piqa", "winogrande", "boolq", "commonsense_qa", "social_iqa"], "test", 40)
     )
+    #: the items the general-capability gate reads (general_eval's tasks, dev split, 20 per task)
+    general_dev: GeneralDevSet = field(default_factory=GeneralDevSet)
     mining: MiningConfig = field(default_factory=MiningConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
@@ -194,8 +217,9 @@ class RunConfig:
 
     def resolve_paths(self, base: Path) -> "RunConfig":
         """Make data-file task entries relative to ``base`` (the config file's folder)."""
-        for ts in (self.pool, self.dev, self.domain_eval, self.general_eval):
-            ts.tasks = [_resolve(t, base) for t in ts.tasks]
+        for ts in (self.pool, self.dev, self.domain_eval, self.general_eval, self.general_dev):
+            if ts.tasks is not None:
+                ts.tasks = [_resolve(t, base) for t in ts.tasks]
         return self
 
 

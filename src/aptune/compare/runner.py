@@ -37,7 +37,7 @@ def _eval_key(cfg: RunConfig) -> str:
     """Everything that decides round 0's evaluation (model, format, eval sets, seed, grading)."""
     d = cfg.to_dict()
     keep = {k: d[k] for k in ("model", "precision", "seed", "trust_remote_code", "prompt", "mining",
-                              "domain_eval", "general_eval", "dev")}
+                              "domain_eval", "general_eval", "dev", "general_dev")}
     if cfg.model == ModelConfig(name=cfg.model.name):  # default loading: the key it had before the section
         keep["model"] = cfg.model.name
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

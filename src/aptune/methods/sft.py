@@ -45,12 +45,13 @@ class ReplayConfig:
 
 
 def check_replay(cfg: RunConfig, replay: ReplayConfig) -> None:
-    """Refuse replay items that the general evaluation also reads (same task, same split)."""
+    """Refuse replay items that the general evaluation or the gate also reads (same task, same split)."""
     tasks = replay.tasks if replay.tasks is not None else cfg.general_eval.tasks
-    shared = sorted(set(tasks) & set(cfg.general_eval.tasks))
-    if shared and replay.split == cfg.general_eval.split:
-        raise ValueError(f"replay.split {replay.split!r} is general_eval's split for {', '.join(shared)}: "
-                         "replayed items would be evaluated on; use split: train")
+    for label, ts in (("general_eval", cfg.general_eval), ("general_dev", cfg.general_dev.resolved(cfg.general_eval))):
+        shared = sorted(set(tasks) & set(ts.tasks))
+        if shared and replay.split == ts.split:
+            raise ValueError(f"replay.split {replay.split!r} is {label}'s split for {', '.join(shared)}: "
+                             "replayed items would be evaluated on; use split: train")
     if not tasks and replay.ratio > 0:
         raise ValueError("replay: no tasks (and general_eval has none to default to)")
 

@@ -10,7 +10,9 @@ the adapters of accepted rounds), never carried over in memory, so an interrupte
 uninterrupted one compute on identical weights and end with identical metrics.
 
 The general-capability gate compares each round with the starting model (round 0), so drift
-cannot accumulate in steps each under the tolerance. The driver writes no report: the caller
+cannot accumulate in steps each under the tolerance, on the general tasks' dev items
+(``general_dev``): a gate that read the test items would pick the model on the figures it is
+then reported by. The driver writes no report: the caller
 (the CLI, compare) draws it from the finished folder.
 """
 
@@ -34,7 +36,7 @@ from aptune.evaluate.runner import evaluate
 from aptune.model_config import DTYPE_NAMES, ModelConfig, runtime_dtypes, weights_name
 from aptune.models import load_model, load_tokenizer
 from aptune.provenance import provenance
-from aptune.run.evaluation import build_judge, eval_settings, load_judge_model, load_taskset, summarize_views, view_tasks
+from aptune.run.evaluation import build_judge, eval_settings, load_judge_model, load_taskset, summarize_views, view_sets, view_tasks
 from aptune.run.run_dir import STAGES, RunDir
 from aptune.train.config import TrainConfig, TrainResult
 
@@ -64,6 +66,17 @@ def train_record(result: TrainResult) -> dict[str, Any]:
     return {"steps": result.steps, "tokens": result.tokens, "examples": result.examples,
             "mean_loss": result.mean_loss, "mean_margin": result.mean_margin, "resumed_s": result.resumed_s,
             "reference_s": round(result.reference_s, 1), "train_s": round(result.train_s, 1)}
+
+
+def gate_view(summary: dict[str, Any]) -> tuple[str | None, str]:
+    """Which evaluated view the gate reads, and how the decision names its items: the general
+    dev items where the run has them, else (``general_dev.tasks: []``, or a run started before
+    that view existed) the general test items, said as such."""
+    if "general_dev" in summary:
+        return "general_dev", "general dev items"
+    if "general" in summary:
+        return "general", "general TEST items (no general_dev)"
+    return None, ""
 
 
 class Run:
@@ -177,13 +190,17 @@ class Run:
         else:
             base = self.dir.read_output(0, "eval")["summary"]
             now = self.dir.read_output(round_index, "eval")["summary"]
-            general_drop = base["general"]["accuracy"] - now["general"]["accuracy"] if "general" in base else 0.0
+            view, items = gate_view(base)
+            general_drop = base[view]["accuracy"] - now[view]["accuracy"] if view else 0.0
             if general_drop > rounds.general_tolerance:
                 decision = {"accepted": False, "stop": True,
-                            "reason": f"general-capability gate: general accuracy fell {100 * general_drop:.1f} points "
-                                      f"(tolerance {100 * rounds.general_tolerance:.1f}); round rolled back"}
+                            "reason": f"general-capability gate: general accuracy on the {items} fell "
+                                      f"{100 * general_drop:.1f} points (tolerance {100 * rounds.general_tolerance:.1f}); "
+                                      "round rolled back"}
             else:
-                decision = {"accepted": True, "stop": False, "reason": "within the general-capability tolerance"}
+                decision = {"accepted": True, "stop": False,
+                            "reason": f"within the general-capability tolerance ({items})" if view else
+                                      "no general items: no general-capability gate"}
                 if round_index >= rounds.max_rounds:
                     decision.update(stop=True, reason=f"reached max_rounds={rounds.max_rounds}")
                 elif self._dev_stalled(round_index, now):
@@ -222,8 +239,7 @@ class Run:
         missing model fails here with its one-line error, not an hour into the run."""
         from aptune.models import resolve_model_path
 
-        for label, ts in (("pool", self.cfg.pool), ("dev", self.cfg.dev), ("domain_eval", self.cfg.domain_eval),
-                          ("general_eval", self.cfg.general_eval)):
+        for label, ts in (("pool", self.cfg.pool), *view_sets(self.cfg).items()):
             sets = load_taskset(ts, self.cfg.seed)
             if label == "pool" and not any(sets.values()):
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")

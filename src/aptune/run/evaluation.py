@@ -1,9 +1,10 @@
 """The evaluation step every method's rounds share: the same items, the same grading, the
 same summary, so two methods' numbers differ only by what they trained.
 
-A round is evaluated on three views of the run config — ``domain`` (held-out domain items),
-``general`` (tasks the domain never touches) and ``dev`` (the stopping rule's items) — in one
-call, its per-task names prefixed with the view (``domain/sciq``).
+A round is evaluated on four views of the run config — ``domain`` (held-out domain items),
+``general`` (tasks the domain never touches), ``dev`` (the stopping rule's items) and
+``general_dev`` (the general tasks' dev items, which the gate reads) — in one call, its
+per-task names prefixed with the view (``domain/sciq``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aptune.prompts import PromptFormat
 from aptune.run.run_dir import RunDir
 
 #: evaluation task-name prefixes: one eval call covers all three views of a round
-VIEWS = ("domain", "general", "dev")
+VIEWS = ("domain", "general", "dev", "general_dev")
 
 
 def load_taskset(ts: TaskSet, seed: int) -> dict[str, list[Example]]:
@@ -75,10 +76,16 @@ def eval_settings(cfg: RunConfig) -> EvalSettings:
     )
 
 
+def view_sets(cfg: RunConfig) -> dict[str, TaskSet]:
+    """Each evaluated view's task set (the gate's ``general_dev`` resolved to its tasks)."""
+    return {"domain": cfg.domain_eval, "general": cfg.general_eval, "dev": cfg.dev,
+            "general_dev": cfg.general_dev.resolved(cfg.general_eval)}
+
+
 def view_tasks(cfg: RunConfig) -> dict[str, list[Example]]:
     """Every evaluated item of a round, keyed ``view/task``."""
     tasks: dict[str, list[Example]] = {}
-    for view, ts in (("domain", cfg.domain_eval), ("general", cfg.general_eval), ("dev", cfg.dev)):
+    for view, ts in view_sets(cfg).items():
         for name, examples in load_taskset(ts, cfg.seed).items():
             tasks[f"{view}/{name}"] = examples
     return tasks
