@@ -130,3 +130,55 @@ def run_lm_eval_mmlu(model: Any, tokenizer: Any, subject: str, limit: int,
     acc = out["results"][name]["acc,none"]
     contexts = [s["arguments"][0][0] for s in samples]  # (context, continuation) of the first letter
     return PeerResult(pred, pred, logprobs, acc, acc, seconds), contexts
+
+
+def gsm8k_yaml() -> dict[str, Any]:
+    """lm-eval's own ``gsm8k`` task config, read from its installed YAML file."""
+    import yaml
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("lm-eval is not installed (pip install -e '.[dev]')")
+    with open(f"{list(spec.submodule_search_locations)[0]}/tasks/gsm8k/gsm8k.yaml", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def run_lm_eval_gsm8k(model: Any, tokenizer: Any, train_file: str, test_file: str, shots: int,
+                      max_gen_toks: int = 8) -> list[dict[str, Any]]:
+    """lm-eval's ``gsm8k`` task (its YAML: prompt, delimiters, stop strings, filters, metric) on
+    local JSON files: test items from ``test_file``, exemplars the first ``shots`` rows of
+    ``train_file`` (``first_n``). Its logged samples of the ``flexible-extract`` filter, in doc order."""
+    task = {k: v for k, v in gsm8k_yaml().items() if k not in ("tag", "dataset_name")}
+    task.update(task="gsm8k_offline", dataset_path="json", fewshot_config={"sampler": "first_n"},
+                dataset_kwargs={"data_files": {"train": train_file, "test": test_file}})
+    task["generation_kwargs"] = {**task["generation_kwargs"], "max_gen_toks": max_gen_toks}
+    task["num_fewshot"] = shots
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    padding_side = tokenizer.padding_side
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4)
+    try:
+        out = lm_eval.simple_evaluate(model=lm, tasks=[task], num_fewshot=shots, log_samples=True, bootstrap_iters=0,
+                                      random_seed=0, numpy_random_seed=0, torch_random_seed=0)
+    finally:
+        tokenizer.padding_side = padding_side
+    samples = [s for s in out["samples"]["gsm8k_offline"] if s["filter"] == "flexible-extract"]
+    return sorted(samples, key=lambda s: s["doc_id"])
+
+
+def lm_eval_gsm8k_correct(responses: list[str], references: list[str], filter_name: str = "flexible-extract") -> list[bool]:
+    """lm-eval's verdict on each response: its ``gsm8k`` filter (by name) then its ``exact_match``
+    metric with the YAML's arguments, against the reference solution."""
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters.extraction import RegexFilter
+
+    cfg = gsm8k_yaml()
+    steps = next(f["filter"] for f in cfg["filter_list"] if f["name"] == filter_name)
+    regex = next(s for s in steps if s["function"] == "regex")
+    extract = RegexFilter(regex_pattern=regex["regex_pattern"], group_select=regex.get("group_select", 0))
+    extracted = [r[0] for r in extract.apply([[r] for r in responses], [{} for _ in responses])]
+    metric = next(m for m in cfg["metric_list"] if m["metric"] == "exact_match")
+    args = {k: metric[k] for k in ("ignore_case", "ignore_punctuation", "regexes_to_ignore")}
+    return [bool(exact_match_hf_evaluate(predictions=[p], references=[ref], **args)["exact_match"])
+            for p, ref in zip(extracted, references)]

@@ -414,3 +414,22 @@ def test_cli_run_says_where_it_computes_each_stage_each_round_and_ends_with_a_na
     assert (root / "report.md").exists()  # the CLI draws the report after the run
     assert read_json(root / "round-1" / "train" / "train_result.json")["extra"]["device"] == "cpu"
     assert "Device: cpu (" in (root / "report.md").read_text()
+
+
+def test_a_run_begun_under_a_former_default_resumes_with_it(run_config: Path, tmp_path: Path):
+    """mining.max_new_tokens was 64 by default and is now each task's own budget (None): a run
+    saved with 64 reopens as unchanged and goes on answering within 64 tokens, as it began."""
+    cfg = load_run_config(run_config)
+    assert cfg.mining.max_new_tokens is None
+    root = tmp_path / "old"
+    old = cfg.to_dict()
+    old["mining"]["max_new_tokens"] = 64
+    APTRun(cfg, root, progress=False).dir.start(old, {})
+    run = APTRun(load_run_config(run_config), root, progress=False)
+    run.open()
+    assert run.cfg.mining.max_new_tokens == 64 and run.settings.max_new_tokens == 64
+    other = tmp_path / "changed"  # a real change is still refused
+    old["mining"]["max_new_tokens"] = 32
+    APTRun(cfg, other, progress=False).dir.start(old, {})
+    with pytest.raises(Exception, match=r"changed: mining.max_new_tokens"):
+        APTRun(load_run_config(run_config), other, progress=False).open()

@@ -12,6 +12,7 @@ context: our per-choice log-likelihoods must equal its own, BOS included.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,69 @@ def test_mmlu_letter_format_matches_lm_evals_own_mmlu_task(monkeypatch):
     for ex, sc, lp in zip(items, ours, peer.logprobs):
         assert sc.logprobs == pytest.approx(lp, abs=2e-3), ex.id
     assert [s.prediction for s in ours] == [s.prediction_norm for s in ours] == peer.pred_acc
+
+
+def test_gsm8k_k_shot_prompt_and_greedy_answers_match_lm_evals_own_gsm8k_task(monkeypatch, tmp_path):
+    """GSM8K k-shot with chain of thought renders lm-eval's stock ``gsm8k`` prompt (its YAML:
+    "Question: ...\\nAnswer:", worked solutions after " ", "\\n\\n" between exemplars), stops
+    where it stops ("Question:"), and generates the same greedy answers on the same model."""
+    import json
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from lm_eval_peer import run_lm_eval_gsm8k
+    from test_bos import BY_NAME, family_tokenizer
+
+    from aptune.data import load_task
+    from aptune.data.example import EXEMPLARS
+    from aptune.data.fewshot import exemplar_row
+    from aptune.evaluate.runner import EvalSettings, answer_generative
+    from aptune.prompts import PromptFormat, render_prompt
+
+    shots = 3
+    tokenizer = family_tokenizer(BY_NAME["llama"])
+    model = _tiny_model("llama", tokenizer)
+    train = load_task("gsm8k", split="train", limit=shots)
+    items = load_task("gsm8k", split="test", limit=4)
+    # lm-eval's first_n sampler shows every item the same exemplars: give ours the same ones
+    items = [dataclasses.replace(ex, meta={**ex.meta, EXEMPLARS: [exemplar_row(t) for t in train]}) for ex in items]
+    for path, rows in (("train.json", train), ("test.json", items)):
+        (tmp_path / path).write_text("\n".join(json.dumps({"question": ex.question, "answer": ex.answer}) for ex in rows))
+    peer = run_lm_eval_gsm8k(model, tokenizer, str(tmp_path / "train.json"), str(tmp_path / "test.json"), shots,
+                             max_gen_toks=12)
+    fmt = PromptFormat(template="plain", shots=shots, cot=True)
+    assert [render_prompt(ex, tokenizer, fmt) for ex in items] == [s["arguments"][0][0] for s in peer]
+    assert peer[0]["arguments"][0][1]["until"][0] == "Question:"
+    ours = answer_generative(model, tokenizer, items, EvalSettings(prompt=fmt, max_new_tokens=12), torch.float32,
+                             progress=False)
+    assert [r.prediction for r in ours] == [s["resps"][0][0].strip() for s in peer]
+
+
+GSM8K_ANSWERS = [  # (response, reference's final number): how each judge reads typical answers
+    ("She has 5 + 10 = 15 apples.\n#### 15", "15"), ("The answer is 15.", "15"), ("#### 16", "15"),
+    ("It costs $1,500.", "1500"), ("so -3 degrees", "-3"), ("no idea", "7"), ("3 cats and 4 dogs", "3"),
+    ("He pays 2.50 dollars", "2.5"),
+]
+
+
+def test_final_number_judge_agrees_with_lm_evals_gsm8k_metric_where_it_should():
+    """Our ``final_number`` verdicts equal lm-eval's gsm8k verdicts (its flexible-extract filter
+    then its exact_match, read from its YAML) on typical answers, except where a number is
+    written in another form ("2.50" for 2.5): we compare numbers, lm-eval compares strings."""
+    import sys
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from lm_eval_peer import lm_eval_gsm8k_correct
+    finally:
+        sys.path.remove(str(BENCH))
+    from aptune.data.example import Example
+    from aptune.evaluate.judges import get_judge
+
+    refs = [f"Worked out.\n#### {n}" for _, n in GSM8K_ANSWERS]
+    items = [Example(f"g{i}", "gsm8k", "math", "q", answer=r) for i, r in enumerate(refs)]
+    ours = [v.correct for v in get_judge("final_number").judge_many(items, [a for a, _ in GSM8K_ANSWERS])]
+    theirs = lm_eval_gsm8k_correct([a for a, _ in GSM8K_ANSWERS], refs)
+    assert ours == [True, True, False, True, True, False, False, True]  # the LAST number counts
+    assert theirs == ours[:-1] + [False]  # "2.50" != "2.5" as strings

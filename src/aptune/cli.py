@@ -208,10 +208,11 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
         settings = eval_settings(cfg)
         if tasks:
             names = [t.strip() for t in tasks.split(",") if t.strip()]
-            loaded = [load_task(n, split=split, limit=limit, seed=cfg.seed) for n in names]
+            loaded = [load_task(n, split=split, limit=limit, seed=cfg.seed, shots=cfg.prompt.shots) for n in names]
             data = {(items[0].task if items else n): items for n, items in zip(names, loaded)}
         else:
-            data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed)
+            data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed,
+                              shots=cfg.prompt.shots)
         device = resolve_device(cfg.device)
         weights, dtype = runtime_dtypes(cfg.model, cfg.precision, device)
         typer.echo(f"aptune eval: {cfg.model.name} on {device} ({device_name(device)}), weights "

@@ -76,6 +76,13 @@ class PromptConfig:
     mc_format: MCFormat = _opt(_EVAL.prompt.mc_format, "Multiple choice: score the answer text (cloze) or a letter")
     system_prompt: str | None = _opt(_EVAL.prompt.system_prompt, "System message for chat templates")
     too_long: Literal["truncate", "error"] = _opt(_EVAL.too_long, "A prompt beyond the model's context: cut from the left, or fail")
+    shots: int = _opt(_EVAL.prompt.shots, "Solved exemplars before each question, from the task's train split (k-shot)")
+    cot: bool = _opt(_EVAL.prompt.cot, "Chain of thought for items with a worked solution (GSM8K): ask to reason "
+                                       "step by step; exemplars and training targets show the solution")
+
+    def __post_init__(self) -> None:
+        if self.shots < 0:
+            raise ValueError(f"shots must be >= 0, not {self.shots}")
 
 
 @dataclass
@@ -94,7 +101,8 @@ class MiningConfig:
                                           "grading against the reference, 1-5)")
     mc_metric: Literal["acc", "acc_norm"] = _opt(_EVAL.mc_metric, "Multiple-choice answer rule: highest log-likelihood "
                                                                   "(acc) or per character (acc_norm)")
-    max_new_tokens: int = _opt(_EVAL.max_new_tokens, "Longest free-form answer, in tokens")
+    max_new_tokens: int | None = _opt(_EVAL.max_new_tokens, "Longest free-form answer, in tokens (default: each "
+                                                            "task's own, e.g. GSM8K 256; 64 where a task names none)")
     generation_backend: str = _opt(_EVAL.generation_backend, "Free-form answering backend (transformers)")
     # the judge check between mining and training (apt/judge_check.py); a run's keys, not eval's
     max_wrong_share: float = _opt(0.8, "Stop before training when the judge marks more of the pool wrong than this")

@@ -365,6 +365,19 @@ def planned_dtypes(cfg: "RunConfig", device: DeviceKind) -> tuple[WeightDtype, C
     return weights_name(cfg.model, weights), compute  # type: ignore[return-value]
 
 
+def answer_budget(cfg: "RunConfig") -> int:
+    """The longest answer the run generates: ``mining.max_new_tokens``, else the largest budget
+    among its bundled tasks (a data file's items take the evaluator's default)."""
+    from aptune.data import registry
+    from aptune.evaluate.runner import DEFAULT_MAX_NEW_TOKENS
+
+    if cfg.mining.max_new_tokens is not None:
+        return cfg.mining.max_new_tokens
+    names = {t for ts in (cfg.pool, cfg.dev, cfg.domain_eval, cfg.general_eval) for t in ts.tasks}
+    budgets = [getattr(registry.get_task(n), "max_new_tokens", None) for n in names if registry.has_task(n)]
+    return max([b for b in budgets if b] or [DEFAULT_MAX_NEW_TOKENS])
+
+
 def plan_for_run(
     cfg: "RunConfig",
     seq_len: int | None = None,
@@ -395,5 +408,5 @@ def plan_for_run(
         gradient_checkpointing=cfg.train.gradient_checkpointing,
         reference="precomputed" if original else "adapter_disabled",
         eval_tokens=settings.max_tokens_per_batch, generation_batch=settings.generation_batch_size,
-        max_new_tokens=cfg.mining.max_new_tokens, device=device,
+        max_new_tokens=answer_budget(cfg), device=device,
     ))

@@ -14,6 +14,16 @@ Formats:
   harnesses do; models of this size answer "A" to almost every item in that format, so a letter
   accuracy mostly measures how often A is the gold answer: the evaluation's position statistics
   show it).
+- ``shots``: k solved exemplars before the question, drawn from the task's train split by the
+  loader (``data/fewshot.py``, carried in ``meta["exemplars"]``); plain prompts join them as
+  lm-eval does ("\n\n" between items), chat prompts as earlier user/assistant turns (lm-eval's
+  ``fewshot_as_multiturn``). A k-shot answer stops at the next exemplar's opening
+  (``stop_strings``).
+- ``cot``: chain of thought for items with a worked solution (``meta["final_answer"]``: GSM8K).
+  On, exemplars and the training target show the worked solution, and a zero-shot prompt asks
+  to reason step by step (k-shot, the plain prompt is then lm-eval's ``gsm8k``); off, they show
+  the final answer alone. The judge extracts the final answer either way (``final_number``:
+  the last number).
 
 Special tokens: the text brings its own (a chat template writes them), and the only one added
 is the BOS token, exactly where the model's tokenizer adds it by default (``bos_prefix``): Gemma,
@@ -30,7 +40,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aptune.data.example import Example
+from aptune.data.example import EXEMPLARS, Example
 
 Template = Literal["auto", "chat", "plain"]
 MCFormat = Literal["cloze", "letter"]
@@ -44,6 +54,12 @@ class PromptFormat:
     template: Template = "auto"
     mc_format: MCFormat = "cloze"
     system_prompt: str | None = None  # None keeps the chat template's own default
+    shots: int = 0  # solved exemplars before each question (the loader attaches them)
+    cot: bool = False  # worked solutions and a step-by-step request, for items that have them
+
+    def __post_init__(self) -> None:
+        if self.shots < 0:
+            raise ValueError(f"shots must be >= 0, not {self.shots}")
 
     def uses_chat(self, tokenizer: Any) -> bool:
         if self.template == "plain":
@@ -76,32 +92,104 @@ def letter_header(example: Example) -> str | None:
     return f"The following are multiple choice questions (with answers) about {task.removeprefix('mmlu_').replace('_', ' ')}."
 
 
-def render_prompt(example: Example, tokenizer: Any, fmt: PromptFormat) -> str:
-    """Text up to (not including) the answer, as the model sees it."""
+#: what a chain-of-thought prompt asks, after the question
+COT_REQUEST = "Let's think step by step."
+
+
+def exemplars(example: Example, fmt: PromptFormat) -> list[Example]:
+    """The item's first ``fmt.shots`` exemplars; an item loaded without them cannot be rendered
+    k-shot (the loader attaches them: ``load_task(..., shots=k)``)."""
+    if fmt.shots == 0:
+        return []
+    rows = example.meta.get(EXEMPLARS) or []
+    if len(rows) < fmt.shots:
+        raise ValueError(f"task {example.task!r} item {example.id!r}: {fmt.shots}-shot prompt, but the item was loaded "
+                         f"with {len(rows)} exemplar(s) (load it with shots={fmt.shots})")
+    return [Example.from_dict(r) for r in rows[: fmt.shots]]
+
+
+def uses_cot(example: Example, fmt: PromptFormat) -> bool:
+    """Chain of thought applies to items with a worked solution (``meta["final_answer"]``)."""
+    return fmt.cot and not example.is_multiple_choice and "final_answer" in example.meta
+
+
+def asks_for_steps(example: Example, fmt: PromptFormat) -> bool:
+    """Zero-shot chain of thought asks for it in words (lm-eval's ``gsm8k_cot_zeroshot``); k-shot
+    exemplars show their worked solutions instead, and the prompt is lm-eval's ``gsm8k``."""
+    return uses_cot(example, fmt) and fmt.shots == 0
+
+
+def gold_answer(example: Example, fmt: PromptFormat) -> int | str:
+    """The gold answer as the format shows it (an exemplar's answer, a training target): the gold
+    choice index; the worked solution (chain of thought on) or the final answer alone (off) for
+    items that have both; else the reference."""
+    if example.is_multiple_choice:
+        assert example.gold is not None
+        return example.gold
+    if "final_answer" in example.meta and not fmt.cot:
+        return str(example.meta["final_answer"])
+    return example.reference
+
+
+def _plain_item(example: Example, fmt: PromptFormat, bare: bool = False) -> str:
+    """One item in the plain template, up to where its answer starts (``bare``: the question
+    without "Question: ", as lm-eval's MMLU writes it)."""
     question = _question_text(example, fmt)
     passage = f"{example.context}\n" if example.context else ""
+    if example.style == "completion" and fmt.mc_format == "cloze":
+        return passage + question
+    opening = "" if bare else "Question: "
+    request = f" {COT_REQUEST}" if asks_for_steps(example, fmt) else ""
+    return f"{passage}{opening}{question}\nAnswer:{request}"
+
+
+def _user_turn(example: Example, fmt: PromptFormat) -> str:
+    """One item as a chat user turn."""
+    question = _question_text(example, fmt)
     header = letter_header(example) if example.is_multiple_choice and fmt.mc_format == "letter" else None
-    if not fmt.uses_chat(tokenizer):
-        if example.style == "completion" and fmt.mc_format == "cloze":
-            return passage + question
-        if header is not None:  # lm-eval's MMLU: the opening line, then the bare question
-            return f"{header}\n\n{passage}{question}\nAnswer:"
-        return f"{passage}Question: {question}\nAnswer:"
     if example.style == "completion" and fmt.mc_format == "cloze":
         user = f"Continue the text:\n{question}"
     elif example.is_multiple_choice and fmt.mc_format == "letter":
         user = f"{question}\nAnswer with the letter of the correct option."
         if header is not None:
             user = f"{header}\n\n{user}"
+    elif asks_for_steps(example, fmt):
+        user = f"{question}\n{COT_REQUEST}"
     else:
         user = question
     if example.context:
         user = f"{example.context}\n\n{user}"
+    return user
+
+
+def render_prompt(example: Example, tokenizer: Any, fmt: PromptFormat) -> str:
+    """Text up to (not including) the answer, as the model sees it: the exemplars (k-shot), then
+    the item."""
+    shots = exemplars(example, fmt)
+    if not fmt.uses_chat(tokenizer):
+        header = letter_header(example) if example.is_multiple_choice and fmt.mc_format == "letter" else None
+        bare = header is not None  # lm-eval's MMLU: the opening line, then bare questions
+        items = [_plain_item(ex, fmt, bare) + render_answer(ex, gold_answer(ex, fmt), tokenizer, fmt) for ex in shots]
+        body = "".join(f"{item}\n\n" for item in items) + _plain_item(example, fmt, bare)
+        return f"{header}\n\n{body}" if bare else body
     messages = []
     if fmt.system_prompt is not None:
         messages.append({"role": "system", "content": fmt.system_prompt})
-    messages.append({"role": "user", "content": user})
+    for ex in shots:
+        messages += [{"role": "user", "content": _user_turn(ex, fmt)},
+                     {"role": "assistant", "content": render_answer(ex, gold_answer(ex, fmt), tokenizer, fmt)}]
+    messages.append({"role": "user", "content": _user_turn(example, fmt)})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def stop_strings(example: Example, tokenizer: Any, fmt: PromptFormat) -> tuple[str, ...]:
+    """Where a generated answer ends besides the end-of-turn token: a k-shot plain prompt
+    teaches the model to go on with the next item, so its answer stops at a blank line (the
+    exemplar delimiter), as lm-eval's ``until`` does; a chain-of-thought answer may hold blank
+    lines, so it stops at the next "Question:". Zero-shot and chat prompts: none."""
+    if fmt.shots == 0 or fmt.uses_chat(tokenizer):
+        return ()
+    return ("Question:",) if uses_cot(example, fmt) else ("\n\n",)
 
 
 def render_answer(example: Example, answer: str | int, tokenizer: Any, fmt: PromptFormat) -> str:

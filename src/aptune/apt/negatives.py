@@ -20,9 +20,9 @@ import torch
 from aptune.data.example import Example
 from aptune.evaluate.generation import Sampling, generate_samples
 from aptune.evaluate.judges import Judge, normalize_answer
-from aptune.evaluate.runner import EvalSettings
+from aptune.evaluate.runner import EvalSettings, cut_at_stop, max_new_tokens
 from aptune.modeling import prompt_budget
-from aptune.prompts import render_prompt
+from aptune.prompts import render_prompt, stop_strings
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,15 @@ def sample_negatives(
     if not examples:
         return {}
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    samples = generate_samples(
-        model, tokenizer, prompts, sampling, max_new_tokens=settings.max_new_tokens, dtype=dtype, progress=progress,
-        max_prompt_tokens=prompt_budget(model, settings.max_new_tokens),
-    )
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}  # as evaluation groups them
+    for i, ex in enumerate(examples):
+        groups.setdefault((max_new_tokens(ex, settings), stop_strings(ex, tokenizer, settings.prompt)), []).append(i)
+    samples: list[list[str]] = [[] for _ in examples]
+    for (budget, stop), members in groups.items():
+        drawn = generate_samples(model, tokenizer, [prompts[i] for i in members], sampling, max_new_tokens=budget,
+                                 dtype=dtype, progress=progress, max_prompt_tokens=prompt_budget(model, budget), stop=stop)
+        for i, texts in zip(members, drawn):
+            samples[i] = [cut_at_stop(t, stop) for t in texts]
     flat = [(ex, text) for ex, texts in zip(examples, samples) for text in texts]
     verdicts = judge.judge_many([ex for ex, _ in flat], [text for _, text in flat])
     negatives: dict[str, str] = {}

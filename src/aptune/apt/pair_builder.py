@@ -30,7 +30,7 @@ from typing import Any
 
 from aptune.data.example import Example
 from aptune.data.options import shuffle_options
-from aptune.prompts import PromptFormat, render_answer, render_prompt
+from aptune.prompts import PromptFormat, gold_answer, render_answer, render_prompt
 from aptune.train.pairs import PreferencePair
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ def _most_likely_wrong(row: dict[str, Any], example: Example, use_norm: bool) ->
     return max(wrong, key=lambda i: scores[i]) if wrong else None
 
 
+def _gold_text(example: Example, fmt: PromptFormat) -> str:
+    """An item's gold answer as text (another item's ``other_gold`` negative)."""
+    return example.reference if example.is_multiple_choice else str(gold_answer(example, fmt))
+
+
 def build_pairs(
     weakness_rows: Sequence[dict[str, Any]],
     similar_rows: Sequence[dict[str, Any]],
@@ -80,7 +85,7 @@ def build_pairs(
     rng = random.Random(seed)
     use_norm = mc_metric == "acc_norm"
     sampled = sampled_negatives or {}
-    golds = [Example.from_dict(r["example"]).reference for r in similar_rows]
+    golds = [_gold_text(Example.from_dict(r["example"]), fmt) for r in similar_rows]
     out: list[BuiltPair] = []
     skipped = 0
     for source, rows in (("weakness", weakness_rows), ("similar", similar_rows)):
@@ -94,7 +99,7 @@ def build_pairs(
             elif similar_negative == "model_sample" and row["id"] in sampled:
                 rejected, negative = sampled[row["id"]], "sampled"
             else:
-                others = [g for g in golds if g.strip() != ex.reference.strip()]
+                others = [g for g in golds if g.strip() != _gold_text(ex, fmt).strip()]
                 rejected, negative = (rng.choice(others) if others else None), "other_gold"
             if rejected is None or rejected == ex.gold:
                 skipped += 1
@@ -103,7 +108,7 @@ def build_pairs(
                 ex, order = shuffle_options(ex, rng)
                 rejected = order.index(rejected)
             assert ex.gold is not None or not ex.is_multiple_choice
-            chosen = render_answer(ex, ex.gold if ex.is_multiple_choice else ex.reference, tokenizer, fmt)
+            chosen = render_answer(ex, gold_answer(ex, fmt), tokenizer, fmt)
             pair = PreferencePair(
                 id=ex.id,
                 prompt=render_prompt(ex, tokenizer, fmt),

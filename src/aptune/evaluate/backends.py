@@ -1,7 +1,9 @@
 """Generation backends: what answers generative items in mining and evaluation.
 
 A backend is anything with ``generate(prompts, max_new_tokens) -> list[str]`` (greedy, prompts
-already rendered by ``aptune.prompts``, one completion per prompt, input order). The default,
+already rendered by ``aptune.prompts``, one completion per prompt, input order); k-shot plain
+prompts also pass ``stop=`` (strings where an answer ends), which a backend may use to stop
+early — the caller cuts every answer at its first stop string either way. The default,
 ``transformers``, wraps ``generation.generate_greedy`` (transformers' ``generate`` with the KV
 cache). A faster engine (vLLM, SGLang, llama.cpp, a server) plugs in by name without touching
 the loop, either in code::
@@ -95,10 +97,11 @@ class TransformersBackend:
         self.dtype, self.batch_size, self.max_prompt_tokens = dtype, batch_size, max_prompt_tokens
         self.progress, self.desc = progress, desc
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         return generate_greedy(
             self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.batch_size,
             max_prompt_tokens=self.max_prompt_tokens, dtype=self.dtype, progress=self.progress, desc=self.desc,
+            stop=stop,
         )
 
 

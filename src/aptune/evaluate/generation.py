@@ -60,6 +60,7 @@ def generate_greedy(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     desc: str = "generating",
+    stop: Sequence[str] = (),
 ) -> list[str]:
     """Greedy completions of ``prompts`` (already rendered), in input order.
 
@@ -67,10 +68,11 @@ def generate_greedy(
     sorted by length so each batch pads little, left-padded so every row's last token is real
     (the BOS sits after the padding, at the row's first real position), and cut from the left to
     ``max_prompt_tokens`` when given (the question's end and the assistant header matter most;
-    a leading BOS is kept).
+    a leading BOS is kept). A row also stops early at any of ``stop`` (its text still holds the
+    stop string: callers cut it, ``runner.cut_at_stop``).
     """
     outputs = _generate(model, tokenizer, prompts, None, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc)
+                        max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc, stop=stop)
     return [texts[0] for texts in outputs]
 
 
@@ -86,13 +88,14 @@ def generate_samples(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     desc: str = "sampling",
+    stop: Sequence[str] = (),
 ) -> list[list[str]]:
     """``sampling.n`` sampled completions per prompt, in input order; batched like greedy.
 
     Each batch draws from its own generator state (seeded from ``sampling.seed`` and the batch),
     inside a forked RNG, so the same call gives the same samples and the process RNG is untouched."""
     return _generate(model, tokenizer, prompts, sampling, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc)
+                     max_prompt_tokens=max_prompt_tokens, dtype=dtype, progress=progress, desc=desc, stop=stop)
 
 
 @torch.no_grad()
@@ -108,6 +111,7 @@ def _generate(
     dtype: torch.dtype,
     progress: bool,
     desc: str,
+    stop: Sequence[str] = (),
 ) -> list[list[str]]:
     device = next(model.parameters()).device
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
@@ -123,6 +127,8 @@ def _generate(
     decoding: dict[str, Any] = {"do_sample": False} if sampling is None else {
         "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0,
         "num_return_sequences": n}
+    if stop:  # transformers stops a row once its text ends in a stop string
+        decoding.update(stop_strings=list(stop), tokenizer=tokenizer)
     outputs: list[list[str]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()

@@ -22,11 +22,13 @@ from aptune.evaluate.metrics import TaskMetrics, bootstrap_mean, position_stats
 from aptune.evaluate.scoring import score_choices
 from aptune.io import write_json_atomic, write_jsonl_atomic
 from aptune.modeling import context_length, prompt_budget
-from aptune.prompts import PromptFormat, encode_prompt, render_prompt
+from aptune.prompts import PromptFormat, encode_prompt, render_prompt, stop_strings
 
 log = logging.getLogger(__name__)
 
 MCMetric = Literal["acc", "acc_norm"]
+#: the answer budget of an item whose task names none, when the settings name none either
+DEFAULT_MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class EvalSettings:
 
     prompt: PromptFormat = field(default_factory=PromptFormat)
     mc_metric: MCMetric = "acc"  # which MC prediction counts as "the model's answer"
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = None  # None: each task's own budget (``meta["max_new_tokens"]``), else 64
     max_tokens_per_batch: int = 4096
     generation_batch_size: int = 16
     bootstrap_resamples: int = 1000
@@ -110,6 +112,20 @@ def answer_multiple_choice(
     return results
 
 
+def max_new_tokens(example: Example, settings: EvalSettings) -> int:
+    """An item's answer budget: the settings' where they name one, else its task's own
+    (``meta["max_new_tokens"]``: GSM8K's worked solutions need more room than a short answer)."""
+    if settings.max_new_tokens is not None:
+        return settings.max_new_tokens
+    return int(example.meta.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to its first stop string (whichever backend generated it, and however far)."""
+    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut].strip()
+
+
 def answer_generative(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -130,16 +146,27 @@ def answer_generative(
 
     judge = judge if judge is not None else get_judge(settings.judge or "auto")
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    limit = prompt_budget(model, settings.max_new_tokens)
-    if limit is not None and settings.too_long == "error":
-        for ex, prompt in zip(examples, prompts):
-            ids = encode_prompt(tokenizer, prompt)  # with the BOS the model will see
-            if len(ids) > limit:
-                raise ValueError(f"task {ex.task!r} item {ex.id!r}: prompt is {len(ids)} tokens, more than the model's "
-                                 f"context minus max_new_tokens ({limit}) (prompt.too_long: truncate cuts it from the left)")
-    backend = get_backend(settings.generation_backend, model, tokenizer, dtype=dtype,
-                          batch_size=settings.generation_batch_size, max_prompt_tokens=limit, progress=progress, desc=desc)
-    outputs = backend.generate(prompts, settings.max_new_tokens)
+    # items that share an answer budget and stop strings generate together (a task's items all do)
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault((max_new_tokens(ex, settings), stop_strings(ex, tokenizer, settings.prompt)), []).append(i)
+    outputs: list[str] = [""] * len(examples)
+    for (budget, stop), rows in groups.items():
+        limit = prompt_budget(model, budget)
+        if limit is not None and settings.too_long == "error":
+            for i in rows:
+                ids = encode_prompt(tokenizer, prompts[i])  # with the BOS the model will see
+                if len(ids) > limit:
+                    raise ValueError(f"task {examples[i].task!r} item {examples[i].id!r}: prompt is {len(ids)} tokens, "
+                                     f"more than the model's context minus max_new_tokens ({limit}) "
+                                     "(prompt.too_long: truncate cuts it from the left)")
+        backend = get_backend(settings.generation_backend, model, tokenizer, dtype=dtype,
+                              batch_size=settings.generation_batch_size, max_prompt_tokens=limit, progress=progress,
+                              desc=desc)
+        texts = backend.generate([prompts[i] for i in rows], budget, stop=stop) if stop else \
+            backend.generate([prompts[i] for i in rows], budget)
+        for i, text in zip(rows, texts):
+            outputs[i] = cut_at_stop(text, stop)
     results = []
     for ex, text, verdict in zip(examples, outputs, judge.judge_many(examples, outputs)):
         extra: dict[str, Any] = {"judge": verdict.judge or judge.name, "judge_detail": verdict.detail}

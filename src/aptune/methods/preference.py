@@ -20,7 +20,7 @@ from aptune.apt.judge_check import JudgeCheckError, check_answers, failure_messa
 from aptune.apt.mining import mine
 from aptune.apt.pair_builder import build_pairs
 from aptune.data.example import Example
-from aptune.prompts import encode_prompt, render_answer, render_prompt
+from aptune.prompts import encode_prompt, gold_answer, render_answer, render_prompt
 from aptune.run.driver import Run, train_record
 from aptune.run.evaluation import load_taskset
 from aptune.train.pairs import PreferencePair
@@ -45,7 +45,7 @@ class PreferenceRun(Run):
 
     def stage_mine(self, round_index: int) -> None:
         model = self.start_model(round_index)
-        pool = [ex for exs in load_taskset(self.cfg.pool, self.cfg.seed).values() for ex in exs]
+        pool = [ex for exs in load_taskset(self.cfg.pool, self.cfg.seed, self.cfg.prompt.shots).values() for ex in exs]
         rows = mine(model, self.tokenizer, pool, self.settings, self.dtype, judge=self.judge(model),
                     progress=self.progress)
         self.dir.write_answers(round_index, rows)
@@ -77,7 +77,7 @@ class PreferenceRun(Run):
         data-efficiency yardstick the report sets preference training's tokens against."""
         fmt = self.settings.prompt
         texts = [render_prompt(ex, self.tokenizer, fmt) + render_answer(
-            ex, ex.gold if ex.is_multiple_choice else ex.reference, self.tokenizer, fmt) for ex in pool]
+            ex, gold_answer(ex, fmt), self.tokenizer, fmt) for ex in pool]
         return sum(len(encode_prompt(self.tokenizer, text)) for text in texts)
 
     def stage_pairs(self, round_index: int) -> None:

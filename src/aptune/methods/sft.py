@@ -17,7 +17,7 @@ from aptune.config import RunConfig
 from aptune.data import load_task
 from aptune.data.example import Example
 from aptune.data.options import shuffle_options
-from aptune.prompts import render_answer, render_prompt
+from aptune.prompts import gold_answer, render_answer, render_prompt
 from aptune.run.driver import Run, train_record
 from aptune.train.pairs import SFTItem
 from aptune.train.trainer import train_sft
@@ -74,7 +74,8 @@ class SFTRun(Run):
             return []
         tasks = self.replay.tasks if self.replay.tasks is not None else self.cfg.general_eval.tasks
         want = round(self.replay.ratio * n_domain)
-        per_task = [load_task(t, split=self.replay.split, limit=-(-want // len(tasks)), seed=self.cfg.seed)
+        per_task = [load_task(t, split=self.replay.split, limit=-(-want // len(tasks)), seed=self.cfg.seed,
+                              shots=self.cfg.prompt.shots)
                     for t in tasks]
         mixed = [ex for group in zip(*per_task) for ex in group]  # round-robin, then the leftovers
         longest = max((len(p) for p in per_task), default=0)
@@ -88,15 +89,16 @@ class SFTRun(Run):
         fmt = self.settings.prompt
         rng = random.Random(self.cfg.seed + round_index)
         pool = [ex for name in self.cfg.pool.tasks
-                for ex in load_task(name, split=self.cfg.pool.split, limit=self.cfg.pool.limit, seed=self.cfg.seed)]
+                for ex in load_task(name, split=self.cfg.pool.split, limit=self.cfg.pool.limit, seed=self.cfg.seed,
+                                   shots=self.cfg.prompt.shots)]
         out: list[tuple[SFTItem, str]] = []
         for source, examples in (("domain", pool), ("replay", self.replay_examples(len(pool)))):
             for ex in examples:
                 if ex.is_multiple_choice and self.cfg.pairs.permute_options and fmt.mc_format == "letter":
                     ex, _ = shuffle_options(ex, rng)
-                answer = ex.gold if ex.is_multiple_choice else ex.reference
                 out.append((SFTItem(render_prompt(ex, self.tokenizer, fmt),
-                                    render_answer(ex, answer, self.tokenizer, fmt), f"{ex.task}/{ex.id}"), source))
+                                    render_answer(ex, gold_answer(ex, fmt), self.tokenizer, fmt), f"{ex.task}/{ex.id}"),
+                            source))
         return out
 
     def no_work(self, round_index: int, stage: str) -> str | None:

@@ -240,7 +240,7 @@ class Run:
         from aptune.models import resolve_model_path
 
         for label, ts in (("pool", self.cfg.pool), *view_sets(self.cfg).items()):
-            sets = load_taskset(ts, self.cfg.seed)
+            sets = load_taskset(ts, self.cfg.seed, self.cfg.prompt.shots)
             if label == "pool" and not any(sets.values()):
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
         resolve_model_path(self.cfg.model.name)
@@ -248,7 +248,13 @@ class Run:
     def open(self) -> None:
         """Create the run directory, or reopen it when this config (under today's schema
         defaults) is the one it was started with; record where and how this invocation computes."""
-        self.dir.start(self.cfg.to_dict(), provenance(), defaults=RunConfig().to_dict())
+        kept = self.dir.start(self.cfg.to_dict(), provenance(), defaults=RunConfig().to_dict())
+        for path, value in kept.items():  # a default changed since the run began: it goes on as it started
+            section, key = path.split(".")
+            setattr(getattr(self.cfg, section), key, value)
+            log.info("%s: %s keeps %r, its value when the run began", self.dir.root, path, value)
+        if kept:
+            self.settings = eval_settings(self.cfg)
         self.dir.record("runtime", runtime_info(self.device, self.dtype, self.cfg.model, self.weight_dtype))
 
     def run(self, on_stage: StageHook | None = None, on_round: RoundHook | None = None) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from aptune.run.run_dir import RunDir
 VIEWS = ("domain", "general", "dev", "general_dev")
 
 
-def load_taskset(ts: TaskSet, seed: int) -> dict[str, list[Example]]:
-    return {name: load_task(name, split=ts.split, limit=ts.limit, seed=seed) for name in ts.tasks}
+def load_taskset(ts: TaskSet, seed: int, shots: int = 0) -> dict[str, list[Example]]:
+    """Every task of ``ts``, its items carrying ``shots`` exemplars each (``prompt.shots``)."""
+    return {name: load_task(name, split=ts.split, limit=ts.limit, seed=seed, shots=shots) for name in ts.tasks}
 
 
 def load_judge_model(cfg: RunConfig, default_device: Any) -> tuple[Any, Any]:
@@ -66,7 +67,8 @@ def build_judge(cfg: RunConfig, policy: Any, tokenizer: Any, judge_lm: tuple[Any
 def eval_settings(cfg: RunConfig) -> EvalSettings:
     """The run config's ``prompt`` and ``mining`` sections as the evaluator takes them."""
     return EvalSettings(
-        prompt=PromptFormat(cfg.prompt.template, cfg.prompt.mc_format, cfg.prompt.system_prompt),
+        prompt=PromptFormat(cfg.prompt.template, cfg.prompt.mc_format, cfg.prompt.system_prompt, cfg.prompt.shots,
+                            cfg.prompt.cot),
         mc_metric=cfg.mining.mc_metric,
         max_new_tokens=cfg.mining.max_new_tokens,
         seed=cfg.seed,
@@ -86,7 +88,7 @@ def view_tasks(cfg: RunConfig) -> dict[str, list[Example]]:
     """Every evaluated item of a round, keyed ``view/task``."""
     tasks: dict[str, list[Example]] = {}
     for view, ts in view_sets(cfg).items():
-        for name, examples in load_taskset(ts, cfg.seed).items():
+        for name, examples in load_taskset(ts, cfg.seed, cfg.prompt.shots).items():
             tasks[f"{view}/{name}"] = examples
     return tasks
 

@@ -165,25 +165,28 @@ class RunDir:
                 f"{MIN_FREE_BYTES // 2**20} MiB (adapters, predictions, index cache)"
             )
 
-    def start(self, config: dict[str, Any], provenance: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+    def start(self, config: dict[str, Any], provenance: dict[str, Any],
+              defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create or reopen the run; a rerun must use the same config (resume, not overwrite).
 
         ``defaults`` is the schema's default config: a key the saved config lacks, set to its
         default now, is a field added to aptune since the run began, not a change, so upgrading
-        aptune does not strand runs already under way."""
+        aptune does not strand runs already under way. Returns the saved values the reopened run
+        keeps where a default has changed since it began (``former_defaults``; {} otherwise)."""
         self._clock[0] = time.perf_counter()
         self.check_writable()
         barrier()  # every process sees the folder as it was before the main process writes
         exists = self.manifest_path.exists()
         barrier()
         if exists:
-            changed = config_changes(read_json(self.manifest_path).get("config") or {}, config, defaults or {})
+            saved = read_json(self.manifest_path).get("config") or {}
+            changed = config_changes(saved, config, defaults or {})
             if changed:
                 raise RunDirError(
                     f"{self.manifest_path}: this run was started with a different config "
                     f"(changed: {', '.join(changed)}); use a new output folder"
                 )
-            return
+            return former_defaults(saved, config, defaults or {})
         if is_main():
             write_text_atomic(self.root / "config.yaml", yaml.safe_dump(config, sort_keys=False))
             write_json_atomic(
@@ -191,6 +194,7 @@ class RunDir:
                 {"config": config, "provenance": provenance, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}},
             )
         barrier()  # under a launcher only the main process wrote: the others wait for it
+        return {}
 
     def mark(self, round_index: int, stage: str, *, resumed_s: float = 0.0, **info: Any) -> None:
         """Record a finished stage in the manifest (status only; outputs are the truth), with
@@ -269,6 +273,28 @@ WHERE_NOT_WHAT = frozenset({"device", "mining.judge_device", "mining.accept_judg
 #: sections an older aptune saved as a plain value (``model: NAME`` before ``model.dtype`` and
 #: the other loading options): a saved plain value compares as that key of the section
 FORMERLY_SCALAR = {"model": "name"}
+#: keys whose default changed: a run saved with the former default that the config now leaves at
+#: the new one is not changed — it resumes with the value it started with (``former_defaults``)
+FORMER_DEFAULTS: dict[str, Any] = {"mining.max_new_tokens": 64}  # now None: each task's own budget
+
+
+def former_defaults(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Dotted key → saved value, for each ``FORMER_DEFAULTS`` key a run was started with at its
+    former default and that ``current`` leaves at today's: the run keeps computing as it began."""
+    kept = {}
+    for path, former in FORMER_DEFAULTS.items():
+        old, new, default = (_dig(d, path) for d in (saved, current, defaults))
+        if old == former and new == default and old != new:
+            kept[path] = old
+    return kept
+
+
+def _dig(d: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return _ABSENT
+        d = d[key]
+    return d
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any], prefix: str = "") -> list[str]:
@@ -286,6 +312,8 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dic
         elif old is _ABSENT and new is not _ABSENT and new == default:
             continue
         elif path in WHERE_NOT_WHAT:
+            continue
+        elif path in FORMER_DEFAULTS and old == FORMER_DEFAULTS[path] and new == default:
             continue
         elif old != new:
             changed.append(path)
