@@ -727,3 +727,25 @@ def test_one_seed_hierarchical_interval_is_the_item_bootstrap():
     values = [float(i % 3 == 0) for i in range(300)]
     one, plain = hierarchical_bootstrap_mean([values]), bootstrap_mean(values)
     assert one.value == plain.value and abs(one.low - plain.low) < 0.02 and abs(one.high - plain.high) < 0.02
+
+
+def test_pooled_delta_interval_resamples_seeds_as_well_as_items():
+    """Two seeds on the same 40 items: one training run gained 10 items, the other lost 10. The
+    pooled change is 0 either way; averaging items over seeds hides the disagreement (every item
+    changes by at most 0.5 and most by 0), while resampling seeds shows it: the seeds + items
+    interval is wider, and with one seed the two constructions agree."""
+    from aptune.evaluate.metrics import paired_bootstrap_delta
+
+    before = {f"i{n}": n % 2 == 0 for n in range(40)}
+    up = {k: (True if int(k[1:]) < 20 and not v else v) for k, v in before.items()}  # +10 items
+    down = {k: (False if int(k[1:]) >= 20 and v else v) for k, v in before.items()}  # -10 items
+    runs = [_seed_run(0, before, up), _seed_run(1, before, down)]
+    _, delta = accuracy_and_delta(runs, "domain")
+    keys = sorted(before)
+    items_only = paired_bootstrap_delta([(up[k] + down[k]) / 2 for k in keys], [float(before[k]) for k in keys])
+    assert delta.value == pytest.approx(0.0) == items_only.value
+    assert delta.n == 40
+    assert delta.high - delta.low > 1.5 * (items_only.high - items_only.low)
+    _, one = accuracy_and_delta(runs[:1], "domain")
+    alone = paired_bootstrap_delta([float(up[k]) for k in keys], [float(before[k]) for k in keys])
+    assert one.value == pytest.approx(alone.value) == pytest.approx(0.25)

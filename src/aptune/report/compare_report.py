@@ -208,7 +208,8 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 NOTES = (
     "Final model = the method's last accepted round (base: the untrained model). Accuracy pools every item of "
     "the view over all seeds; Δ is paired: each seed's final model against that run's round 0 (the untrained model) "
-    "on the same items, each item's change averaged over seeds, 95% percentile bootstrap over items. "
+    "on the same items, averaged over seeds; its 95% interval resamples the seeds and then each drawn seed's items "
+    "(hierarchical percentile bootstrap; with one seed, a bootstrap over items). "
     "Majority-pos = accuracy of always answering the most common gold position of those items. "
     "Cost columns are per seed (mean over seeds), summed over the rounds that trained (rolled-back rounds included); "
     "examples/tokens count every epoch and, for preference methods, both sides of each pair. "
@@ -277,7 +278,7 @@ def collapse_free_table(summaries: list[MethodSummary], runs: list[SeedRun],
 COLLAPSE_FREE_NOTE = (
     "The main table's pooled figures again, leaving out every task on which some method's final model answered "
     "one option on most items (named above) — the same tasks for every row, so the rows stay comparable. "
-    "Δ is paired against the untrained model on the kept items, 95% bootstrap over items."
+    "Δ is paired against the untrained model on the kept items, 95% bootstrap over seeds and items."
 )
 
 

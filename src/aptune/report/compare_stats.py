@@ -8,8 +8,9 @@ For every method:
   interval is a percentile bootstrap over items, each item's correctness averaged over the
   seeds that evaluated it;
 - Δ against ``base`` is paired: for each seed, the final model and that run's round 0 (the
-  untrained model, on the same items) are compared item by item; an item's change is averaged
-  over seeds, and the interval resamples items (``paired_bootstrap_delta``);
+  untrained model, on the same items) are compared item by item; the interval resamples the
+  seeds and then each drawn seed's items (``seed_item_delta``, a hierarchical bootstrap), so
+  a change that holds for one training run only does not look certain;
 - beside every multiple-choice accuracy sits the majority-position baseline (always answering
   the most common gold position of those items) and, for the domain, the predicted-position
   histogram, so that a position prior cannot pass for a gain; a final model that answers one
@@ -24,6 +25,8 @@ For every method:
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -33,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from aptune.data.registry import TaskGroups, all_task_groups
-from aptune.evaluate.metrics import Interval, bootstrap_mean, format_positions, paired_bootstrap_delta, position_letter
+from aptune.evaluate.metrics import (Interval, bootstrap_mean, format_positions, hierarchical_bootstrap_mean,
+                                     position_letter)
 from aptune.io import read_json
 from aptune.compare.compare_dir import CompareDir
 from aptune.compare.selection import chosen_methods, chosen_seeds
@@ -63,11 +67,29 @@ def _item_means(runs: list[SeedRun], view: str, tasks: Collection[str] | None = 
 def accuracy_and_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | str | None = None,
                        seed: int = 0) -> tuple[Interval, Interval]:
     """Pooled accuracy of the final models and its paired change against round 0 (same items);
-    ``tasks``: one view-prefixed task name or several, pooled (default: the whole view)."""
-    after, before = _item_means(runs, view, {tasks} if isinstance(tasks, str) else tasks)
+    ``tasks``: one view-prefixed task name or several, pooled (default: the whole view). The
+    change's interval resamples the training seeds as well as the items (``seed_item_delta``)."""
+    wanted = {tasks} if isinstance(tasks, str) else tasks
+    after, _ = _item_means(runs, view, wanted)
     if not after:
         return NAN, NAN
-    return bootstrap_mean(after, seed=seed), paired_bootstrap_delta(after, before, seed=seed)
+    return bootstrap_mean(after, seed=seed), seed_item_delta(runs, view, wanted, seed)
+
+
+def seed_item_delta(runs: list[SeedRun], view: str, tasks: Collection[str] | None = None, seed: int = 0) -> Interval:
+    """The final models' change against round 0, paired item by item within each seed, with a
+    hierarchical bootstrap (seeds drawn with replacement, then each drawn seed's items): the
+    interval carries the run-to-run variation of training, not only the item sampling; with
+    one seed it is the paired item bootstrap. The point is the mean over seeds of each seed's
+    change; ``n`` counts distinct items, as the accuracy's does."""
+    groups, items = [], set()
+    for run in sorted(runs, key=lambda r: r.seed):
+        a, b = run.after.get(view, {}), run.before.get(view, {})
+        keys = sorted(k for k in a.keys() & b.keys() if tasks is None or k[0] in tasks)
+        if keys:
+            groups.append([float(a[k]) - float(b[k]) for k in keys])
+            items.update(keys)
+    return dataclasses.replace(hierarchical_bootstrap_mean(groups, seed=seed), n=len(items))
 
 
 def lost_and_gained(runs: list[SeedRun], view: str, seed: int = 0) -> tuple[Interval, Interval, float, float]:
