@@ -190,3 +190,37 @@ def test_plan_prints_the_memory_plan_and_refuses_what_cannot_fit(tmp_path: Path)
     proc = _aptune("run", "--out", str(out), "--set", f"model={model}", "--set", "train.batch_size=100000",
                    "--set", "train.max_length=100000")
     assert proc.returncode == 2 and proc.stderr.startswith("aptune: error: planned peak") and not out.exists()
+
+
+def test_eval_reads_a_users_file_whole_and_says_which_split(tmp_path: Path):
+    """A 12-item file without --split is evaluated in full (the hash test share would keep about 4),
+    in a chat format, and the output names the split and the count; --split test still works."""
+    model = save_tiny(tmp_path / "model")
+    data = tmp_path / "my12items.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Say {w}"},
+                                                     {"role": "assistant", "content": w}]}) + "\n"
+                            for w in "red blue green sun moon water fire cat dog tree star planet".split()))
+    out = tmp_path / "out"
+    proc = _aptune("eval", "--model", model, "--tasks", str(data), "--precision", "fp32", "--max-new-tokens", "4",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "my12items: 12 of 12 items (split source)" in proc.stdout
+    assert len(read_jsonl(out / "predictions.jsonl")) == 12
+    assert read_json(out / "metrics.json")["splits"] == {"my12items": "source"}
+    proc = _aptune("eval", "--model", model, "--tasks", str(data), "--split", "test", "--precision", "fp32",
+                   "--max-new-tokens", "4", "--out", str(tmp_path / "test"))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    n_test = len(read_jsonl(tmp_path / "test" / "predictions.jsonl"))
+    assert 0 < n_test < 12 and f"my12items: {n_test} of 12 items (split test)" in proc.stdout
+
+
+def test_eval_fields_option_renames_columns_and_rejects_bad_pairs(tmp_path: Path):
+    model = save_tiny(tmp_path / "model")
+    data = tmp_path / "renamed.jsonl"
+    data.write_text("".join(json.dumps({"q": f"Say {w}", "r": w}) + "\n" for w in ("red", "blue")))
+    proc = _aptune("eval", "--model", model, "--tasks", str(data), "--fields", "question=q,answer=r", "--precision",
+                   "fp32", "--max-new-tokens", "2", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "renamed: 2 of 2 items" in proc.stdout
+    bad = _aptune("eval", "--model", model, "--tasks", str(data), "--fields", "question", "--out", str(tmp_path / "b"))
+    assert bad.returncode != 0 and "expected FIELD=COLUMN pairs" in (bad.stderr + bad.stdout)

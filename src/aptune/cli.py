@@ -151,7 +151,12 @@ def _eval_params() -> list:  # noqa: ANN202
             "merged run, in order (each but the last is merged into the weights).")),
         own("tasks", Optional[str], typer.Option(None, help="Comma-separated task names or data files (JSONL/CSV/Parquet).")),
         own("suite", Optional[str], typer.Option(None, help="A named suite (see `aptune data`); used when --tasks is not given.")),
-        own("split", str, typer.Option("test", help="train, dev, test, or source (all, source order).")),
+        own("split", Optional[str], typer.Option(None, help="train, dev, test, or source (all, source order); default: "
+                                                            "test for bundled tasks, every item of a data file.")),
+        own("format", str, typer.Option("auto", help="Data files' row format: auto, qa, messages, alpaca, sharegpt, "
+                                                     "preference.")),
+        own("fields", Optional[str], typer.Option(None, help="Data files' column names, e.g. "
+                                                             "question=prompt_text,answer=response.")),
         own("limit", Optional[int], typer.Option(None, help="At most this many items per task.")),
         *options(RunConfig, only=_EVAL_RUN_KEYS[1:]),
         *options(ModelConfig, only=_EVAL_MODEL_KEYS),
@@ -184,8 +189,24 @@ def _eval_command(**kwargs: object) -> None:
     except USER_ERRORS as exc:
         _fail(str(exc))
         return
+    try:
+        fields = _field_map(kwargs["fields"])  # type: ignore[arg-type]
+    except ValueError as exc:
+        _fail(str(exc))
+        return
     _evaluate(cfg, adapter=kwargs["adapter"], tasks=kwargs["tasks"], suite=kwargs["suite"],  # type: ignore[arg-type]
-              split=str(kwargs["split"]), limit=kwargs["limit"], out=Path(str(kwargs["out"])))  # type: ignore[arg-type]
+              split=kwargs["split"], limit=kwargs["limit"], out=Path(str(kwargs["out"])),  # type: ignore[arg-type]
+              data_format=str(kwargs["format"]), fields=fields)
+
+
+def _field_map(text: Optional[str]) -> Optional[dict[str, str]]:
+    """``--fields question=prompt_text,answer=response`` as {aptune field: file column}."""
+    if not text:
+        return None
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.count("=") == 1 and all(side.strip() for side in p.split("=")) for p in pairs):
+        raise ValueError(f"--fields {text!r}: expected FIELD=COLUMN pairs separated by commas")
+    return {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
 
 
 def _register_eval() -> None:
@@ -195,8 +216,10 @@ def _register_eval() -> None:
 
 
 def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[str], suite: Optional[str],
-              split: str, limit: Optional[int], out: Path) -> None:
+              split: Optional[str], limit: Optional[int], out: Path, data_format: str = "auto",
+              fields: Optional[dict[str, str]] = None) -> None:
     from aptune.data import load_suite, load_task
+    from aptune.data.loading import default_eval_split, task_size
     from aptune.devices import device_name, resolve_device
     from aptune.evaluate.metrics import format_positions
     from aptune.evaluate.runner import evaluate
@@ -206,17 +229,27 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
 
     try:
         settings = eval_settings(cfg)
+        splits: dict[str, str] = {}
         if tasks:
             names = [t.strip() for t in tasks.split(",") if t.strip()]
-            loaded = [load_task(n, split=split, limit=limit, seed=cfg.seed, shots=cfg.prompt.shots) for n in names]
-            data = {(items[0].task if items else n): items for n, items in zip(names, loaded)}
+            data = {}
+            for n in names:
+                chosen = split or default_eval_split(n)
+                items = load_task(n, split=chosen, limit=limit, seed=cfg.seed, shots=cfg.prompt.shots,
+                                  format=data_format, fields=fields)
+                key = items[0].task if items else n
+                data[key], splits[key] = items, chosen
+                typer.echo(f"{key}: {len(items)} of {task_size(n, data_format, fields)} items (split {chosen}"
+                           + (f", limit {limit}" if limit is not None else "") + ")")
         else:
-            data = load_suite(suite or "default", split=split, limit_per_task=limit, seed=cfg.seed,
+            data = load_suite(suite or "default", split=split or "test", limit_per_task=limit, seed=cfg.seed,
                               shots=cfg.prompt.shots)
+            splits = {name: split or "test" for name in data}
         device = resolve_device(cfg.device)
         weights, dtype = runtime_dtypes(cfg.model, cfg.precision, device)
         typer.echo(f"aptune eval: {cfg.model.name} on {device} ({device_name(device)}), weights "
-                   f"{weights_name(cfg.model, weights)}, precision {str(dtype).removeprefix('torch.')}, split {split}")
+                   f"{weights_name(cfg.model, weights)}, precision {str(dtype).removeprefix('torch.')}, "
+                   f"split {_split_label(splits)}")
         started = time.time()
         lm = load_model(cfg.model.name, trust_remote_code=cfg.trust_remote_code, device=str(device), options=cfg.model)
         tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.trust_remote_code)
@@ -246,7 +279,8 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             "model_options": {"dtype": cfg.model.dtype, "attn_implementation": cfg.model.attn_implementation,
                               "quantization": cfg.model.quantization},
             "adapters": [str(a) for a in adapter or ()],
-            "split": split,
+            "split": _split_label(splits),
+            "splits": splits,
             "limit": limit,
             "precision": precision,
             "device": str(device),
@@ -260,7 +294,7 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
     )
     from rich.table import Table
 
-    table = Table(title=f"{cfg.model.name} · split={split} · {precision} · 95% bootstrap CI")
+    table = Table(title=f"{cfg.model.name} · split={_split_label(splits)} · {precision} · 95% bootstrap CI")
     for col in ("task", "domain", "n", "acc", "acc_norm", "majority-position", "predicted positions"):
         table.add_column(col)
     for name, tm in report.metrics.items():
@@ -280,6 +314,12 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
 
 
 _register_eval()
+
+
+def _split_label(splits: dict[str, str]) -> str:
+    """One split name where every task used it, else "per task" (metrics.json lists each)."""
+    names = set(splits.values())
+    return names.pop() if len(names) == 1 else "per task (see splits)"
 
 
 def _load_run(config: Optional[Path], run_dir: Optional[Path], sets: tuple[str, ...] = (),  # noqa: ANN202

@@ -24,17 +24,29 @@ from aptune.train.config import TrainConfig
 
 @dataclass
 class TaskSet:
-    """Tasks (bundled names or data files, relative to the config file) read from one split."""
+    """Tasks (bundled names or data files, relative to the config file) read from one split.
+
+    ``format`` and ``fields`` apply to the data files among ``tasks``: the rows' format (``auto``
+    detects it: qa, messages, alpaca, sharegpt, preference; ``data/formats.py``) and column
+    renames (aptune's field → the file's column)."""
 
     tasks: list[str] = field(default_factory=list)
     split: str = "test"
     limit: int | None = None  # per task
+    format: str = "auto"
+    fields: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
+        from aptune.data.formats import FORMATS
+
         if self.split not in ("train", "dev", "test", "source"):
             raise ValueError(f"split must be train, dev, test or source, not {self.split!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, not {self.limit}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.fields is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in self.fields.items()):
+            raise ValueError("fields maps aptune's field names to the file's column names, both text")
 
 
 @dataclass
@@ -55,7 +67,9 @@ class GeneralDevSet(TaskSet):
 
     def resolved(self, general: TaskSet) -> TaskSet:
         """The task set as loaded: ``general``'s tasks where none are named."""
-        return TaskSet(list(general.tasks if self.tasks is None else self.tasks), self.split, self.limit)
+        if self.tasks is None:
+            return TaskSet(list(general.tasks), self.split, self.limit, general.format, general.fields)
+        return TaskSet(list(self.tasks), self.split, self.limit, self.format, self.fields)
 
 
 #: the evaluator's own defaults: the config sections below take theirs from it, so a default

@@ -163,23 +163,47 @@ def _user_turn(example: Example, fmt: PromptFormat) -> str:
 
 
 def render_prompt(example: Example, tokenizer: Any, fmt: PromptFormat) -> str:
-    """Text up to (not including) the answer, as the model sees it: the exemplars (k-shot), then
-    the item."""
+    """Text up to (not including) the answer, as the model sees it: the exemplars (k-shot), the
+    conversation so far (chat data: ``meta["history"]``, under its ``meta["system"]`` message),
+    then the item."""
     shots = exemplars(example, fmt)
+    history = example.meta.get("history") or []
+    system = example.meta.get("system", fmt.system_prompt)
     if not fmt.uses_chat(tokenizer):
         header = letter_header(example) if example.is_multiple_choice and fmt.mc_format == "letter" else None
         bare = header is not None  # lm-eval's MMLU: the opening line, then bare questions
         items = [_plain_item(ex, fmt, bare) + render_answer(ex, gold_answer(ex, fmt), tokenizer, fmt) for ex in shots]
+        items += [_plain_turns(user, reply) for user, reply in _turn_pairs(history)]
         body = "".join(f"{item}\n\n" for item in items) + _plain_item(example, fmt, bare)
+        if example.meta.get("system"):
+            body = f"{example.meta['system']}\n\n{body}"
         return f"{header}\n\n{body}" if bare else body
     messages = []
-    if fmt.system_prompt is not None:
-        messages.append({"role": "system", "content": fmt.system_prompt})
+    if system is not None:
+        messages.append({"role": "system", "content": system})
     for ex in shots:
         messages += [{"role": "user", "content": _user_turn(ex, fmt)},
                      {"role": "assistant", "content": render_answer(ex, gold_answer(ex, fmt), tokenizer, fmt)}]
+    messages += [{"role": t["role"], "content": t["content"]} for t in history]
     messages.append({"role": "user", "content": _user_turn(example, fmt)})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _turn_pairs(history: list[dict[str, str]]) -> list[tuple[str | None, str | None]]:
+    """The conversation so far as (user, assistant) exchanges, for the plain template."""
+    pairs: list[tuple[str | None, str | None]] = []
+    for turn in history:
+        if turn["role"] == "user" or not pairs or pairs[-1][1] is not None:
+            pairs.append((turn["content"], None) if turn["role"] == "user" else (None, turn["content"]))
+        else:
+            pairs[-1] = (pairs[-1][0], turn["content"])
+    return pairs
+
+
+def _plain_turns(user: str | None, reply: str | None) -> str:
+    """One earlier exchange of a conversation in the plain template, laid out as a solved item."""
+    return "\n".join(([f"Question: {user}"] if user is not None else []) + ([f"Answer: {reply}"] if reply is not None
+                                                                             else []))
 
 
 def stop_strings(example: Example, tokenizer: Any, fmt: PromptFormat) -> tuple[str, ...]:

@@ -13,10 +13,15 @@ Schema (one item per JSONL line / CSV row / Parquet row):
   domain    optional  default: load_file's ``domain`` ("custom")
   style     optional  "qa" (default; rendered "Question: ..\\nAnswer:") or "completion"
   split     optional  "train", "dev" or "test"; overrides the hash split for that row
+  history   optional  the conversation before the question: [{role, content}, ...]
+  system    optional  the conversation's system message
+  rejected  optional  a dispreferred answer (preference data)
 
-Every problem raises ``DataError`` with a one-line message "<file>:<line>: field '<f>': <what>"
-(lines are 1-based; a CSV's header is line 1, so its first item is line 2; Parquet rows count
-from 1). A ``.json`` file is read as JSON Lines.
+Rows in chat formats (``messages``, Alpaca, ShareGPT, prompt/chosen/rejected) are read into this
+schema first (``formats.py``). Every problem raises ``DataError`` with a one-line message
+"<file>:<line>: field '<f>': <what>" (lines are 1-based; a CSV's header is line 1, so its first
+item is line 2; Parquet rows and the items of a JSON array count from 1). A ``.json`` file holds
+either one JSON array of rows or JSON Lines.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import math
 import re
 import string
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from aptune.data.example import Example
@@ -60,6 +66,19 @@ def _read_jsonl(path: Path) -> list[tuple[int, Any]]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     return rows
+
+
+def _read_json(path: Path) -> list[tuple[int, Any]]:
+    """A JSON array of rows (row numbers from 1), or else JSON Lines."""
+    with open(path, encoding="utf-8-sig") as handle:
+        text = handle.read()
+    if not text.lstrip().startswith("["):
+        return _read_jsonl(path)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    return [(i + 1, row) for i, row in enumerate(rows)]
 
 
 def _read_csv(path: Path) -> list[tuple[int, Any]]:
@@ -101,7 +120,7 @@ def _first_non_utf8_line(path: Path) -> int:
 def _rows(path: Path) -> list[tuple[int, Any]]:
     """(1-based line number, raw row) pairs."""
     suffix = path.suffix.lower()
-    readers = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}
+    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
     if suffix not in readers:
         raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(SUFFIXES)})")
     try:
@@ -188,7 +207,7 @@ def _optional_text(path: Path, line: int, row: dict[str, Any], field: str, allow
 
 #: optional fields of a free-form row that its judge reads: other accepted answers (exact_match,
 #: short_answer) and, for code, the tests, the function's name and the code the answer continues
-TEXT_FIELDS = ("tests", "entry_point", "code_prefix")
+TEXT_FIELDS = ("tests", "entry_point", "code_prefix", "system", "rejected")
 
 
 def _free_form_meta(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
@@ -200,6 +219,11 @@ def _free_form_meta(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any
         if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
             raise _err(path, line, "aliases", "must be a list of non-empty texts")
         meta["aliases"] = list(aliases)
+    history = row.get("history")
+    if not _is_blank(history):
+        from aptune.data.formats import _messages
+
+        meta["history"] = _messages(path, line, history, "history")
     for field in TEXT_FIELDS:
         value = row.get(field)
         if _is_blank(value):
@@ -239,22 +263,30 @@ def _example(path: Path, line: int, row: Any, task: str, domain: str, from_csv: 
                    context=context, meta=meta)
 
 
-def load_file(path: str | Path, task: str | None = None, domain: str = "custom") -> list[Example]:
+def load_file(path: str | Path, task: str | None = None, domain: str = "custom", *, format: str = "auto",  # noqa: A002
+              fields: Mapping[str, str] | None = None) -> list[Example]:
     """Read a user task file into Examples in file order, validating every row (schema above).
 
-    ``task`` defaults to the file stem; a row's own ``task``/``domain`` columns win.
+    ``task`` defaults to the file stem; a row's own ``task``/``domain`` columns win. ``format``:
+    the rows' format (``auto``: detected from the first row; ``data/formats.py``); ``fields``
+    renames columns first (aptune's name → the file's).
     """
+    from aptune.data.formats import FORMATS, detect_format, rename_fields, to_item_row
+
+    if format not in FORMATS:
+        raise DataError(f"{path}: unknown format {format!r} (one of {', '.join(FORMATS)})")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    rows = _rows(path)
+    rows = [(line, rename_fields(row, fields)) for line, row in _rows(path)]
     if not rows:
         raise DataError(f"{path}:1: the file has no items")
+    fmt = detect_format(rows[0][1]) if format == "auto" else format
     from_csv = path.suffix.lower() == ".csv"
     seen: dict[str, int] = {}
     out = []
     for line, row in rows:
-        ex = _example(path, line, row, task or path.stem, domain, from_csv)
+        ex = _example(path, line, to_item_row(fmt, path, line, row), task or path.stem, domain, from_csv)
         if ex.id in seen:
             raise _err(path, line, "id", f"duplicate id {ex.id!r} (first on line {seen[ex.id]})")
         seen[ex.id] = line

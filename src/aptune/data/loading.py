@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -28,12 +29,13 @@ def _bundled(name: str) -> tuple[Example, ...]:
     return tuple(registry.get_task(name).load())
 
 
-def _all_items(name: str) -> tuple[Example, ...]:
-    """Every item of a bundled task or a data file (files are re-read: users edit them)."""
+def _all_items(name: str, format: str = "auto", fields: Mapping[str, str] | None = None) -> tuple[Example, ...]:  # noqa: A002
+    """Every item of a bundled task or a data file (files are re-read: users edit them; their
+    rows read in ``format`` with ``fields`` renamed, ``data/formats.py``)."""
     if registry.has_task(name):
         return _bundled(name)
     if Path(name).suffix.lower() in SUFFIXES:
-        return tuple(load_file(name))
+        return tuple(load_file(name, format=format, fields=fields))
     close = difflib.get_close_matches(name, list(registry.tasks()), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise DataError(
@@ -43,23 +45,41 @@ def _all_items(name: str) -> tuple[Example, ...]:
 
 
 def load_task(name: str, split: str = "test", limit: int | None = None, seed: int = 0,
-              shots: int = 0) -> list[Example]:
+              shots: int = 0, format: str = "auto", fields: Mapping[str, str] | None = None) -> list[Example]:  # noqa: A002
     """The items of a bundled task, or of a JSONL/CSV/Parquet file, in ``split``.
 
     ``split``: train/dev/test (hash-assigned, seed-independent membership, seeded order),
     ``source`` (all items in source order) or ``source:<name>`` (one source split);
     ``limit`` takes the first items of that order. See ``aptune.data.splits``. ``shots``: each
     item carries that many exemplars from the task's train split (``aptune.data.fewshot``).
+    ``format``/``fields``: how a data file's rows read (``aptune.data.formats``).
     """
     from aptune.data.fewshot import attach_exemplars
 
-    every = _all_items(name)  # raises DataError with its own file/line message
+    every = _all_items(name, format, fields)  # raises DataError with its own file/line message
     try:
         items = attach_exemplars(select(every, split, limit, seed), every, shots, seed, name)
     except ValueError as exc:
         raise DataError(f"task {name!r}: {exc}".replace(f"task {name!r}: task {name!r}: ", f"task {name!r}: ")) from None
     log.debug("loaded %d items of %s (split=%s, limit=%s, seed=%d)", len(items), name, split, limit, seed)
     return items
+
+
+def is_data_file(name: str) -> bool:
+    """Whether a task name is a data file (not a registered task)."""
+    return not registry.has_task(name) and Path(name).suffix.lower() in SUFFIXES
+
+
+def default_eval_split(name: str) -> str:
+    """What ``aptune eval`` reads when no split is asked for: a bundled task's test split (its
+    train and dev items are for training and model selection), but every item of a user's data
+    file (``source``): a file handed to the evaluator is the evaluation set."""
+    return "source" if is_data_file(name) else "test"
+
+
+def task_size(name: str, format: str = "auto", fields: Mapping[str, str] | None = None) -> int:  # noqa: A002
+    """How many items a task or data file holds over all splits."""
+    return len(_all_items(name, format, fields))
 
 
 def load_suite(name: str, split: str = "test", limit_per_task: int | None = None,

@@ -90,7 +90,7 @@ class SFTRun(Run):
         rng = random.Random(self.cfg.seed + round_index)
         pool = [ex for name in self.cfg.pool.tasks
                 for ex in load_task(name, split=self.cfg.pool.split, limit=self.cfg.pool.limit, seed=self.cfg.seed,
-                                   shots=self.cfg.prompt.shots)]
+                                   shots=self.cfg.prompt.shots, format=self.cfg.pool.format, fields=self.cfg.pool.fields)]
         out: list[tuple[SFTItem, str]] = []
         for source, examples in (("domain", pool), ("replay", self.replay_examples(len(pool)))):
             for ex in examples:

@@ -27,7 +27,8 @@ VIEWS = ("domain", "general", "dev", "general_dev")
 
 def load_taskset(ts: TaskSet, seed: int, shots: int = 0) -> dict[str, list[Example]]:
     """Every task of ``ts``, its items carrying ``shots`` exemplars each (``prompt.shots``)."""
-    return {name: load_task(name, split=ts.split, limit=ts.limit, seed=seed, shots=shots) for name in ts.tasks}
+    return {name: load_task(name, split=ts.split, limit=ts.limit, seed=seed, shots=shots, format=ts.format,
+                            fields=ts.fields) for name in ts.tasks}
 
 
 def load_judge_model(cfg: RunConfig, default_device: Any) -> tuple[Any, Any]:
