@@ -130,3 +130,49 @@ def test_a_json_array_error_names_the_row(tmp_path: Path):
     path.write_text(json.dumps([ALPACA[0], {"instruction": "x"}]), encoding="utf-8")
     with pytest.raises(DataError, match=r"arr.json:2: field 'output': missing or empty"):
         load_file(path)
+
+
+def test_a_save_to_disk_folder_is_a_task_in_any_format(tmp_path: Path):
+    from datasets import Dataset, DatasetDict
+
+    Dataset.from_list(MESSAGES).save_to_disk(str(tmp_path / "chat_ds"))
+    items = load_task(str(tmp_path / "chat_ds"), split="source")
+    assert [(i.question, i.answer) for i in items] == [("And of Italy?", "Rome."), ("2 + 2?", "4")]
+    assert items[0].task == "chat_ds" and items[0].meta["history"][0]["content"] == "Capital of France?"
+    DatasetDict({"train": Dataset.from_list(ALPACA), "validation": Dataset.from_list(ALPACA[:1])}).save_to_disk(
+        str(tmp_path / "alpaca_dd"))
+    every = load_task(str(tmp_path / "alpaca_dd"), split="source")
+    assert len(every) == 3 and len({i.id for i in every}) == 3
+    (val,) = load_task(str(tmp_path / "alpaca_dd"), split="source:validation")
+    assert val.answer == "chat"
+    hashed = sum(len(load_task(str(tmp_path / "alpaca_dd"), split=s)) for s in ("train", "dev", "test"))
+    assert hashed == 3, "aptune's own split covers every row once"
+
+
+def test_a_config_names_a_dataset_folder_relative_to_itself(tmp_path: Path):
+    from datasets import Dataset
+
+    from aptune.config import load_run_config
+
+    Dataset.from_list(ALPACA).save_to_disk(str(tmp_path / "data" / "mine"))
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text("pool: {tasks: [data/mine], split: train, format: alpaca}\n")
+    cfg = load_run_config(cfg_path)
+    assert cfg.pool.tasks == [str((tmp_path / "data" / "mine").resolve())] and cfg.pool.format == "alpaca"
+
+
+def test_a_hub_id_that_cannot_be_read_fails_at_once_in_one_line(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    started = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        load_task("hf:aptune-tests/no-such-dataset-0:main:train")
+    assert time.perf_counter() - started < 60
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("hf:aptune-tests/no-such-dataset-0:main:train: cannot read")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: the cache is asked, and misses
+    with pytest.raises(DataError, match=r"^hf:aptune-tests/no-such-dataset-0: cannot load"):
+        load_task("hf:aptune-tests/no-such-dataset-0")
+    with pytest.raises(DataError, match="expected hf:ORG/NAME"):
+        load_task("hf:org/name:cfg:split:extra")

@@ -246,8 +246,13 @@ class RunConfig:
 
 
 def _resolve(task: str, base: Path) -> str:
+    """A data file or ``save_to_disk`` folder named relative to the config file, made absolute."""
+    from aptune.data.hub import PREFIX, is_dataset_folder
+
+    if task.startswith(PREFIX) or Path(task).is_absolute():
+        return task
     looks_like_file = any(task.endswith(ext) for ext in (".jsonl", ".json", ".csv", ".parquet"))
-    if looks_like_file and not Path(task).is_absolute():
+    if looks_like_file or is_dataset_folder(str(base / task)):
         return str((base / task).resolve())
     return task
 

@@ -271,22 +271,35 @@ def load_file(path: str | Path, task: str | None = None, domain: str = "custom",
     the rows' format (``auto``: detected from the first row; ``data/formats.py``); ``fields``
     renames columns first (aptune's name → the file's).
     """
-    from aptune.data.formats import FORMATS, detect_format, rename_fields, to_item_row
+    from aptune.data.formats import FORMATS
 
     if format not in FORMATS:
         raise DataError(f"{path}: unknown format {format!r} (one of {', '.join(FORMATS)})")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    rows = [(line, rename_fields(row, fields)) for line, row in _rows(path)]
+    return items_from_rows(path, _rows(path), task or path.stem, domain, format=format, fields=fields,
+                           from_csv=path.suffix.lower() == ".csv")
+
+
+def items_from_rows(source: Path, raw: list[tuple[int, Any]], task: str, domain: str = "custom", *,
+                    format: str = "auto", fields: Mapping[str, str] | None = None,  # noqa: A002
+                    from_csv: bool = False) -> list[Example]:
+    """Numbered raw rows (from a file, or a Hugging Face dataset) → validated Examples; errors
+    name ``source`` and the row's number."""
+    from aptune.data.formats import FORMATS, detect_format, rename_fields, to_item_row
+
+    if format not in FORMATS:
+        raise DataError(f"{source}: unknown format {format!r} (one of {', '.join(FORMATS)})")
+    rows = [(line, rename_fields(row, fields)) for line, row in raw]
     if not rows:
-        raise DataError(f"{path}:1: the file has no items")
+        raise DataError(f"{source}:1: the file has no items")
     fmt = detect_format(rows[0][1]) if format == "auto" else format
-    from_csv = path.suffix.lower() == ".csv"
+    path = source
     seen: dict[str, int] = {}
     out = []
     for line, row in rows:
-        ex = _example(path, line, to_item_row(fmt, path, line, row), task or path.stem, domain, from_csv)
+        ex = _example(path, line, to_item_row(fmt, path, line, row), task, domain, from_csv)
         if ex.id in seen:
             raise _err(path, line, "id", f"duplicate id {ex.id!r} (first on line {seen[ex.id]})")
         seen[ex.id] = line

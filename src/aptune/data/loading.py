@@ -32,15 +32,19 @@ def _bundled(name: str) -> tuple[Example, ...]:
 def _all_items(name: str, format: str = "auto", fields: Mapping[str, str] | None = None) -> tuple[Example, ...]:  # noqa: A002
     """Every item of a bundled task or a data file (files are re-read: users edit them; their
     rows read in ``format`` with ``fields`` renamed, ``data/formats.py``)."""
+    from aptune.data.hub import is_hub_task, load_hub_task
+
     if registry.has_task(name):
         return _bundled(name)
+    if is_hub_task(name):
+        return tuple(load_hub_task(name, format, fields))
     if Path(name).suffix.lower() in SUFFIXES:
         return tuple(load_file(name, format=format, fields=fields))
     close = difflib.get_close_matches(name, list(registry.tasks()), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise DataError(
-        f"unknown task {name!r}: {hint}not a bundled task (see `aptune data`) "
-        f"nor a data file ({', '.join(SUFFIXES)})"
+        f"unknown task {name!r}: {hint}not a bundled task (see `aptune data`), "
+        f"a data file ({', '.join(SUFFIXES)}), a Hugging Face dataset (hf:ORG/NAME) nor a save_to_disk folder"
     )
 
 
@@ -66,8 +70,10 @@ def load_task(name: str, split: str = "test", limit: int | None = None, seed: in
 
 
 def is_data_file(name: str) -> bool:
-    """Whether a task name is a data file (not a registered task)."""
-    return not registry.has_task(name) and Path(name).suffix.lower() in SUFFIXES
+    """Whether a task name is a user's data (a file, a Hugging Face dataset), not a registered task."""
+    from aptune.data.hub import is_hub_task
+
+    return not registry.has_task(name) and (Path(name).suffix.lower() in SUFFIXES or is_hub_task(name))
 
 
 def default_eval_split(name: str) -> str:
