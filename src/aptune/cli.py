@@ -501,6 +501,52 @@ def run_cmd(
     barrier()
 
 
+@app.command("train")
+def train_cmd(
+    config: Path = typer.Argument(..., help="Run config YAML: the pool names your data (prompt/chosen/rejected "
+                                            "rows for dpo-pairs, question/answer or chat rows for sft-lora)."),
+    method: str = typer.Option("dpo-pairs", help="Any method of `aptune methods` (dpo-pairs: preference "
+                                                 "training on your pairs; sft-lora: supervised on your answers)."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<name>-<method>)."),
+    set_: Optional[list[str]] = _SET,
+    device: Optional[str] = _DEVICE,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train one method on your data (default: DPO + NLL on your preference pairs), evaluated and
+    gated like an APT run; the adapter, metrics and a report land in the run directory."""
+    _setup_logging(verbose)
+    try:
+        from aptune.config import load_run_config
+        from aptune.config import RunConfig
+        from aptune.config_loader import build, deep_merge, expand_scalar_sections
+        from aptune.methods.registry import MethodSpec, make_run, method_overrides
+
+        spec = MethodSpec(kind=method)
+        cfg = load_run_config(config, tuple(set_ or ()))  # paths resolved against the config's folder
+        # the method's preset (its adapter kind, its rounds) on top, as `aptune compare` applies it
+        merged = deep_merge(cfg.to_dict(), expand_scalar_sections(RunConfig, method_overrides(spec)))
+        cfg = build(RunConfig, merged, source=str(config))
+        if device:
+            cfg.device = device
+        root = out or Path("runs") / f"{cfg.name}-{spec.label}"
+        run = make_run(spec, cfg, root)
+        run.validate()
+        run.open()
+        decision = run.run()
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    from aptune.distributed import barrier, is_main
+
+    if is_main():
+        from aptune.report.apt_report import write_report
+
+        report = write_report(root)
+        typer.echo(f"{spec.label}: {decision.get('reason', 'done')}")
+        typer.echo(f"report: {report}; adapter(s): {root}/round-*/train/adapter")
+    barrier()
+
+
 def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], device: Optional[str],
            verbose: bool) -> None:
     _setup_logging(verbose)
@@ -522,7 +568,8 @@ _ROUND = typer.Option(1, "--round", help="Round number (1-based; 0 = the startin
 _CONFIG = typer.Option(None, "--config", help="Config for a new run directory.")
 
 #: APT's stages as commands (command name -> stage); the help text is the stage's own summary
-STAGE_COMMANDS = {"mine": "mine", "retrieve": "retrieve", "pairs": "pairs", "train": "train", "evaluate-round": "eval"}
+STAGE_COMMANDS = {"mine": "mine", "retrieve": "retrieve", "pairs": "pairs", "train-round": "train",
+                  "evaluate-round": "eval"}
 
 
 def _register_stage(command: str, stage: str) -> None:

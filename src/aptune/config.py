@@ -154,6 +154,9 @@ class PairsConfig:
     samples: int = 4  # model_sample: answers drawn per item
     temperature: float = 1.0  # model_sample: sampling temperature
     top_p: float = 1.0  # model_sample: nucleus sampling
+    #: users' own preference data (prompt/chosen/rejected rows: files, hf: datasets, folders),
+    #: every row added to each round's pairs
+    extra: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sampling(seed=0)  # the sampling settings check their own ranges
@@ -242,6 +245,7 @@ class RunConfig:
         for ts in (self.pool, self.dev, self.domain_eval, self.general_eval, self.general_dev):
             if ts.tasks is not None:
                 ts.tasks = [_resolve(t, base) for t in ts.tasks]
+        self.pairs.extra = [_resolve(t, base) for t in self.pairs.extra]
         return self
 
 

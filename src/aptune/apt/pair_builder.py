@@ -125,3 +125,21 @@ def build_pairs(
     if similar_negative == "model_sample" and kinds["other_gold"]:
         log.info("pairs: %d similar cases had no wrong sampled answer; rejected = another item's gold", kinds["other_gold"])
     return out
+
+
+def pairs_from_preference_items(examples: Sequence[Example], tokenizer: Any, fmt: PromptFormat,
+                                source: str = "user") -> list[BuiltPair]:
+    """Users' own preference rows (``prompt``/``chosen``/``rejected``, read by ``data/formats.py``)
+    as pairs: chosen = the item's reference, rejected = ``meta["rejected"]``, both rendered in the
+    run's format. An item without a rejected answer is a one-line error naming it."""
+    out = []
+    for ex in examples:
+        rejected = ex.meta.get("rejected")
+        if not isinstance(rejected, str) or not rejected.strip():
+            raise ValueError(f"task {ex.task!r} item {ex.id!r}: no rejected answer; preference data needs "
+                             "prompt, chosen and rejected")
+        pair = PreferencePair(id=ex.id, prompt=render_prompt(ex, tokenizer, fmt),
+                              chosen=render_answer(ex, gold_answer(ex, fmt), tokenizer, fmt),
+                              rejected=render_answer(ex, rejected, tokenizer, fmt))
+        out.append(BuiltPair(pair, source, "user_rejected"))
+    return out

@@ -18,7 +18,8 @@ import torch
 
 from aptune.apt.judge_check import JudgeCheckError, check_answers, failure_message
 from aptune.apt.mining import mine
-from aptune.apt.pair_builder import build_pairs
+from aptune.apt.pair_builder import BuiltPair, build_pairs, pairs_from_preference_items
+from aptune.data import load_task
 from aptune.data.example import Example
 from aptune.prompts import encode_prompt, gold_answer, render_answer, render_prompt
 from aptune.run.driver import Run, train_record
@@ -90,11 +91,18 @@ class PreferenceRun(Run):
             mc_metric=self.cfg.mining.mc_metric, seed=self.cfg.seed + round_index,
             sampled_negatives=self._sampled_negatives(round_index, similar),
         )
+        built += self.user_pairs()
         self.dir.write_rows(round_index, "pairs", [{**dataclasses.asdict(b.pair), "source": b.source,
                                                     "negative": b.negative} for b in built])
-        n_weak = sum(b.source == "weakness" for b in built)
-        self.dir.mark(round_index, "pairs", pairs=len(built), weakness_pairs=n_weak, similar_pairs=len(built) - n_weak,
+        by_source = Counter(b.source for b in built)
+        self.dir.mark(round_index, "pairs", pairs=len(built), weakness_pairs=by_source["weakness"],
+                      similar_pairs=by_source["similar"], **({"user_pairs": by_source["user"]} if by_source["user"] else {}),
                       negatives=dict(Counter(b.negative for b in built)))
+
+    def user_pairs(self) -> list[BuiltPair]:
+        """``pairs.extra``: the user's own preference rows, every one, as pairs (source ``user``)."""
+        items = [ex for name in self.cfg.pairs.extra for ex in load_task(name, split="source", seed=self.cfg.seed)]
+        return pairs_from_preference_items(items, self.tokenizer, self.settings.prompt)
 
     def _sampled_negatives(self, round_index: int, similar: list[dict[str, Any]]) -> dict[str, str] | None:
         """Wrong sampled answers for the generative similar cases the model gets right

@@ -21,6 +21,7 @@ from aptune.config_loader import deep_merge
 from aptune.methods.apt import APTRun
 from aptune.methods.base import BaseRun
 from aptune.methods.dpo_all import DPOAllRun
+from aptune.methods.pairs_data import PairsDataRun
 from aptune.methods.sft import ReplayConfig, SFTRun, check_replay
 from aptune.run.driver import Run
 
@@ -72,6 +73,8 @@ METHODS: dict[str, Method] = {m.kind: m for m in (
     Method("dpo-all", "DPO+NLL on every pool item: rejected = the model's own answer when wrong, else its "
            "most likely wrong option (APT without weakness selection or retrieval)", _plain(DPOAllRun),
            {**_LORA, **_ONE_ROUND}),
+    Method("dpo-pairs", "DPO+NLL with LoRA on the user's own preference pairs (pool rows with prompt, chosen and "
+           "rejected; no mining)", _plain(PairsDataRun), {**_LORA, **_ONE_ROUND}),
     Method("apt-lora", "APT with LoRA, merged between rounds", _plain(APTRun), _LORA),
     Method("apt-alora", "APT with ALoRA, one adapter stacked across rounds, reference = original",
            _plain(APTRun), _ALORA),

@@ -227,7 +227,10 @@ def _train_set(stages: dict[str, Any]) -> str:
     if pairs.get("kind") == "sft items":  # runs from before the sft_items stage
         return (f"{pairs['pairs']} items ({pairs.get('domain_items', pairs['weakness_pairs'])}"
                 f"+{pairs.get('replay_items', pairs['similar_pairs'])})")
-    return f"{pairs['pairs']} pairs ({pairs['weakness_pairs']}+{pairs['similar_pairs']})"
+    if "weakness_pairs" not in pairs:  # the user's own pairs (dpo-pairs)
+        return f"{pairs['pairs']} pairs (the user's)"
+    user = f"+{pairs['user_pairs']} user" if pairs.get("user_pairs") else ""
+    return f"{pairs['pairs']} pairs ({pairs['weakness_pairs']}+{pairs['similar_pairs']}{user})"
 
 
 def _pool_extra(stages: dict[str, Any]) -> str:
