@@ -547,6 +547,29 @@ def train_cmd(
     barrier()
 
 
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A finished (or stopped) run directory."),
+    to: Path = typer.Option(..., "--to", help="A new folder to write the model into."),
+    format_: str = typer.Option("auto", "--format", help="merged (a Hugging Face model folder), peft (one PEFT "
+                                                         "adapter), alora (ALoRA's folder + loader); auto: merged "
+                                                         "for LoRA runs, alora for ALoRA runs."),
+    round_: Optional[int] = typer.Option(None, "--round", help="The model as it stood after this round "
+                                                               "(default: the run's last round)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Write a run's tuned model where other tools load it, with a model card from the run's files."""
+    _setup_logging(verbose)
+    try:
+        from aptune.export import export_run
+
+        out = export_run(run_dir, to, format_, round_)  # type: ignore[arg-type]
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"exported {run_dir} to {out} (model card: {out / 'README.md'})")
+
+
 def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], device: Optional[str],
            verbose: bool) -> None:
     _setup_logging(verbose)
