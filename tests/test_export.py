@@ -143,3 +143,13 @@ def test_the_export_command(finished, tmp_path: Path):
     assert f"exported {run.dir.root} to {tmp_path / 'cli'}" in ok.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode != 0 and "not empty; export into a new folder" in again.stderr + again.stdout
+
+
+def test_chat_and_generate_load_a_run_directorys_final_model(finished):
+    from aptune.inference.loading import load_for_inference
+
+    run, expected = finished
+    model, tokenizer, dtype = load_for_inference(str(run.dir.root), device="cpu")
+    assert dtype == torch.float32 and tokenizer is not None
+    with torch.no_grad():
+        torch.testing.assert_close(model(torch.tensor(IDS)).logits, expected, atol=1e-5, rtol=1e-5)

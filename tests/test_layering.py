@@ -30,6 +30,9 @@ FORBIDDEN = {
     "aptune.methods": ("aptune.compare", "aptune.report", "aptune.cli"),
     "aptune.compare": ("aptune.report", "aptune.cli"),
     "aptune.report": ("aptune.cli",),
+    "aptune.export": ("aptune.methods", "aptune.compare", "aptune.report", "aptune.cli"),
+    "aptune.inference": ("aptune.apt", "aptune.methods", "aptune.compare", "aptune.report", "aptune.train",
+                         "aptune.cli"),
     "aptune.benchmarks": ("aptune.apt", "aptune.methods", "aptune.run", "aptune.compare", "aptune.report", "aptune.cli"),
 }
 #: modules at the package root below every layer above

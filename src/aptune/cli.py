@@ -570,6 +570,62 @@ def export_cmd(
     typer.echo(f"exported {run_dir} to {out} (model card: {out / 'README.md'})")
 
 
+_MODEL_OR_RUN = typer.Argument(..., help="A model: registry name, Hub id or folder (an `aptune export`), or a "
+                                         "run directory (its final model).")
+_ADAPTERS = typer.Option(None, "--adapter", help="Adapter folder(s) to apply on top, in order.")
+
+
+@app.command("chat")
+def chat_cmd(
+    model: str = _MODEL_OR_RUN,
+    adapter: Optional[list[Path]] = _ADAPTERS,
+    system: Optional[str] = typer.Option(None, help="A system message for the conversation."),
+    max_new_tokens: int = typer.Option(256, help="Longest reply, in tokens."),
+    temperature: float = typer.Option(0.0, help="0 = greedy; above 0 samples."),
+    device: Optional[str] = _DEVICE,
+) -> None:
+    """Chat with a model in the terminal: replies stream, the conversation is kept; /reset, /exit."""
+    _setup_logging(False)
+    try:
+        from aptune.inference.chat import ChatSession, repl
+        from aptune.inference.loading import load_for_inference
+
+        lm, tokenizer, dtype = load_for_inference(model, adapter or (), device or "auto")
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    repl(ChatSession(lm, tokenizer, dtype, max_new_tokens=max_new_tokens, temperature=temperature, system=system))
+
+
+@app.command("generate")
+def generate_cmd(
+    model: str = _MODEL_OR_RUN,
+    prompts: Path = typer.Option(..., help="Prompts file (JSONL/JSON/CSV/Parquet): messages, prompt or question rows."),
+    out: Path = typer.Option(..., help="Output JSONL: id, prompt, output and the settings used, per row."),
+    adapter: Optional[list[Path]] = _ADAPTERS,
+    template: str = typer.Option("auto", help="auto (the chat template where the model has one), chat or plain."),
+    max_new_tokens: int = typer.Option(256, help="Longest answer, in tokens."),
+    temperature: float = typer.Option(0.0, help="0 = greedy; above 0 samples (seeded)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    batch_size: int = typer.Option(16, help="Prompts generated together."),
+    device: Optional[str] = _DEVICE,
+) -> None:
+    """Batched generation over a prompts file, one JSONL row per prompt."""
+    _setup_logging(False)
+    try:
+        from aptune.inference.batch import generate_file, read_prompts
+        from aptune.inference.loading import load_for_inference
+
+        read_prompts(prompts)  # a malformed file fails before the model loads
+        lm, tokenizer, dtype = load_for_inference(model, adapter or (), device or "auto")
+        path = generate_file(lm, tokenizer, prompts, out, model_name=model, dtype=dtype, template=template,
+                             max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"wrote {path}")
+
+
 def _stage(stage: str, run_dir: Path, round_index: int, config: Optional[Path], device: Optional[str],
            verbose: bool) -> None:
     _setup_logging(verbose)

@@ -117,7 +117,7 @@ def _first_non_utf8_line(path: Path) -> int:
     return 1
 
 
-def _rows(path: Path) -> list[tuple[int, Any]]:
+def read_rows(path: Path) -> list[tuple[int, Any]]:
     """(1-based line number, raw row) pairs."""
     suffix = path.suffix.lower()
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
@@ -278,7 +278,7 @@ def load_file(path: str | Path, task: str | None = None, domain: str = "custom",
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    return items_from_rows(path, _rows(path), task or path.stem, domain, format=format, fields=fields,
+    return items_from_rows(path, read_rows(path), task or path.stem, domain, format=format, fields=fields,
                            from_csv=path.suffix.lower() == ".csv")
 
 

@@ -177,3 +177,19 @@ def _preference(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
     if answers["chosen"].strip() == answers["rejected"].strip():
         raise _error(path, line, "rejected", "the same as chosen: a pair must differ")
     return {**parts, "answer": answers["chosen"], "rejected": answers["rejected"]}
+
+
+def to_prompt_row(path: Path, line: int, row: Any) -> dict[str, Any]:
+    """A row to generate for (no reference): ``messages`` ending with a user turn, ``prompt``
+    (text or messages) or ``question`` → an item row with an empty answer."""
+    if not isinstance(row, dict):
+        raise _error(path, line, "prompt", f"expected an object, got {type(row).__name__}")
+    kept = {k: row[k] for k in ("id", "context", "style") if k in row}
+    for name in ("messages", "prompt"):
+        value = row.get(name)
+        if isinstance(value, list):
+            return {**kept, **_prompt_parts(path, line, _messages(path, line, value, name), name), "answer": ""}
+    text = row.get("prompt", row.get("question"))
+    if not isinstance(text, str) or not text.strip():
+        raise _error(path, line, "prompt", "missing: give messages, a prompt (text or messages) or a question")
+    return {**kept, "question": text, "answer": ""}

@@ -8,12 +8,10 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from aptune.config import RunConfig
-from aptune.config_loader import build
 from aptune.export.card import model_card
 from aptune.export.peft_compose import ComposeError, compose_lora_rounds
 from aptune.run.driver import Run
-from aptune.run.run_dir import RunDir
+from aptune.run.finished import open_run, rounds_upto
 
 ExportFormat = Literal["auto", "merged", "peft", "alora"]
 FORMATS: tuple[str, ...] = ("auto", "merged", "peft", "alora")
@@ -42,21 +40,6 @@ class ExportError(ValueError):
     """An export that cannot be made as asked (the message says why and what works)."""
 
 
-def _run(run_root: Path) -> Run:
-    """The finished run, rebuilt from its own saved config (never re-run)."""
-    run_dir = RunDir(run_root)
-    cfg = build(RunConfig, run_dir.config(), source=str(run_dir.manifest_path))
-    return Run(cfg, run_root, progress=False)
-
-
-def _rounds(run: Run, upto: int | None) -> tuple[int, list[int]]:
-    trained = [r for r in run.dir.rounds_on_disk() if r > 0 and run.dir.is_done(r, "decide")]
-    last = max(trained, default=0) if upto is None else upto
-    if upto is not None and upto not in [0, *trained]:
-        raise ExportError(f"{run.dir.root}: round {upto} did not finish (finished: {', '.join(map(str, trained)) or 'none'})")
-    return last, run.accepted_rounds(last + 1)
-
-
 def _fresh_target(to: Path) -> None:
     if to.exists() and any(to.iterdir()):
         raise ExportError(f"{to}: the folder exists and is not empty; export into a new folder")
@@ -71,8 +54,11 @@ def export_run(run_root: str | Path, to: str | Path, form: ExportFormat = "auto"
     if form not in FORMATS:
         raise ExportError(f"unknown export format {form!r} (one of {', '.join(FORMATS)})")
     _fresh_target(to)
-    run = _run(run_root)
-    upto, accepted = _rounds(run, round_index)
+    run = open_run(run_root, device="cpu")
+    try:
+        upto, accepted = rounds_upto(run, round_index)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     kind = run.cfg.adapter.kind
     if form == "auto":
         form = "alora" if kind == "alora" and accepted else "merged"
