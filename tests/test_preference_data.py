@@ -105,3 +105,37 @@ def test_a_pool_row_without_a_rejected_answer_is_named(tmp_path: Path):
     run.open()
     with pytest.raises(ValueError, match=r"item 'q1': no rejected answer"):
         run.stage_pairs(1)
+
+
+def test_a_separate_retrieval_pool_is_answered_and_never_yields_held_out_items(tmp_path: Path):
+    """retrieval.pool: similar cases come from another file; the model answers them after
+    retrieval; a pool item that is a held-out item (same task and id, or same text) is refused."""
+    from aptune.data import load_task
+    from aptune.methods.apt import APTRun
+
+    model = save_tiny(tmp_path / "model")
+    _write(tmp_path / "domain.jsonl", tiny_mc_rows(40, seed=1))
+    held_out = load_task(str(tmp_path / "domain.jsonl"), split="test")
+    extra_rows = tiny_mc_rows(30, seed=9)
+    for i, row in enumerate(extra_rows):
+        row["id"], row["question"] = f"x{i}", f"{row['question']} (variant {i})"
+    leak_by_text = dict(extra_rows[0], question=held_out[0].question)  # a held-out question under another id
+    leak_by_id = {**dict(extra_rows[1]), "id": held_out[1].id, "task": "domain"}  # a held-out (task, id)
+    _write(tmp_path / "bigger.jsonl", [leak_by_text, leak_by_id, *extra_rows[2:]])
+    cfg_path = tmp_path / "apt.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "model": model, "precision": "fp32", "pool": {"tasks": ["domain.jsonl"], "split": "train"},
+        "dev": {"tasks": []}, "domain_eval": {"tasks": ["domain.jsonl"]}, "general_eval": {"tasks": []},
+        "retrieval": {"s": 3.0, "pool": {"tasks": ["bigger.jsonl"], "split": "source"}},
+        "adapter": {"r": 4, "alpha": 8.0}, "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "rounds": {"max_rounds": 1}}))
+    run = APTRun(load_run_config(cfg_path), tmp_path / "run", progress=False)
+    run.run()
+    record = read_json(tmp_path / "run" / "manifest.json")["stages"]["round-1/retrieve"]
+    assert record["retrieval_pool"] == 30 and record["refused_held_out"] == 2 and record["candidates"] == 28
+    retrieved = read_jsonl(tmp_path / "run" / "round-1" / "retrieved.jsonl")
+    assert retrieved and all(r["id"].startswith("x") for r in retrieved), "only the separate pool's items"
+    assert "x0" not in {r["id"] for r in retrieved}, "the held-out question under another id is never retrieved"
+    assert all({"correct", "prediction", "example"} <= set(r["answer_row"]) for r in retrieved)
+    similar = [p for p in read_jsonl(tmp_path / "run" / "round-1" / "pairs.jsonl") if p["source"] == "similar"]
+    assert {p["id"] for p in similar} <= {r["id"] for r in retrieved}

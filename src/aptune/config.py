@@ -140,6 +140,9 @@ class RetrievalConfig:
     s: float = 1.0  # budget = s × number of weakness cases
     embed: Literal["question", "question+answer"] = "question"
     encoder: str | None = None  # default: the offline all-MiniLM-L6-v2
+    #: where similar cases come from: tasks/files/datasets (the released APT code retrieves from a
+    #: larger pool than it mines); no tasks = the mined pool. Held-out items are never retrieved.
+    pool: TaskSet = field(default_factory=lambda: TaskSet([], "train"))
 
 
 @dataclass
@@ -246,6 +249,7 @@ class RunConfig:
             if ts.tasks is not None:
                 ts.tasks = [_resolve(t, base) for t in ts.tasks]
         self.pairs.extra = [_resolve(t, base) for t in self.pairs.extra]
+        self.retrieval.pool.tasks = [_resolve(t, base) for t in self.retrieval.pool.tasks]
         return self
 
 
