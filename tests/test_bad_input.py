@@ -150,3 +150,34 @@ def test_prompt_longer_than_the_context(run_config: Path, tmp_path: Path):  # no
     strict.write_text(yaml.safe_dump(cfg))
     error = _one_line_error(_aptune(*mine, str(tmp_path / "strict"), "--config", str(strict)))
     assert "item 'item-0': prompt + longest choice is" in error and "more than the model's context of 256" in error
+
+
+def test_prompts_longer_than_the_context_are_named_truncated_skipped_or_refused(caplog):
+    """Every too-long item is named by task and id: truncate (default) cuts and says so, skip
+    leaves it out and lists it in the metrics, error stops with one line; nothing silently."""
+    import logging
+
+    import torch
+
+    from aptune.data.example import Example
+    from aptune.evaluate.runner import EvalSettings, evaluate
+    from aptune.prompts import PromptFormat
+    from tiny import tiny_model, tiny_tokenizer
+
+    model, tokenizer = tiny_model("llama"), tiny_tokenizer()
+    model.config.max_position_embeddings = 64
+    long_q = " ".join(["the sun and the moon"] * 30)
+    items = {"t": [Example("short", "t", "x", "the cat", answer="dog"), Example("long", "t", "x", long_q, answer="a"),
+                   Example("mc-long", "t", "x", long_q, choices=("a", "b"), gold=0)]}
+    fmt = PromptFormat(template="plain")
+    with caplog.at_level(logging.WARNING):
+        report = evaluate(model, tokenizer, items, EvalSettings(prompt=fmt, max_new_tokens=4), torch.float32,
+                          progress=False)
+    assert report.metrics["t"].n == 3
+    assert "item 'long'" in caplog.text and "item 'mc-long'" in caplog.text and "cut" in caplog.text
+    skipped = evaluate(model, tokenizer, items, EvalSettings(prompt=fmt, max_new_tokens=4, too_long="skip"),
+                       torch.float32, progress=False)
+    assert skipped.metrics["t"].n == 1 and skipped.metrics["t"].to_dict()["skipped_too_long"] == ["long", "mc-long"]
+    with pytest.raises(ValueError, match=r"item 'long': prompt is \d+ tokens"):
+        evaluate(model, tokenizer, {"t": items["t"][:2]}, EvalSettings(prompt=fmt, max_new_tokens=4, too_long="error"),
+                 torch.float32, progress=False)

@@ -153,3 +153,44 @@ def test_chat_and_generate_load_a_run_directorys_final_model(finished):
     assert dtype == torch.float32 and tokenizer is not None
     with torch.no_grad():
         torch.testing.assert_close(model(torch.tensor(IDS)).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_chat_data_in_a_tuned_model_out(tmp_path: Path):
+    """The loop a user runs: a messages-format JSONL → a tiny APT run → a merged export that bare
+    transformers loads → a chat with it."""
+    from aptune.inference.chat import ChatSession
+    from aptune.inference.loading import load_for_inference
+    from tiny import save_tiny
+
+    words = "red blue green sun moon water fire cat dog tree star planet".split()
+    rows = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"what is the {w}?"},
+                                         {"role": "assistant", "content": f"the {w}"}]}
+            for i, w in enumerate(words * 3)]
+    (tmp_path / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg_path = tmp_path / "chat.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "model": save_tiny(tmp_path / "model"), "precision": "fp32",
+        "pool": {"tasks": ["chats.jsonl"], "split": "train"}, "dev": {"tasks": []},
+        "domain_eval": {"tasks": ["chats.jsonl"], "split": "test"}, "general_eval": {"tasks": []},
+        "mining": {"max_new_tokens": 4, "judge": "exact_match", "accept_judge": True},
+        "pairs": {"similar_negative": "other_gold"}, "adapter": {"r": 4, "alpha": 8.0},
+        "train": {"lr": 0.01, "epochs": 1, "batch_size": 4, "progress": False}, "rounds": {"max_rounds": 1}}))
+    run = APTRun(load_run_config(cfg_path), tmp_path / "run", progress=False)
+    run.run()
+    assert run.accepted_rounds(2) == [1]
+    out = export_run(run.dir.root, tmp_path / "export")
+    with torch.no_grad():
+        expected = run.start_model(2)(torch.tensor(IDS)).logits
+    got = _fresh(f"""
+import json, torch
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained({str(out)!r}).eval()
+with torch.no_grad():
+    print(json.dumps(m(torch.tensor({IDS})).logits.tolist()))
+""")
+    torch.testing.assert_close(torch.tensor(got), expected, atol=1e-5, rtol=1e-5)
+    model, tokenizer, _ = load_for_inference(str(out), device="cpu")
+    chat = ChatSession(model, tokenizer, max_new_tokens=4)
+    chat.reply("what is the sun?")
+    chat.reply("and the moon?")
+    assert [m["role"] for m in chat.messages] == ["user", "assistant"] * 2

@@ -89,7 +89,10 @@ class PromptConfig:
     template: Template = _opt(_EVAL.prompt.template, "Prompt template: the model's chat template where it has one, or plain")
     mc_format: MCFormat = _opt(_EVAL.prompt.mc_format, "Multiple choice: score the answer text (cloze) or a letter")
     system_prompt: str | None = _opt(_EVAL.prompt.system_prompt, "System message for chat templates")
-    too_long: Literal["truncate", "error"] = _opt(_EVAL.too_long, "A prompt beyond the model's context: cut from the left, or fail")
+    too_long: Literal["truncate", "error", "skip"] = _opt(_EVAL.too_long, "A prompt beyond the model's context: cut "
+                                                                          "from the left (named in the log), fail, or "
+                                                                          "skip the item (named, and listed in "
+                                                                          "metrics.json)")
     shots: int = _opt(_EVAL.prompt.shots, "Solved exemplars before each question, from the task's train split (k-shot)")
     cot: bool = _opt(_EVAL.prompt.cot, "Chain of thought for items with a worked solution (GSM8K): ask to reason "
                                        "step by step; exemplars and training targets show the solution")

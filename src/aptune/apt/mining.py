@@ -16,7 +16,7 @@ import torch
 
 from aptune.data.example import Example
 from aptune.evaluate.judges import Judge
-from aptune.evaluate.runner import EvalSettings, ItemResult, answer
+from aptune.evaluate.runner import EvalSettings, ItemResult, answer, skip_too_long
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,13 @@ def mine(
     judge: Judge | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Answer ``pool``; one row per item (``correct`` False marks a weakness case)."""
+    """Answer ``pool``; one row per item (``correct`` False marks a weakness case). With
+    ``prompt.too_long: skip``, items that do not fit the context are left out, each named in the log."""
     if not pool:
         raise ValueError("the domain pool is empty: nothing to mine")
+    pool, _ = skip_too_long(model, tokenizer, pool, settings, "mining")
+    if not pool:
+        raise ValueError("no pool item fits the model's context (prompt.too_long: skip left out every one)")
     results = answer(model, tokenizer, pool, settings, dtype, judge=judge, progress=progress, desc="mining")
     rows = [answer_row(r) for r in results]
     wrong = sum(not row["correct"] for row in rows)

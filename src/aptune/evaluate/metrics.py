@@ -170,6 +170,7 @@ class TaskMetrics:
     metrics: dict[str, Interval] = field(default_factory=dict)
     positions: PositionStats | None = None
     judge_unparsable: int = 0  # llm judge outputs without a score (each judged wrong, counted here)
+    skipped_too_long: list[str] = field(default_factory=list)  # ids left out by prompt.too_long: skip
 
     def to_dict(self) -> dict:
         out: dict = {"task": self.task, "domain": self.domain, "n": self.n}
@@ -178,6 +179,8 @@ class TaskMetrics:
             out["positions"] = asdict(self.positions)
         if self.judge_unparsable:
             out["judge_unparsable"] = self.judge_unparsable
+        if self.skipped_too_long:
+            out["skipped_too_long"] = list(self.skipped_too_long)
         return out
 
 

@@ -44,7 +44,7 @@ class EvalSettings:
     seed: int = 0
     judge: str | None = None  # None: choice for MC, final_number / short_answer / exact_match for generative
     generation_backend: str = "transformers"  # see aptune.evaluate.backends
-    too_long: Literal["truncate", "error"] = "truncate"  # prompts beyond the model's context
+    too_long: Literal["truncate", "error", "skip"] = "truncate"  # prompts beyond the model's context
 
 
 @dataclass
@@ -153,13 +153,17 @@ def answer_generative(
     outputs: list[str] = [""] * len(examples)
     for (budget, stop), rows in groups.items():
         limit = prompt_budget(model, budget)
-        if limit is not None and settings.too_long == "error":
+        if limit is not None:
             for i in rows:
                 ids = encode_prompt(tokenizer, prompts[i])  # with the BOS the model will see
-                if len(ids) > limit:
-                    raise ValueError(f"task {examples[i].task!r} item {examples[i].id!r}: prompt is {len(ids)} tokens, "
-                                     f"more than the model's context minus max_new_tokens ({limit}) "
-                                     "(prompt.too_long: truncate cuts it from the left)")
+                if len(ids) <= limit:
+                    continue
+                where = f"task {examples[i].task!r} item {examples[i].id!r}"
+                if settings.too_long == "error":
+                    raise ValueError(f"{where}: prompt is {len(ids)} tokens, more than the model's context minus "
+                                     f"max_new_tokens ({limit}) (prompt.too_long: truncate cuts it from the left)")
+                log.warning("%s: prompt is %d tokens, more than the model's context minus max_new_tokens (%d); "
+                            "cut from the left", where, len(ids), limit)
         backend = get_backend(settings.generation_backend, model, tokenizer, dtype=dtype,
                               batch_size=settings.generation_batch_size, max_prompt_tokens=limit, progress=progress,
                               desc=desc)
@@ -263,6 +267,45 @@ class EvalReport:
         return out
 
 
+def too_long(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Example],
+             settings: EvalSettings) -> list[tuple[Example, int, int]]:
+    """The items whose input does not fit the model's context, with (item, tokens, limit): a
+    multiple-choice prompt with its longest choice, or a prompt with its answer budget."""
+    from aptune.prompts import choice_continuations, encode_continuation
+
+    length = context_length(model)
+    if length is None:
+        return []
+    out = []
+    for ex in examples:
+        prompt = render_prompt(ex, tokenizer, settings.prompt)
+        if ex.is_multiple_choice:
+            need = max(sum(map(len, encode_continuation(tokenizer, prompt, c)))
+                       for c in choice_continuations(ex, tokenizer, settings.prompt))
+            limit = length
+        else:
+            need, limit = len(encode_prompt(tokenizer, prompt)), prompt_budget(model, max_new_tokens(ex, settings))
+        if limit is not None and need > limit:
+            out.append((ex, need, limit))
+    return out
+
+
+def skip_too_long(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Example], settings: EvalSettings,
+                  what: str) -> tuple[list[Example], list[str]]:
+    """With ``too_long: skip``, the items that fit and the ids of those left out (each named in
+    the log); otherwise every item and no ids."""
+    if settings.too_long != "skip":
+        return list(examples), []
+    over = too_long(model, tokenizer, examples, settings)
+    if not over:
+        return list(examples), []
+    dropped = {id(ex) for ex, _, _ in over}
+    for ex, need, limit in over:
+        log.warning("%s: task %r item %r skipped: %d tokens, more than the %d that fit (prompt.too_long: skip)",
+                    what, ex.task, ex.id, need, limit)
+    return [ex for ex in examples if id(ex) not in dropped], [ex.id for ex, _, _ in over]
+
+
 def evaluate(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -277,10 +320,12 @@ def evaluate(
     items: dict[str, list[ItemResult]] = {}
     metrics: dict[str, TaskMetrics] = {}
     for name, examples in tasks.items():
+        examples, skipped = skip_too_long(model, tokenizer, examples, settings, name)
         if not examples:
-            log.warning("task %s has no items; skipped", name)
+            log.warning("task %s has no items%s; skipped", name, " that fit the context" if skipped else "")
             continue
         results = answer(model, tokenizer, examples, settings, dtype, judge=judge, progress=progress, desc=name)
         items[name] = results
         metrics[name] = summarize(name, results, settings)
+        metrics[name].skipped_too_long = skipped
     return EvalReport(items, metrics)
