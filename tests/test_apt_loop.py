@@ -273,14 +273,14 @@ def test_a_run_killed_mid_training_resumes_at_the_checkpoint(run_config: Path, t
 
 
 def test_each_stage_runs_alone_from_the_cli(run_config: Path, tmp_path: Path):
-    """`aptune mine/retrieve/pairs/train/evaluate-round/report` each read and write the run dir."""
+    """`aptune mine/retrieve/pairs/train-round/evaluate-round/report` each read and write the run dir."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     root = tmp_path / "stages"
     expected = {
         "mine": root / "round-1" / "weakness.jsonl",
         "retrieve": root / "round-1" / "retrieved.jsonl",
         "pairs": root / "round-1" / "pairs.jsonl",
-        "train": root / "round-1" / "train" / "train_result.json",
+        "train-round": root / "round-1" / "train" / "train_result.json",
         "evaluate-round": root / "round-1" / "eval" / "metrics.json",
     }
     for i, (command, output) in enumerate(expected.items()):

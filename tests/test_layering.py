@@ -30,7 +30,7 @@ FORBIDDEN = {
     "aptune.methods": ("aptune.compare", "aptune.report", "aptune.cli"),
     "aptune.compare": ("aptune.report", "aptune.cli"),
     "aptune.report": ("aptune.cli",),
-    "aptune.export": ("aptune.methods", "aptune.compare", "aptune.report", "aptune.cli"),
+    "aptune.export": ("aptune.methods", "aptune.compare", "aptune.cli"),
     "aptune.inference": ("aptune.apt", "aptune.methods", "aptune.compare", "aptune.report", "aptune.train",
                          "aptune.cli"),
     "aptune.benchmarks": ("aptune.apt", "aptune.methods", "aptune.run", "aptune.compare", "aptune.report", "aptune.cli"),

@@ -470,3 +470,38 @@ def test_config_and_input_errors(tmp_path) -> None:  # noqa: ANN001
         train_preference(tiny_model(0), tok, _pairs(tok), TrainConfig(**FAST), tmp_path)
     with pytest.raises(ValueError, match="no preference pairs"):
         train_preference(tiny_lora(0), tok, [], TrainConfig(**FAST), tmp_path)
+
+
+def test_tensorboard_tracking_logs_the_jsonl_rows_offline(tmp_path):
+    """train.tracking: tensorboard writes accelerate's TensorBoard event files beside the JSONL
+    (which stays the source of the report), the same numbers at the same steps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from aptune.adapters import AdapterConfig, attach_adapter
+    from aptune.io import read_jsonl
+    from aptune.train.config import TrainConfig
+    from aptune.train.pairs import PreferencePair
+    from aptune.train.trainer import train_preference
+    from tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    model = attach_adapter(tiny_model("llama"), AdapterConfig(r=4, alpha=8.0))
+    pairs = [PreferencePair(f"p{i}", f"what is the {w}?", f" the {w}", " a dog") for i, w in
+             enumerate(["sun", "moon", "cat", "tree", "star", "fire"])]
+    cfg = TrainConfig(epochs=2, batch_size=2, lr=0.01, progress=False, tracking="tensorboard")
+    train_preference(model, tokenizer, pairs, cfg, tmp_path / "train")
+    rows = read_jsonl(tmp_path / "train" / "train_metrics.jsonl")
+    events = list((tmp_path / "train" / "tracking").rglob("events.out.tfevents.*"))
+    assert rows and events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    logged = acc.Scalars("loss")
+    assert [e.step for e in logged] == [r["step"] for r in rows]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
+
+
+def test_an_unknown_or_missing_tracker_is_refused_before_training():
+    from aptune.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="tracking must be one of jsonl, tensorboard, wandb, mlflow"):
+        TrainConfig(tracking="neptune")

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -163,6 +163,10 @@ def _eval_params() -> list:  # noqa: ANN202
         *options(PromptConfig),
         *options(MiningConfig, only=[f.name for f in dataclasses.fields(MiningConfig)
                                      if f.name not in MiningConfig.RUN_ONLY]),
+        own("lm_eval", Optional[str], typer.Option(None, help="lm-evaluation-harness tasks to run on the same model "
+                                                              "(comma-separated; needs aptune[lm-eval]).")),
+        own("lm_eval_include", Optional[Path], typer.Option(None, help="A folder of lm-eval task YAMLs.")),
+        own("lm_eval_limit", Optional[int], typer.Option(None, help="lm-eval: at most this many items per task.")),
         own("out", Path, typer.Option(Path("runs/eval"), help="Output folder for predictions + metrics.")),
         own("verbose", bool, typer.Option(False, "--verbose", "-v")),
     ]
@@ -194,9 +198,15 @@ def _eval_command(**kwargs: object) -> None:
     except ValueError as exc:
         _fail(str(exc))
         return
+    from aptune.evaluate.lm_eval_bridge import LmEvalConfig
+
+    lm_tasks = [t.strip() for t in str(kwargs["lm_eval"] or "").split(",") if t.strip()]
+    include = kwargs["lm_eval_include"]
+    lm_cfg = LmEvalConfig(tasks=lm_tasks, include_path=str(include) if include else None,
+                          limit=kwargs["lm_eval_limit"])  # type: ignore[arg-type]
     _evaluate(cfg, adapter=kwargs["adapter"], tasks=kwargs["tasks"], suite=kwargs["suite"],  # type: ignore[arg-type]
               split=kwargs["split"], limit=kwargs["limit"], out=Path(str(kwargs["out"])),  # type: ignore[arg-type]
-              data_format=str(kwargs["format"]), fields=fields)
+              data_format=str(kwargs["format"]), fields=fields, lm_eval=lm_cfg)
 
 
 def _field_map(text: Optional[str]) -> Optional[dict[str, str]]:
@@ -217,7 +227,7 @@ def _register_eval() -> None:
 
 def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[str], suite: Optional[str],
               split: Optional[str], limit: Optional[int], out: Path, data_format: str = "auto",
-              fields: Optional[dict[str, str]] = None) -> None:
+              fields: Optional[dict[str, str]] = None, lm_eval: Any = None) -> None:
     from aptune.data import load_suite, load_task
     from aptune.data.loading import default_eval_split, task_size
     from aptune.devices import device_name, resolve_device
@@ -241,6 +251,8 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
                 data[key], splits[key] = items, chosen
                 typer.echo(f"{key}: {len(items)} of {task_size(n, data_format, fields)} items (split {chosen}"
                            + (f", limit {limit}" if limit is not None else "") + ")")
+        elif lm_eval is not None and lm_eval.tasks and not suite:
+            data = {}  # lm-eval tasks only
         else:
             data = load_suite(suite or "default", split=split or "test", limit_per_task=limit, seed=cfg.seed,
                               shots=cfg.prompt.shots)
@@ -261,6 +273,11 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
 
         judge_lm = load_judge_model(cfg, device) if cfg.mining.judge == "llm" and cfg.mining.judge_model else None
         report = evaluate(lm, tokenizer, data, settings, dtype, judge=build_judge(cfg, lm, tokenizer, judge_lm))
+        lm_results = None
+        if lm_eval is not None and lm_eval.tasks:
+            from aptune.evaluate.lm_eval_bridge import run_lm_eval
+
+            lm_results = run_lm_eval(lm, tokenizer, lm_eval, dtype, cfg.seed)
     except USER_ERRORS as exc:  # bad data, a missing model, --template chat on a tokenizer without one
         _fail(str(exc))
         return
@@ -290,6 +307,7 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             "seed": cfg.seed,
             "seconds": round(elapsed, 1),
             "provenance": provenance(),
+            **({"lm_eval": lm_results} if lm_results is not None else {}),
         },
     )
     from rich.table import Table
@@ -309,8 +327,25 @@ def _evaluate(cfg: RunConfig, *, adapter: Optional[list[Path]], tasks: Optional[
             format_positions(pos.predicted_histogram, empty="-") if pos else "-",
         )
     console = _console()
-    console.print(table)
+    if report.metrics:
+        console.print(table)
+    if lm_results is not None:
+        console.print(_lm_eval_table(lm_results))
     console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'} ({elapsed:.0f} s)")
+
+
+def _lm_eval_table(results: dict) -> Any:
+    """lm-eval's figures as it reports them: each task's metrics with lm-eval's standard error."""
+    from rich.table import Table
+
+    table = Table(title=f"lm-evaluation-harness {results['version']} (its metrics; ± = its standard error)")
+    for col in ("task", "n", "primary", "metrics"):
+        table.add_column(col)
+    for name, task in results["tasks"].items():
+        cells = [f"{m} {100 * v:.1f} ± {100 * task['stderr'][m]:.1f}" if m in task["stderr"] else f"{m} {100 * v:.1f}"
+                 for m, v in task["metrics"].items()]
+        table.add_row(name, str(task["n"] or "-"), task["primary"] or "-", "; ".join(cells))
+    return table
 
 
 _register_eval()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from aptune.adapters.config import AdapterConfig
 from aptune.config_loader import load_config
 from aptune.evaluate.generation import Sampling
+from aptune.evaluate.lm_eval_bridge import LmEvalConfig
 from aptune.devices import DEVICE_FORM, DEVICE_HELP
 from aptune.evaluate.runner import EvalSettings
 from aptune.model_config import ModelConfig
@@ -215,6 +216,8 @@ class RunConfig:
     )
     #: the items the general-capability gate reads (general_eval's tasks, dev split, 20 per task)
     general_dev: GeneralDevSet = field(default_factory=GeneralDevSet)
+    #: lm-evaluation-harness tasks evaluated every round beside the general set (off: no tasks)
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
@@ -253,6 +256,8 @@ class RunConfig:
                 ts.tasks = [_resolve(t, base) for t in ts.tasks]
         self.pairs.extra = [_resolve(t, base) for t in self.pairs.extra]
         self.retrieval.pool.tasks = [_resolve(t, base) for t in self.retrieval.pool.tasks]
+        if self.lm_eval.include_path and not Path(self.lm_eval.include_path).is_absolute():
+            self.lm_eval.include_path = str((base / self.lm_eval.include_path).resolve())
         return self
 
 

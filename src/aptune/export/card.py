@@ -55,6 +55,13 @@ def _results(run_dir: RunDir, upto: int, seed: int) -> list[str]:
             delta = change[view]
             lines.append(f"| {label} | {after[view]['n']} | {100 * before[view]['accuracy']:.1f} | "
                          f"{100 * after[view]['accuracy']:.1f} | {delta.format(signed=True)} |")
+    from aptune.report import lm_eval_table
+
+    lm_rows = [r for r in lm_eval_table.rows(run_dir, [0, upto]) if r[0] == str(upto)]
+    if lm_rows:
+        lines += ["", "lm-evaluation-harness on the exported model (its metrics and standard errors; Δ unpaired):", "",
+                  "| task | n | metric | value % ± stderr | Δ vs starting model |", "|---|---|---|---|---|",
+                  *[f"| {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |" for r in lm_rows]]
     lines.append("")
     lines.append("Changes are paired item by item against the starting model on the same items, with a 95% "
                  "percentile bootstrap over items (one training seed: the interval does not carry run-to-run "

@@ -26,7 +26,7 @@ from typing import Any
 from aptune.evaluate.metrics import Interference, Interval, format_positions, interference, paired_bootstrap_delta
 from aptune.io import read_jsonl, write_figure_atomic, write_text_atomic
 from aptune.model_config import model_label
-from aptune.report import mined_cases
+from aptune.report import lm_eval_table, mined_cases
 from aptune.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -407,6 +407,10 @@ def write_report(root: str | Path) -> Path:
     if lost_rows:
         md += ["", "## Items lost and gained against round 0", "",
                *_md_table(INTERFERENCE_HEADER, lost_rows, INTERFERENCE_LEGEND)]
+    lm_rows = lm_eval_table.rows(run, [r.round for r in rows])
+    if lm_rows:
+        md += ["", "## lm-evaluation-harness", "", *_md_table(lm_eval_table.HEADER, lm_rows, []), "",
+               lm_eval_table.NOTE]
     if train_rows:
         md += ["", "## Training per round", "", *_md_table(train_header, train_rows, train_legend)]
     if efficiency:
@@ -432,6 +436,8 @@ def write_report(root: str | Path) -> Path:
         f"<h2>Accuracy per round</h2>{_html_table(ACCURACY_HEADER, acc_rows, ACCURACY_LEGEND)}"
         + (f"<h2>Items lost and gained against round 0</h2>"
            f"{_html_table(INTERFERENCE_HEADER, lost_rows, INTERFERENCE_LEGEND)}" if lost_rows else "")
+        + (f"<h2>lm-evaluation-harness</h2>{_html_table(lm_eval_table.HEADER, lm_rows, [])}"
+           f"<p>{html.escape(lm_eval_table.NOTE)}</p>" if lm_rows else "")
         + (f"<h2>Training per round</h2>{_html_table(train_header, train_rows, train_legend)}" if train_rows else "")
         + (f"<p>{html.escape(efficiency)}</p>" if efficiency else "")
         + ("<h2>What the judge marked wrong</h2>" if cases or judge_notes else "")

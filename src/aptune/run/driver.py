@@ -177,8 +177,15 @@ class Run:
                           judge=self.judge(model), progress=self.progress)
         rows = {t: [r.to_row() for r in rs] for t, rs in report.items.items()}
         summary = summarize_views(rows, self.cfg.seed)
+        extra: dict[str, Any] = {}
+        if self.cfg.lm_eval.tasks:  # lm-evaluation-harness on the same model, beside the general set
+            from aptune.evaluate.lm_eval_bridge import run_lm_eval
+
+            extra["lm_eval"] = run_lm_eval(model, self.tokenizer, self.cfg.lm_eval, self.dtype, self.cfg.seed)
+            if extra["lm_eval"]["mean"] is not None:
+                summary["lm_eval"] = {"accuracy": extra["lm_eval"]["mean"], "n": len(extra["lm_eval"]["tasks"])}
         if is_main():  # every process holds the same results (the evaluator gathers its shards)
-            report.write(self.dir.eval_dir(round_index), extra={"summary": summary, "round": round_index})
+            report.write(self.dir.eval_dir(round_index), extra={"summary": summary, "round": round_index, **extra})
         self.dir.mark(round_index, "eval", **{v: s["accuracy"] for v, s in summary.items()})
         return summary
 
@@ -192,7 +199,14 @@ class Run:
             now = self.dir.read_output(round_index, "eval")["summary"]
             view, items = gate_view(base)
             general_drop = base[view]["accuracy"] - now[view]["accuracy"] if view else 0.0
-            if general_drop > rounds.general_tolerance:
+            lm_drop = (base["lm_eval"]["accuracy"] - now["lm_eval"]["accuracy"]
+                       if self.cfg.lm_eval.gate and "lm_eval" in base and "lm_eval" in now else None)
+            if lm_drop is not None and lm_drop > rounds.general_tolerance and general_drop <= rounds.general_tolerance:
+                decision = {"accepted": False, "stop": True,
+                            "reason": f"general-capability gate: the mean lm-eval metric ({', '.join(self.cfg.lm_eval.tasks)}) "
+                                      f"fell {100 * lm_drop:.1f} points (tolerance {100 * rounds.general_tolerance:.1f}); "
+                                      "round rolled back"}
+            elif general_drop > rounds.general_tolerance:
                 decision = {"accepted": False, "stop": True,
                             "reason": f"general-capability gate: general accuracy on the {items} fell "
                                       f"{100 * general_drop:.1f} points (tolerance {100 * rounds.general_tolerance:.1f}); "

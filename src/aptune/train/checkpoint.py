@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "checkpoint-"
 #: TrainConfig fields that do not change the computation, so a checkpoint survives their change.
-NEUTRAL_FIELDS = ("progress", "checkpoint_every", "log_every", "save_adapter")
+NEUTRAL_FIELDS = ("progress", "checkpoint_every", "log_every", "save_adapter", "tracking")
 
 
 @dataclass

@@ -52,8 +52,13 @@ class TrainConfig:
     # call resumes from the newest; removed when training ends); 0 = none
     checkpoint_every: int = 50
     progress: bool = True  # tqdm bar
+    # an experiment tracker beside train_metrics.jsonl: jsonl (none) | tensorboard | wandb | mlflow
+    tracking: str = "jsonl"
 
     def __post_init__(self) -> None:
+        from aptune.train.tracking import check_tracking
+
+        check_tracking(self.tracking)  # an unknown tracker, or its package missing: before any work
         if self.loss not in PREFERENCE_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(PREFERENCE_LOSSES)}, not {self.loss!r}")
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "max_nonfinite_steps"):

@@ -62,6 +62,7 @@ from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult,
 from aptune.train.logprobs import response_logps
 from aptune.train.losses import PreferenceLoss, SFTLoss
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
+from aptune.train.tracking import log_row, open_tracker
 from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_reference_logps
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ class _Loop:
         self.metrics_path = job.out_dir / "train_metrics.jsonl"
         self.adapter_dir = job.out_dir / "adapter"
         self.metrics_file: IO[str] | None = None
+        self.tracker: Any = None  # train.tracking: an accelerate tracker beside the JSONL (main process)
         self.bar: Any = None
 
     # --- checkpoints ---------------------------------------------------------------------------
@@ -277,6 +279,8 @@ class _Loop:
         unwrap(self.model).train()
         resume_epoch, resume_batch = state.epoch, state.next_batch
         self.loop_started = time.perf_counter()
+        self.tracker = (open_tracker(cfg.tracking, self.job.out_dir, self.job.out_dir.parent.name or "train",
+                                     cfg.to_dict()) if self.accelerator.is_main_process else None)
         with (
             _open_metrics(self.metrics_path, state.metrics_bytes, self.accelerator.is_main_process) as self.metrics_file,
             dropout_disabled(self.model, cfg.disable_dropout),
@@ -294,6 +298,8 @@ class _Loop:
                         self._save_checkpoint(epoch, group_start + cfg.grad_accum)
         train_s = self._train_s(time.perf_counter())
         self.bar.close()
+        if self.tracker is not None:
+            self.tracker.finish()
         return self._finish(train_s)
 
     def _train_s(self, now: float) -> float:
@@ -402,6 +408,7 @@ class _Loop:
         if self.accelerator.is_main_process and self.metrics_file is not None:
             self.metrics_file.write(json.dumps(row) + "\n")
             self.metrics_file.flush()
+            log_row(self.tracker, row)
 
     # --- the end -------------------------------------------------------------------------------
 
