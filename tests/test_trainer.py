@@ -505,3 +505,17 @@ def test_an_unknown_or_missing_tracker_is_refused_before_training():
 
     with pytest.raises(ValueError, match="tracking must be one of jsonl, tensorboard, wandb, mlflow"):
         TrainConfig(tracking="neptune")
+
+
+def test_pairs_cut_to_max_length_are_named(caplog):
+    import logging
+
+    from aptune.train.pairs import PreferencePair, tokenize_pairs
+    from tiny import tiny_tokenizer
+
+    pairs = [PreferencePair("short", "the cat", " a", " b"),
+             PreferencePair("long-one", " ".join(["the sun and the moon"] * 20), " a", " b")]
+    with caplog.at_level(logging.WARNING):
+        out = tokenize_pairs(tiny_tokenizer(), pairs, max_length=16)
+    assert len(out[1].prompt_ids) + max(len(out[1].chosen_ids), len(out[1].rejected_ids)) <= 16
+    assert "1 of 2 pairs exceeded train.max_length=16" in caplog.text and "'long-one'" in caplog.text

@@ -154,6 +154,9 @@ _TASK_LIST: list[BundledTask] = [
     BundledTask("humaneval", "code", oe(cv.humaneval, "codex_humaneval", "gold_bpb_0shot"), max_new_tokens=384),
     BundledTask("mbpp", "code", oe(cv.mbpp, "codex_mbpp", "gold_bpb_0shot"), max_new_tokens=320),
     BundledTask("nq_open", "qa", oe(cv.nq_open, "naturalqs_open", "bpb_5shot"), max_new_tokens=24),
+    # extractive reading comprehension: exact match with SQuAD's token F1 beside
+    BundledTask("squad", "qa", oe(cv.squad, "squad", "bpb_5shot"), max_new_tokens=32),
+    BundledTask("drop", "qa", oe(cv.drop, "drop", "bpb_5shot"), max_new_tokens=32),
 ]
 
 #: The bundled tasks only (the registry holds these and every plug-in's).
@@ -171,7 +174,7 @@ SUITES: dict[str, list[str]] = {
     "science": ["sciq", "arc_easy", "arc_challenge", "openbookqa"],
     "math": ["gsm8k", "basic_arithmetic", "basic_pattern"],
     "code": ["humaneval", "mbpp"],
-    "qa": ["nq_open", "basic_common_knowledge"],
+    "qa": ["nq_open", "basic_common_knowledge", "squad", "drop"],
     "general": ["hellaswag", "piqa", "winogrande", "boolq", "commonsense_qa", "social_iqa"],
     "medical": ["medmcqa", "medqa_en", *_mmlu_of("medical")],
     "legal": _mmlu_of("legal"),

@@ -208,6 +208,33 @@ def nq_open(doc: dict[str, Any], index: int, split: str, task: str, domain: str)
     return Example(f"nq-{doc['index']}", task, domain, question, answer=answers[0], meta={"aliases": answers[1:]})
 
 
+def _passage_and_question(query: str) -> tuple[str, str]:
+    """An oe-eval reading-comprehension query ("<passage lines>\nQuestion: q\nAnswer:") split into
+    the passage (shown as the item's context, so the plain prompt is the query itself) and q."""
+    passage, _, rest = query.rpartition("\nQuestion: ")
+    return passage, rest.removesuffix("Answer:").strip()
+
+
+def squad(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval SQuAD doc: "Title: …\nBackground: <passage>" as the context, the question, the
+    annotators' answers (first = reference, the rest aliases); graded SQuAD's way, exact match
+    of the normalised answer with token F1 beside (``meta["judge"]``)."""
+    passage, question = _passage_and_question(doc["query"])
+    answers = list(dict.fromkeys(str(a).strip() for a in _listish(doc["answers_text"]) if str(a).strip()))
+    return Example(f"squad-{doc['id']}", task, domain, question, answer=answers[0], context=passage,
+                   meta={"aliases": answers[1:], "judge": "exact_match"})
+
+
+def drop(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval DROP doc: "Passage: <passage>" as the context, the question, the accepted answers
+    (a multi-span answer joined with ", "); exact match with token F1 beside, as SQuAD."""
+    passage, question = _passage_and_question(doc["query"])
+    answers = list(dict.fromkeys(", ".join(str(s).strip() for s in _listish(spans)) for spans in _listish(doc["answers"])))
+    answers = [a for a in answers if a]
+    return Example(f"drop-{doc['query_id']}", task, domain, question, answer=answers[0], context=passage,
+                   meta={"aliases": answers[1:], "judge": "exact_match"})
+
+
 def gold_choice_as_answer(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
     """oe-eval basic_skills doc (rc variant) as a free-form item: the text to continue, and the
     gold option as the reference ("4 * 8 =" → "32")."""

@@ -147,7 +147,8 @@ def normalizer_for(reference: str) -> Callable[[str], str]:
     return normalize_answer if normalize_answer(reference) else _light
 
 
-def _references(example: Example) -> list[str]:
+def references(example: Example) -> list[str]:
+    """The accepted answers of a free-form item: the reference, then its aliases."""
     return [str(example.reference), *(str(a) for a in example.meta.get("aliases", ()))]
 
 
@@ -159,14 +160,14 @@ class ExactMatchJudge(Judge):
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
         text = _as_text(example, prediction)
         answer = normalize_answer(text)
-        references = _references(example)
-        for reference in references:
+        accepted = references(example)
+        for reference in accepted:
             norm = normalizer_for(reference)
             if norm(text) == norm(reference):
                 return Verdict(True, 1.0, f"exact match of the normalised answer with {reference!r}")
-        shown = normalize_answer(references[0]) or references[0]
+        shown = normalize_answer(accepted[0]) or accepted[0]
         return Verdict(False, 0.0, f"exact match (whole normalised answer = reference): {answer[:60]!r} is not "
-                                   f"{shown!r}" + (f" or {len(references) - 1} alias(es)" if len(references) > 1 else ""))
+                                   f"{shown!r}" + (f" or {len(accepted) - 1} alias(es)" if len(accepted) > 1 else ""))
 
 
 # --- short_answer --------------------------------------------------------------------------------
@@ -219,13 +220,13 @@ class ShortAnswerJudge(Judge):
 
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
         answer = _as_text(example, prediction)
-        references = _references(example)
-        f1 = max(token_f1(answer, r) for r in references)
-        for reference in references:
+        accepted = references(example)
+        f1 = max(token_f1(answer, r) for r in accepted)
+        for reference in accepted:
             if contains_span(answer, reference, echo=example.question):
                 return Verdict(True, f1, f"states {reference!r} (token F1 {f1:.2f})")
-        return Verdict(False, f1, f"{normalize_answer(answer)[:60]!r} does not state {references[0]!r}"
-                                  + (f" or {len(references) - 1} alias(es)" if len(references) > 1 else "")
+        return Verdict(False, f1, f"{normalize_answer(answer)[:60]!r} does not state {accepted[0]!r}"
+                                  + (f" or {len(accepted) - 1} alias(es)" if len(accepted) > 1 else "")
                                   + f" (token F1 {f1:.2f})")
 
 
@@ -403,14 +404,18 @@ class LLMJudge(Judge):
 # --- choosing a judge ---------------------------------------------------------------------------
 
 def default_judge_for(example: Example) -> Judge:
-    """The exact check that fits an item: choice for MC, code_tests for items with tests,
-    final_number for numeric references,
+    """The exact check that fits an item: choice for MC, code_tests for items with tests, the
+    judge the item's source names (``meta["judge"]``), final_number for numeric references,
     short_answer for short references (at most ``SHORT_REFERENCE_WORDS`` words), exact_match
     otherwise."""
     if example.is_multiple_choice:
         return ChoiceJudge()
     if example.meta.get("tests"):
         return _code_tests()
+    named = example.meta.get("judge")  # the source's own metric (SQuAD, DROP: exact match)
+    if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name):
+        return {"exact_match": ExactMatchJudge, "short_answer": ShortAnswerJudge,
+                "final_number": FinalNumberJudge}[named]()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
     if len(normalize_answer(str(example.reference)).split()) <= SHORT_REFERENCE_WORDS:

@@ -227,6 +227,16 @@ def _answer_local(
     return [r for r in out if r is not None]
 
 
+def answer_f1(result: ItemResult) -> float:
+    """SQuAD token F1 of a worded answer: the short-answer judge's own score, else the best F1
+    against the reference and its aliases."""
+    from aptune.evaluate.judges import references, token_f1
+
+    if result.extra.get("judge") == "short_answer":
+        return float(result.extra.get("judge_score", 0.0))
+    return max(token_f1(str(result.prediction), ref) for ref in references(result.example))
+
+
 def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) -> TaskMetrics:
     """Accuracy (and acc_norm for MC) with bootstrap intervals and position statistics."""
     domain = results[0].example.domain if results else ""
@@ -240,9 +250,9 @@ def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) 
         tm.positions = position_stats(
             [int(r.example.gold or 0) for r in mc], [int(r.prediction) for r in mc]
         )
-    short = [r for r in results if r.extra.get("judge") == "short_answer"]
-    if short:  # the short-answer judge's graded second metric: SQuAD token F1 against the references
-        tm.metrics["f1"] = bootstrap_mean([float(r.extra.get("judge_score", 0.0)) for r in short], **boot)
+    worded = [r for r in results if r.extra.get("judge") in ("short_answer", "exact_match")]
+    if worded:  # the second metric of worded answers: SQuAD's token F1, the best over the references
+        tm.metrics["f1"] = bootstrap_mean([answer_f1(r) for r in worded], **boot)
     tm.judge_unparsable = sum(str(r.extra.get("judge_detail", "")).startswith(UNPARSABLE) for r in results)
     return tm
 

