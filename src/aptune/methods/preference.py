@@ -128,7 +128,12 @@ class PreferenceRun(Run):
         off does not give the reference: the original weights score the pairs first, then the
         same copy takes the accepted rounds' merges and the new adapter, so one set of weights
         is ever in memory (and loaded once), not a policy and a reference model side by side."""
+        from aptune.train.losses import REFERENCE_FREE
+
         rounds = self.cfg.rounds
+        if self.cfg.train.loss in REFERENCE_FREE:
+            return self.trainable_model(round_index), None, f"none: the {self.cfg.train.loss} loss reads no reference " \
+                                                            "(reference pass skipped)"
         if rounds.reference == "original" and rounds.between == "merge" and self.accepted_rounds(round_index):
             original = self.base_model()
             logps = reference_logps_for_pairs(original, self.tokenizer, pairs, self.train_config(round_index),

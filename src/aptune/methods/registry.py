@@ -78,6 +78,10 @@ METHODS: dict[str, Method] = {m.kind: m for m in (
     Method("apt-lora", "APT with LoRA, merged between rounds", _plain(APTRun), _LORA),
     Method("apt-alora", "APT with ALoRA, one adapter stacked across rounds, reference = original",
            _plain(APTRun), _ALORA),
+    Method("apt-orpo", "apt-lora trained with ORPO (odds ratio + NLL, no reference model: no reference pass)",
+           _plain(APTRun), {**_LORA, "train": {"loss": "orpo", "nll_weight": 1.0}}),
+    Method("apt-simpo", "apt-lora trained with SimPO (length-normalised margin, no reference model)",
+           _plain(APTRun), {**_LORA, "train": {"loss": "simpo", "beta": 2.0, "simpo_gamma": 0.5}}),
 )}
 
 

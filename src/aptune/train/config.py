@@ -24,10 +24,11 @@ Scheduler = Literal["linear", "cosine", "constant"]
 class TrainConfig:
     """How to train an adapter on pairs (preference) or items (SFT)."""
 
-    loss: PreferenceLossKind = "sigmoid"  # sigmoid (DPO) | ipo | hinge | robust | cdpo
+    loss: PreferenceLossKind = "sigmoid"  # sigmoid (DPO) | ipo | hinge | robust | cdpo | simpo | orpo
     beta: float = 0.1
     nll_weight: float = 0.5  # weight of the chosen-answer NLL term (0 = plain DPO)
-    label_smoothing: float = 0.0  # robust / cdpo only
+    label_smoothing: float = 0.0  # robust / cdpo / simpo only
+    simpo_gamma: float = 0.5  # simpo only: the target reward margin gamma
     lr: float = 2e-4
     epochs: int = 2
     batch_size: int = 8  # pairs (or SFT items) per micro-batch

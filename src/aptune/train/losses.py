@@ -17,6 +17,15 @@ Kinds:
   ``[-(1-eps) log sigma(beta d) + eps log sigma(-beta d)] / (1 - 2 eps)``.
 - ``cdpo`` (conservative DPO, label smoothing eps): ``-(1-eps) log sigma(beta d) - eps log sigma(-beta d)``.
 
+Reference-free kinds (no reference model, so the trainer skips the reference pass; both work on
+*per-token averaged* log-probs ``a_c = pi_c / |c|``, ``a_r = pi_r / |r|``, and their rewards are
+``beta * a``, as TRL reports them):
+- ``simpo`` (Meng et al. 2024): ``-log sigma(beta (a_c - a_r) - gamma)``, margin ``gamma`` =
+  ``simpo_gamma`` (label smoothing as cdpo's, when set).
+- ``orpo`` (Hong et al. 2024): ``-beta log sigma(log odds(c) - log odds(r))`` with
+  ``log odds(y) = a_y - log(1 - exp(a_y))``; ORPO's own objective adds the chosen NLL with weight
+  1 (``nll_weight: 1.0``), beta playing the paper's lambda (0.1 there and in TRL).
+
 Any kind can add ``nll_weight * NLL`` where NLL is the token-mean negative log-likelihood of the
 chosen responses over the batch (sum of chosen log-probs / number of chosen tokens). APT's default
 is ``sigmoid`` with beta 0.1 and nll_weight 0.5 (DPO + NLL, as in the released APT code).
@@ -31,8 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PreferenceLossKind = Literal["sigmoid", "ipo", "hinge", "robust", "cdpo"]
+PreferenceLossKind = Literal["sigmoid", "ipo", "hinge", "robust", "cdpo", "simpo", "orpo"]
 PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLossKind)
+#: the kinds that read no reference log-probs (the trainer skips the reference pass for them)
+REFERENCE_FREE: frozenset[str] = frozenset({"simpo", "orpo"})
 
 
 @dataclass
@@ -68,6 +79,12 @@ class PreferenceLossOutput:
         }
 
 
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, without cancellation: log(-expm1(x)) near 0, log1p(-exp(x))
+    below -log 2 (Mächler's split)."""
+    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+
 def token_mean_nll(sum_logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Token-mean NLL over a batch: -(sum of all response log-probs) / (number of response tokens).
 
@@ -87,6 +104,7 @@ class PreferenceLoss(nn.Module):
         beta: float = 0.1,
         nll_weight: float = 0.0,
         label_smoothing: float = 0.0,
+        simpo_gamma: float = 0.5,
     ) -> None:
         super().__init__()
         if kind not in PREFERENCE_LOSSES:
@@ -95,27 +113,38 @@ class PreferenceLoss(nn.Module):
             raise ValueError(f"beta must be > 0, not {beta}")
         if nll_weight < 0:
             raise ValueError(f"nll_weight must be >= 0, not {nll_weight}")
-        if kind in ("robust", "cdpo") and not 0.0 <= label_smoothing < 0.5:
+        if kind in ("robust", "cdpo", "simpo") and not 0.0 <= label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5) for {kind}, not {label_smoothing}")
         self.kind = kind
         self.beta = beta
         self.nll_weight = nll_weight
         self.label_smoothing = label_smoothing
+        self.simpo_gamma = simpo_gamma
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.kind not in REFERENCE_FREE
 
     def forward(
         self,
         policy_chosen_logps: torch.Tensor,
         policy_rejected_logps: torch.Tensor,
-        ref_chosen_logps: torch.Tensor,
-        ref_rejected_logps: torch.Tensor,
+        ref_chosen_logps: torch.Tensor | None,
+        ref_rejected_logps: torch.Tensor | None,
         chosen_lengths: torch.Tensor | None = None,
         rejected_lengths: torch.Tensor | None = None,
     ) -> PreferenceLossOutput:
         """Loss over a batch of pairs; all inputs are (B,) summed response log-probs / token counts.
 
-        ``chosen_lengths`` is needed for the NLL term and for IPO; ``rejected_lengths`` for IPO.
+        ``chosen_lengths`` is needed for the NLL term and for IPO, SimPO and ORPO;
+        ``rejected_lengths`` for those three. The reference-free kinds ignore the reference
+        log-probs (None is fine).
         """
         beta, eps = self.beta, self.label_smoothing
+        if not self.needs_reference:
+            return self._reference_free(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_lengths)
+        if ref_chosen_logps is None or ref_rejected_logps is None:
+            raise ValueError(f"the {self.kind} loss needs reference log-probs")
         chosen_ratio = policy_chosen_logps - ref_chosen_logps
         rejected_ratio = policy_rejected_logps - ref_rejected_logps
         delta = chosen_ratio - rejected_ratio
@@ -151,6 +180,26 @@ class PreferenceLoss(nn.Module):
             chosen_rewards=(beta * chosen_ratio).detach(),
             rejected_rewards=(beta * rejected_ratio).detach(),
         )
+
+    def _reference_free(self, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                        chosen_lengths: torch.Tensor | None, rejected_lengths: torch.Tensor | None) -> PreferenceLossOutput:
+        """SimPO and ORPO on per-token averaged log-probs (module docstring)."""
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError(f"the {self.kind} loss needs chosen_lengths and rejected_lengths")
+        beta, eps = self.beta, self.label_smoothing
+        avg_c = policy_chosen / chosen_lengths.clamp(min=1).to(policy_chosen.dtype)
+        avg_r = policy_rejected / rejected_lengths.clamp(min=1).to(policy_rejected.dtype)
+        if self.kind == "simpo":
+            logits = beta * (avg_c - avg_r) - self.simpo_gamma
+            per_pair = -(1 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)
+        else:  # orpo: log odds = log p - log(1 - p) with p = exp(avg)
+            log_odds = (avg_c - avg_r) - (log1mexp(avg_c) - log1mexp(avg_r))
+            per_pair = -beta * F.logsigmoid(log_odds)
+        preference = per_pair.mean()
+        nll = token_mean_nll(policy_chosen if self.nll_weight > 0 else policy_chosen.detach(), chosen_lengths)
+        loss = preference + self.nll_weight * nll if self.nll_weight > 0 else preference
+        return PreferenceLossOutput(loss=loss, preference_loss=preference.detach(), nll=nll.detach(),
+                                    chosen_rewards=(beta * avg_c).detach(), rejected_rewards=(beta * avg_r).detach())
 
 
 class SFTLoss(nn.Module):

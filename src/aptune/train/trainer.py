@@ -494,14 +494,14 @@ def train_preference(
     set_seed(cfg.seed)
     tokenized = tokenize_pairs(tokenizer, list(pairs), cfg.max_length, cfg.eos)
     pad_id = _pad_id(tokenizer)
-    loss_fn = PreferenceLoss(cfg.loss, cfg.beta, cfg.nll_weight, cfg.label_smoothing)
+    loss_fn = PreferenceLoss(cfg.loss, cfg.beta, cfg.nll_weight, cfg.label_smoothing, cfg.simpo_gamma)
     use_ltk = accepts_logits_to_keep(model)
     reference: ReferenceLogps = dict(reference_logps or {})
     collate = pair_collator(innermost(model), pad_id, cfg.packed)
 
     def before_training(prepared: Any) -> float:
         missing = [p for p in tokenized if p.id not in reference]
-        if not missing:
+        if not missing or not loss_fn.needs_reference:  # simpo, orpo: no reference pass at all
             return 0.0
         t0 = time.perf_counter()
         reference.update(
@@ -517,8 +517,11 @@ def train_preference(
     def step_fn(m: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         logps, lengths = response_logps(m, batch, use_ltk)
         n = len(batch.ids)
-        ref = torch.tensor([reference[i] for i in batch.ids], dtype=torch.float32, device=logps.device)
-        result = loss_fn(logps[:n], logps[n:], ref[:, 0], ref[:, 1], lengths[:n], lengths[n:])
+        if loss_fn.needs_reference:
+            ref = torch.tensor([reference[i] for i in batch.ids], dtype=torch.float32, device=logps.device)
+            result = loss_fn(logps[:n], logps[n:], ref[:, 0], ref[:, 1], lengths[:n], lengths[n:])
+        else:
+            result = loss_fn(logps[:n], logps[n:], None, None, lengths[:n], lengths[n:])
         return result.loss, result.metrics()
 
     return _train_loop(TrainJob(
