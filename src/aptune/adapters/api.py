@@ -25,6 +25,28 @@ from aptune.adapters.config import AdapterConfig
 log = logging.getLogger(__name__)
 
 PEFT_CONFIG_NAME = "adapter_config.json"
+#: LoRA inits that move part of each weight into the adapter: W = W_res + B0 A0, so the base
+#: weights under the adapter are no longer the model's own
+DECOMPOSING = ("pissa", "olora")
+
+
+def _keep_initial_adapter(model: nn.Module, name: str) -> None:
+    """Save a PiSSA/OLoRA adapter's initial state beside the model (a temporary folder that
+    lives as long as the model), so that ``save_adapter`` can write the trained adapter as a
+    plain LoRA on the *original* weights (PEFT's ``path_initial_model_for_weight_conversion``:
+    rank 2r, loadable on a freshly loaded base like any other round's adapter)."""
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="aptune-lora-init-")
+    config = model.peft_config[name]
+    init = config.init_lora_weights
+    config.init_lora_weights = True  # PEFT's recipe: the saved initial state must load as-is
+    with _peft_deprecations_silenced(), warnings.catch_warnings():
+        # PEFT warns that this initial state needs converting: save_adapter does exactly that
+        warnings.filterwarnings("ignore", message=".*changes the base weights of the model", category=UserWarning)
+        model.save_pretrained(folder.name, safe_serialization=True)
+    config.init_lora_weights = init
+    model._aptune_initial_adapter = folder  # noqa: SLF001 - kept alive with the model
 
 
 @contextlib.contextmanager
@@ -67,10 +89,16 @@ def attach_adapter(model: nn.Module, cfg: AdapterConfig, name: str = "default") 
 
         targets = cfg.target_modules if isinstance(cfg.target_modules, str) else list(cfg.target_modules)
         lora = LoraConfig(
-            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM"
+            r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, task_type="CAUSAL_LM",
+            use_rslora=cfg.use_rslora, use_dora=cfg.use_dora, rank_pattern=dict(cfg.rank_pattern or {}),
+            modules_to_save=list(cfg.modules_to_save) or None,
+            init_lora_weights={"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}[cfg.init],
         )
         with _peft_deprecations_silenced():
-            return get_peft_model(model, lora, adapter_name=name)
+            peft_model = get_peft_model(model, lora, adapter_name=name)
+        if cfg.init in DECOMPOSING:
+            _keep_initial_adapter(peft_model, name)
+        return peft_model
     if current == "lora":
         raise ValueError("model carries an unmerged LoRA adapter; merge_adapter() it before attaching ALoRA")
     return attn_model.attach(model, cfg, name)
@@ -98,7 +126,13 @@ def save_adapter(model: nn.Module, folder: str | os.PathLike, state_dict: dict[s
     this process holds (which are then only its shard)."""
     kind = adapter_kind(model)
     if kind == "lora":
-        model.save_pretrained(str(folder), safe_serialization=True, state_dict=state_dict)
+        initial = getattr(model, "_aptune_initial_adapter", None)
+        convert = {"path_initial_model_for_weight_conversion": initial.name} if initial is not None else {}
+        with _peft_deprecations_silenced(), warnings.catch_warnings():
+            # the conversion loads the initial state beside the trained one, and PEFT warns
+            # against combining PiSSA/OLoRA with other adapters: that pairing is the conversion
+            warnings.filterwarnings("ignore", message=".*changes the base weights of the model", category=UserWarning)
+            model.save_pretrained(str(folder), safe_serialization=True, state_dict=state_dict, **convert)
         return Path(folder)
     if kind == "alora":
         return attn_io.save(model, folder, state_dict=state_dict)

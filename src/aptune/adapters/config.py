@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 AdapterKind = Literal["lora", "alora"]
+LoraInit = Literal["default", "gaussian", "pissa", "olora"]
 Combine = Literal["residual", "gated", "replace"]
 Placement = Literal["bottleneck", "parallel"]
 
 KINDS: tuple[str, ...] = ("lora", "alora")
 COMBINES: tuple[str, ...] = ("residual", "gated", "replace")
+INITS: tuple[str, ...] = ("default", "gaussian", "pissa", "olora")
 PLACEMENTS: tuple[str, ...] = ("bottleneck", "parallel")
 
 
@@ -33,6 +35,17 @@ class AdapterConfig:
       target_modules: ``"all-linear"`` (every ``nn.Linear`` except the output head), a list of
         module-name suffixes such as ``["q_proj", "v_proj"]``, or a regex string matched
         against full module names. Modules are found by name, never by model class.
+
+    PEFT's LoRA variants (LoRA only, except ``use_rslora``):
+      use_rslora: scale the update by ``alpha / sqrt(r)`` (rank-stabilised LoRA) instead of
+        ``alpha / r``; ALoRA takes it too.
+      use_dora: DoRA, the weight decomposed into magnitude and direction, LoRA on the direction.
+      init: ``default`` (A random, B zero), ``gaussian``, or ``pissa`` / ``olora``, which start
+        the adapter from the weights' principal singular vectors / a QR decomposition (and take
+        that part out of the base weights; see ``adapters/api.py`` for what that means for the
+        reference and for saving).
+      rank_pattern: per-module ranks, ``{name regex or suffix: r}`` (PEFT's ``rank_pattern``).
+      modules_to_save: modules trained in full beside the adapter (e.g. ``["lm_head"]``).
 
     ALoRA only (ignored for LoRA):
       heads: attention heads in rank space; must divide ``r``.
@@ -52,10 +65,17 @@ class AdapterConfig:
     heads: int = 2
     combine: Combine = "residual"
     placement: Placement = "bottleneck"
+    use_rslora: bool = False
+    use_dora: bool = False
+    init: LoraInit = "default"
+    rank_pattern: dict[str, int] | None = None
+    modules_to_save: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, list):
             object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if isinstance(self.modules_to_save, list):
+            object.__setattr__(self, "modules_to_save", tuple(self.modules_to_save))
         self.validate()
 
     def validate(self) -> None:
@@ -74,7 +94,21 @@ class AdapterConfig:
                 raise ValueError("adapter.target_modules must be 'all-linear', a regex, or a non-empty list of names")
         elif not isinstance(targets, str) or not targets:
             raise ValueError("adapter.target_modules must be 'all-linear', a regex, or a non-empty list of names")
+        if self.init not in INITS:
+            raise ValueError(f"adapter.init must be one of {', '.join(INITS)}, not {self.init!r}")
+        if self.rank_pattern is not None and not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+                for k, v in self.rank_pattern.items()):
+            raise ValueError("adapter.rank_pattern maps module names to positive integer ranks")
+        if not all(isinstance(m, str) and m for m in self.modules_to_save):
+            raise ValueError("adapter.modules_to_save is a list of module names")
         if self.kind == "alora":
+            lora_only = [name for name, on in (("use_dora", self.use_dora), ("init", self.init != "default"),
+                                               ("rank_pattern", bool(self.rank_pattern)),
+                                               ("modules_to_save", bool(self.modules_to_save))) if on]
+            if lora_only:
+                raise ValueError(f"adapter.{lora_only[0]} is a PEFT LoRA option; ALoRA (its own adapter) takes "
+                                 "use_rslora but not DoRA, PiSSA/OLoRA init, per-module ranks or modules_to_save")
             if not isinstance(self.heads, int) or self.heads <= 0 or self.r % self.heads:
                 raise ValueError(f"adapter.heads must be a positive divisor of r={self.r}, not {self.heads!r}")
             if self.combine not in COMBINES:
@@ -86,14 +120,15 @@ class AdapterConfig:
 
     @property
     def scaling(self) -> float:
-        """The factor applied to the adapter's output: alpha / r."""
-        return float(self.alpha) / self.r
+        """The factor applied to the adapter's output: alpha / r (alpha / sqrt(r) with rsLoRA)."""
+        return float(self.alpha) / (self.r ** 0.5 if self.use_rslora else self.r)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (lists, not tuples)."""
         data = dataclasses.asdict(self)
         if isinstance(self.target_modules, tuple):
             data["target_modules"] = list(self.target_modules)
+        data["modules_to_save"] = list(self.modules_to_save)
         return data
 
     @classmethod

@@ -18,6 +18,8 @@ import torch
 
 from aptune.apt.judge_check import JudgeCheckError, check_answers, failure_message
 from aptune.apt.mining import mine
+from aptune.adapters import attach_adapter
+from aptune.adapters.api import DECOMPOSING
 from aptune.apt.pair_builder import BuiltPair, build_pairs, pairs_from_preference_items
 from aptune.data import load_task
 from aptune.data.example import Example
@@ -140,6 +142,18 @@ class PreferenceRun(Run):
                                               reference_context=lambda m: contextlib.nullcontext(m), device=self.device)
             return self.trainable_model(round_index, base=original), logps, \
                 "original model (log-probs scored before the accepted rounds were merged in)"
+        if self.cfg.adapter.init in DECOMPOSING and not (rounds.between == "stack" and self.accepted_rounds(round_index)):
+            # PiSSA/OLoRA move part of each weight into the new adapter, so switching the adapter
+            # off no longer gives the starting model: score the pairs first, then attach to the
+            # same copy (a stacked run's later rounds load a converted adapter: off = original)
+            from transformers import set_seed
+
+            start = self.start_model(round_index)
+            logps = reference_logps_for_pairs(start, self.tokenizer, pairs, self.train_config(round_index),
+                                              reference_context=lambda m: contextlib.nullcontext(m), device=self.device)
+            set_seed(self.train_config(round_index).seed)
+            return attach_adapter(start, self.cfg.adapter), logps, \
+                f"starting model (scored before the {self.cfg.adapter.init} init moved part of the weights into the adapter)"
         what = "round-start model (adapter disabled)" if rounds.between == "merge" else "original model (adapter disabled)"
         return self.trainable_model(round_index), None, what
 
