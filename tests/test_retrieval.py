@@ -176,7 +176,7 @@ def test_duplicate_weakness_ids_count_once(tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"weakness_ids": ["nope"]}, "'nope' is not in the retrieval pool"),
-        ({"strategy": "tag"}, "unknown retrieval strategy 'tag'"),
+        ({"strategy": "tags"}, "unknown retrieval strategy 'tags'"),
         ({"embed": "answer"}, "embed must be"),
     ],
 )
@@ -265,3 +265,109 @@ def test_knn_with_fewer_slots_than_cases_serves_a_seeded_subset() -> None:
     assert all(len(set(s)) == 5 for s in sources.values())  # one neighbour each for 5 cases
     assert sources[0] != sorted(cases)[:5] or sources[1] != sorted(cases)[:5]
     assert sources[0] == [p.source for p in knn(index, cases, budget=5, seed=0)]
+
+
+# --- tag-based retrieval ------------------------------------------------------------------------
+
+def test_tag_quota_follows_the_tags_share_and_stays_within_the_tag() -> None:
+    """Weakness cases: A1, A2 tagged "alg" (0°, 10°), G1 tagged "geo" (90°). Budget 3 → alg 2,
+    geo 1. The nearest row to the alg cases, x (4°), is tagged geo, so alg must skip it: alg
+    takes its own a1 (20°) and a2 (40°), geo takes x only if tagged geo — it is: x goes to geo."""
+    from aptune.retrieval.strategies import by_tag
+
+    angles = {"A1": 0, "A2": 10, "G1": 90, "x": 4, "a1": 20, "a2": 40, "g1": 70, "z": 5}
+    index, names = angle_index(angles)
+    tags = {"A1": ["alg"], "A2": ["alg"], "G1": ["geo"], "x": ["geo"], "a1": ["alg"], "a2": ["alg"],
+            "g1": ["geo"], "z": ["other"]}
+    picks = by_tag(index, [0, 1, 2], budget=3, seed=0, tags=[tags[n] for n in names])
+    chosen = {names[p.row]: p.group for p in picks}
+    assert chosen == {"a1": "alg", "a2": "alg", "g1": "geo"} or chosen == {"a1": "alg", "a2": "alg", "x": "geo"}
+    assert "z" not in chosen, "an item none of the weakness cases' tags names is never retrieved"
+    assert sum(1 for p in picks if p.group == "alg") == 2 and sum(1 for p in picks if p.group == "geo") == 1
+    geo = next(p for p in picks if p.group == "geo")
+    assert names[geo.row] == "g1"  # ranked by cosine to the geo cases' mean (90°): g1 70° beats x 4°
+
+
+def test_taggers(tmp_path: Path) -> None:
+    from aptune.retrieval.tags import UNTAGGED, keyword_tags, llm_tags, metadata_tags, parse_llm_tags
+
+    items = [Example("1", "mmlu_algebra", "math", "Solve x + 2 = 4", answer="2", meta={"topic": "linear"}),
+             Example("2", "mmlu_geography", "general", "Capital of Peru?", answer="Lima")]
+    assert metadata_tags(items) == [["mmlu_algebra"], ["mmlu_geography"]]
+    assert metadata_tags(items, "topic") == [["linear"], [UNTAGGED]]
+    assert keyword_tags(items, {"equations": ["solve", "x"], "places": ["capital"]}) == [["equations"], ["places"]]
+    assert parse_llm_tags("Algebra, Linear equations, math!, a very long tag here\nmore") == \
+        ["algebra", "linear equations", "math"]
+    calls = []
+
+    def generate(prompts: list[str]) -> list[str]:
+        calls.append(len(prompts))
+        return ["algebra, equations", ""]
+
+    first = llm_tags(items, generate, tmp_path, "m")
+    assert first == [["algebra", "equations"], [UNTAGGED]]
+    assert llm_tags(items, generate, tmp_path, "m") == first and calls == [2], "cached in the run folder"
+
+
+def test_tag_strategy_through_retrieve_similar(tmp_path: Path) -> None:
+    table = {n: unit(a) for n, a in {"A1": 0, "G1": 90, "a1": 20, "g1": 70, "g2": 80}.items()}
+    pool = make_pool(list(table))
+    tags = [["alg"], ["geo"], ["alg"], ["geo"], ["geo"]]
+    cases = retrieve_similar(pool, ["A1", "G1"], strategy="tag", s=1.0, encoder=TableEncoder(table),
+                             cache_dir=tmp_path, tags=tags)
+    assert {(c.id, c.group) for c in cases} == {("a1", "alg"), ("g2", "geo")}
+    with pytest.raises(ValueError, match="needs one tag list per pool item"):
+        retrieve_similar(pool, ["A1"], strategy="tag", encoder=TableEncoder(table), cache_dir=tmp_path)
+
+
+def test_an_apt_round_retrieves_by_tag_and_reports_it(tmp_path: Path) -> None:
+    """retrieval.strategy: tag over a pool of two tasks (metadata tagger: the task): the
+    retrieve record counts similar cases per tag with their mean similarity, and the report
+    shows them."""
+    import json
+
+    import yaml
+
+    from aptune.config import load_run_config
+    from aptune.io import read_json, read_jsonl
+    from aptune.methods.apt import APTRun
+    from aptune.report.apt_report import write_report
+    from tiny import save_tiny, tiny_mc_rows
+
+    for name, seed in (("alpha", 1), ("beta", 2)):
+        rows = [dict(r, id=f"{name}-{i}") for i, r in enumerate(tiny_mc_rows(30, seed=seed))]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "model": save_tiny(tmp_path / "m"), "precision": "fp32",
+        "pool": {"tasks": ["alpha.jsonl", "beta.jsonl"], "split": "train"}, "dev": {"tasks": []},
+        "domain_eval": {"tasks": ["alpha.jsonl"]}, "general_eval": {"tasks": []},
+        "retrieval": {"strategy": "tag", "tagger": "metadata", "tag_field": "task", "s": 1.0},
+        "mining": {"accept_judge": True},  # a random tiny model gets most items wrong
+        "adapter": {"r": 4, "alpha": 8.0}, "train": {"batch_size": 4, "epochs": 1, "progress": False},
+        "rounds": {"max_rounds": 1}}))
+    APTRun(load_run_config(tmp_path / "c.yaml"), tmp_path / "run", progress=False).run()
+    record = read_json(tmp_path / "run" / "manifest.json")["stages"]["round-1/retrieve"]
+    retrieved = read_jsonl(tmp_path / "run" / "round-1" / "retrieved.jsonl")
+    assert record["strategy"] == "tag" and retrieved
+    assert set(record["groups"]) <= {"alpha", "beta"} and sum(g["count"] for g in record["groups"].values()) == len(retrieved)
+    assert all(r["id"].startswith(r["group"]) for r in retrieved), "each tag retrieves its own task's items"
+    report = write_report(tmp_path / "run").read_text()
+    assert "## What retrieval added" in report and "| 1 | tag |" in report
+
+
+def test_pool_ids_must_be_unique_across_its_tasks(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from aptune.config import load_run_config
+    from aptune.methods.apt import APTRun
+    from tiny import save_tiny, tiny_mc_rows
+
+    for name in ("one", "two"):  # the same ids in both files
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tiny_mc_rows(10, seed=1)))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "model": save_tiny(tmp_path / "m"), "pool": {"tasks": ["one.jsonl", "two.jsonl"], "split": "source"},
+        "dev": {"tasks": []}, "domain_eval": {"tasks": []}, "general_eval": {"tasks": []}}))
+    with pytest.raises(ValueError, match=r"pool: item id '.+' is in both .+one.jsonl and .+two.jsonl"):
+        APTRun(load_run_config(tmp_path / "c.yaml"), tmp_path / "run", progress=False).validate()

@@ -140,13 +140,18 @@ class MiningConfig:
 
 @dataclass
 class RetrievalConfig:
-    strategy: Literal["knn", "centroid", "kmeans", "none"] = "knn"
+    strategy: Literal["knn", "centroid", "kmeans", "tag", "none"] = "knn"
     s: float = 1.0  # budget = s × number of weakness cases
     embed: Literal["question", "question+answer"] = "question"
     encoder: str | None = None  # default: the offline all-MiniLM-L6-v2
     #: where similar cases come from: tasks/files/datasets (the released APT code retrieves from a
     #: larger pool than it mines); no tasks = the mined pool. Held-out items are never retrieved.
     pool: TaskSet = field(default_factory=lambda: TaskSet([], "train"))
+    #: strategy tag: how pool items get their tags (retrieval/tags.py)
+    tagger: Literal["metadata", "keyword", "llm"] = "metadata"
+    tag_field: str = "task"  # metadata tagger: an item field (task, domain) or a meta key
+    keywords: dict[str, list[str]] | None = None  # keyword tagger: {tag: [words]}
+    tag_model: str | None = None  # llm tagger: the model that names tags (default: the run's model)
 
 
 @dataclass

@@ -25,6 +25,16 @@ from aptune.methods.preference import PreferenceRun
 log = logging.getLogger(__name__)
 
 
+def retrieval_groups(retrieved: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per cluster / tag (``all`` for knn and centroid): how many similar cases it chose and their
+    mean cosine similarity, for the round's retrieval report."""
+    groups: dict[str, list[float]] = {}
+    for case in retrieved:
+        groups.setdefault(case.get("group") or "all", []).append(float(case["score"]))
+    return {name: {"count": len(scores), "mean_similarity": round(sum(scores) / len(scores), 4)}
+            for name, scores in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+
+
 class APTRun(PreferenceRun):
     round_stages = ("mine", "retrieve", "pairs", "train")
 
@@ -52,16 +62,39 @@ class APTRun(PreferenceRun):
         self.dir.write_rows(round_index, "retrieve", retrieved)
         if why_none is not None:
             extra["why_none"] = why_none
+        if retrieved:
+            extra["groups"] = retrieval_groups(retrieved)
         self.dir.mark(round_index, "retrieve", retrieved=len(retrieved), strategy=r.strategy, **extra)
 
     def _retrieve(self, pool: list[Example], weakness: list[dict[str, Any]], round_index: int) -> list[dict[str, Any]]:
         from aptune.retrieval import retrieve_similar
 
         r = self.cfg.retrieval
+        tags = self._tags(pool, round_index) if r.strategy == "tag" else None
         cases = retrieve_similar(pool, [w["id"] for w in weakness], strategy=r.strategy, s=r.s,
                                  cache_dir=self.dir.cache_dir, encoder=r.encoder, embed=r.embed,
-                                 seed=self.cfg.seed + round_index)
+                                 seed=self.cfg.seed + round_index, tags=tags)
         return [dataclasses.asdict(c) for c in cases]
+
+    def _tags(self, pool: list[Example], round_index: int) -> list[list[str]]:
+        """Each pool item's tags by ``retrieval.tagger`` (the llm tagger's are cached in the run)."""
+        from aptune.retrieval import tags as taggers
+
+        r = self.cfg.retrieval
+        if r.tagger == "metadata":
+            return taggers.metadata_tags(pool, r.tag_field)
+        if r.tagger == "keyword":
+            return taggers.keyword_tags(pool, r.keywords or {})
+        from aptune.evaluate.generation import make_generate_fn
+        from aptune.models import load_model, load_tokenizer
+
+        name = r.tag_model or self.cfg.model.name
+        model = load_model(name, trust_remote_code=self.cfg.trust_remote_code, device=str(self.device)) \
+            if r.tag_model else self.start_model(round_index)
+        tokenizer = load_tokenizer(name, trust_remote_code=self.cfg.trust_remote_code) if r.tag_model else self.tokenizer
+        generate = make_generate_fn(model, tokenizer, max_new_tokens=24, dtype=self.dtype)
+        # the run's model changes between rounds: its tags are asked once, of the starting model
+        return taggers.llm_tags(pool, generate, self.dir.cache_dir, name if r.tag_model else f"{name}@round-1")
 
     def _separate_pool(self, weakness: list[dict[str, Any]]) -> tuple[list[Example], dict[str, Any]]:
         """The weakness cases plus the candidates of ``retrieval.pool``, without held-out items

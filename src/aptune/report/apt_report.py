@@ -26,7 +26,7 @@ from typing import Any
 from aptune.evaluate.metrics import Interference, Interval, format_positions, interference, paired_bootstrap_delta
 from aptune.io import read_jsonl, write_figure_atomic, write_text_atomic
 from aptune.model_config import model_label
-from aptune.report import lm_eval_table, mined_cases
+from aptune.report import lm_eval_table, mined_cases, retrieval_table
 from aptune.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -415,6 +415,10 @@ def write_report(root: str | Path) -> Path:
         md += ["", "## Training per round", "", *_md_table(train_header, train_rows, train_legend)]
     if efficiency:
         md += ["", efficiency]
+    retrieval_rows = retrieval_table.rows(run, [r.round for r in rows if r.round > 0])
+    if retrieval_rows:
+        md += ["", "## What retrieval added", "", *_md_table(retrieval_table.HEADER, retrieval_rows, []), "",
+               retrieval_table.NOTE]
     cases = mined_cases.case_rows(run, [r.round for r in rows if r.round > 0])
     judge_notes = mined_cases.notes(manifest)
     if cases or judge_notes:
@@ -440,6 +444,8 @@ def write_report(root: str | Path) -> Path:
            f"<p>{html.escape(lm_eval_table.NOTE)}</p>" if lm_rows else "")
         + (f"<h2>Training per round</h2>{_html_table(train_header, train_rows, train_legend)}" if train_rows else "")
         + (f"<p>{html.escape(efficiency)}</p>" if efficiency else "")
+        + (f"<h2>What retrieval added</h2>{_html_table(retrieval_table.HEADER, retrieval_rows, [])}"
+           f"<p>{html.escape(retrieval_table.NOTE)}</p>" if retrieval_rows else "")
         + ("<h2>What the judge marked wrong</h2>" if cases or judge_notes else "")
         + (_html_table(mined_cases.HEADER, cases, []) if cases else "")
         + "".join(f"<p>{html.escape(n)}</p>" for n in judge_notes)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from aptune.data.example import Example
 from aptune.retrieval.encoder import TextEncoder, load_encoder
 from aptune.retrieval.index import PoolIndex, build_pool_index
-from aptune.retrieval.strategies import STRATEGIES, budget_for
+from aptune.retrieval.strategies import STRATEGIES, budget_for, by_tag
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class RetrievedCase:
     id: str
     score: float
     source_case_id: str
+    group: str | None = None  # the cluster or tag that chose it (kmeans, tag)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +78,7 @@ def retrieve_similar(
     encoder: str | TextEncoder | None = None,
     embed: EmbedField = "question",
     seed: int = 0,
+    tags: Sequence[Sequence[str]] | None = None,
 ) -> list[RetrievedCase]:
     """Up to round(s × |weakness cases|) pool items similar to the weakness cases.
 
@@ -86,8 +88,10 @@ def retrieve_similar(
     Returns fewer items when the pool has fewer non-weakness items than the budget; never an
     id twice, never a weakness case; the same inputs and seed give the same list.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown retrieval strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy not in (*STRATEGIES, "tag"):
+        raise ValueError(f"unknown retrieval strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}, tag")
+    if strategy == "tag" and (tags is None or len(tags) != len(pool)):
+        raise ValueError("the tag strategy needs one tag list per pool item (retrieval/tags.py)")
     row_of: dict[str, int] = {}
     for row, example in enumerate(pool):
         if example.id in row_of:
@@ -102,7 +106,11 @@ def retrieve_similar(
         return []
     pool_index = index_pool(pool, cache_dir, encoder, embed)
     case_rows = [row_of[case_id] for case_id in case_ids]
-    picks = STRATEGIES[strategy](pool_index.index, case_rows, budget, seed)
+    if strategy == "tag":
+        assert tags is not None
+        picks = by_tag(pool_index.index, case_rows, budget, seed, tags)
+    else:
+        picks = STRATEGIES[strategy](pool_index.index, case_rows, budget, seed)
     log.info("retrieved %d similar cases for %d weakness cases (%s, s=%g, budget %d)",
              len(picks), len(case_rows), strategy, s, budget)
-    return [RetrievedCase(pool[p.row].id, p.score, pool[p.source].id) for p in picks]
+    return [RetrievedCase(pool[p.row].id, p.score, pool[p.source].id, p.group) for p in picks]

@@ -12,6 +12,13 @@ reports can say which mistake pulled it in.
 - ``kmeans``: cluster the weakness cases (k = min(10, distinct cases)); each cluster gets a
   quota proportional to its size (largest-remainder rounding, summing to the budget) filled by
   cosine to its centroid, clusters taking turns so a shared neighbour goes to one of them.
+- ``tag`` (``by_tag``; the released APT code's default): every pool row carries tags
+  (``tags.py``); each tag among the weakness cases gets a quota proportional to how many
+  weakness cases carry it, filled with pool rows *carrying that tag*, ranked by cosine to the
+  mean of that tag's weakness cases; tags take turns as the clusters do.
+
+A pick also names its ``group`` (the cluster or tag that chose it), for the round's retrieval
+report.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class Pick:
     row: int
     score: float
     source: int
+    group: str | None = None  # kmeans: "cluster N"; tag: the tag; knn/centroid: None
 
 
 Strategy = Callable[[VectorIndex, Sequence[int], int, int], list[Pick]]
@@ -171,7 +179,44 @@ def kmeans(index: VectorIndex, case_rows: Sequence[int], budget: int, seed: int 
     for i, members_rows in enumerate(cluster_rows):
         rows_i = [row for row, _, j in picks if j == i]
         source.update(zip(rows_i, _nearest_cases(index, rows_i, members_rows)))
-    return [Pick(row, score, source[row]) for row, score, _ in picks]
+    return [Pick(row, score, source[row], f"cluster {i + 1}") for row, score, i in picks]
+
+
+def by_tag(index: VectorIndex, case_rows: Sequence[int], budget: int, seed: int,
+           tags: Sequence[Sequence[str]]) -> list[Pick]:
+    """Per-tag quotas (∝ weakness cases carrying the tag) filled with rows of that tag, ranked by
+    cosine to the tag's mean weakness embedding (module docstring). ``tags``: one per pool row."""
+    del seed  # deterministic: tags in order of first appearance among the cases, ties by row
+    if budget <= 0 or not case_rows:
+        return []
+    names: list[str] = []
+    members: dict[str, list[int]] = {}
+    for row in case_rows:
+        for tag in tags[row]:
+            if tag not in members:
+                names.append(tag)
+                members[tag] = []
+            members[tag].append(int(row))
+    if not names:
+        return []
+    names.sort(key=lambda t: -len(members[t]))  # stable: larger tags first, then first seen
+    quotas = apportion([len(members[t]) for t in names], budget)
+    log.info("tag retrieval: %d tags among the weakness cases, quotas %s",
+             len(names), dict(zip(names, quotas)))
+    carrying = {t: {i for i, row_tags in enumerate(tags) if t in row_tags} for t in names}
+    taken = set(int(r) for r in case_rows)
+    centroids = normalize_rows(np.stack([index.embeddings[members[t]].mean(axis=0) for t in names]))
+
+    def within(tag: str, stream: Iterator[tuple[int, float]]) -> Iterator[tuple[int, float]]:
+        return ((row, score) for row, score in stream if row in carrying[tag])
+
+    streams = [within(t, index.ranked(c, taken)) for t, c in zip(names, centroids)]
+    picks = _round_robin(streams, quotas, budget, taken)
+    sources: dict[int, int] = {}
+    for i, tag in enumerate(names):
+        rows_i = [row for row, _, j in picks if j == i]
+        sources.update(zip(rows_i, _nearest_cases(index, rows_i, members[tag])))
+    return [Pick(row, score, sources[row], names[i]) for row, score, i in picks]
 
 
 STRATEGIES: dict[str, Strategy] = {"knn": knn, "centroid": centroid, "kmeans": kmeans}

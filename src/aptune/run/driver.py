@@ -257,6 +257,13 @@ class Run:
             sets = load_taskset(ts, self.cfg.seed, self.cfg.prompt.shots)
             if label == "pool" and not any(sets.values()):
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
+            if label == "pool":  # mining, retrieval and pairs key items by id across the pool's tasks
+                seen: dict[str, str] = {}
+                for name, items in sets.items():
+                    for ex in items:
+                        if seen.setdefault(ex.id, name) != name:
+                            raise ValueError(f"pool: item id {ex.id!r} is in both {seen[ex.id]} and {name}; ids must "
+                                             "be unique across the pool's tasks (give one file's rows other ids)")
         resolve_model_path(self.cfg.model.name)
 
     def open(self) -> None:
