@@ -224,3 +224,26 @@ def test_eval_fields_option_renames_columns_and_rejects_bad_pairs(tmp_path: Path
     assert "renamed: 2 of 2 items" in proc.stdout
     bad = _aptune("eval", "--model", model, "--tasks", str(data), "--fields", "question", "--out", str(tmp_path / "b"))
     assert bad.returncode != 0 and "expected FIELD=COLUMN pairs" in (bad.stderr + bad.stdout)
+
+
+def test_aptune_run_end_to_end_from_the_command_line(tmp_path: Path):
+    """`aptune run CONFIG --out DIR` on a tiny model finishes, prints the report line, and a second
+    invocation resumes the finished run (the config it saved reads back as unchanged)."""
+    import yaml
+
+    model = save_tiny(tmp_path / "model")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tiny_mc_rows(30, seed=4)))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": model, "precision": "fp32", "pool": {"tasks": ["d.jsonl"], "split": "train"},
+        "dev": {"tasks": []}, "domain_eval": {"tasks": ["d.jsonl"]}, "general_eval": {"tasks": []},
+        "mining": {"accept_judge": True}, "adapter": {"r": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj"],
+                                                       "modules_to_save": []},
+        "train": {"batch_size": 4, "epochs": 1}, "rounds": {"max_rounds": 1}}))
+    out = tmp_path / "run"
+    first = _aptune("run", str(cfg), "--out", str(out))
+    assert first.returncode == 0, (first.stdout + first.stderr)[-2000:]
+    assert "report:" in first.stdout and (out / "report.md").exists()
+    again = _aptune("run", str(cfg), "--out", str(out))
+    assert again.returncode == 0, (again.stdout + again.stderr)[-2000:]

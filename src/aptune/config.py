@@ -7,6 +7,7 @@ clearly above chance, with a general suite of tasks the domain never touches.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -252,7 +253,9 @@ class RunConfig:
             raise ValueError("pool.tasks is empty: APT needs a domain training pool")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as JSON has it (tuples as lists), so a saved config and a freshly built one
+        compare equal key by key (``run_dir.config_changes``)."""
+        return json.loads(json.dumps(asdict(self)))
 
     def resolve_paths(self, base: Path) -> "RunConfig":
         """Make data-file task entries relative to ``base`` (the config file's folder)."""
