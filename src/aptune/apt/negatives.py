@@ -20,9 +20,9 @@ import torch
 from aptune.data.example import Example
 from aptune.evaluate.generation import Sampling, generate_samples
 from aptune.evaluate.judges import Judge, normalize_answer
-from aptune.evaluate.runner import EvalSettings, cut_at_stop, max_new_tokens
+from aptune.evaluate.runner import EvalSettings, cut_at_stop, generation_groups
 from aptune.modeling import prompt_budget
-from aptune.prompts import render_prompt, stop_strings
+from aptune.prompts import render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,8 @@ def sample_negatives(
     if not examples:
         return {}
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}  # as evaluation groups them
-    for i, ex in enumerate(examples):
-        groups.setdefault((max_new_tokens(ex, settings), stop_strings(ex, tokenizer, settings.prompt)), []).append(i)
     samples: list[list[str]] = [[] for _ in examples]
-    for (budget, stop), members in groups.items():
+    for (budget, stop), members in generation_groups(examples, tokenizer, settings).items():
         drawn = generate_samples(model, tokenizer, [prompts[i] for i in members], sampling, max_new_tokens=budget,
                                  dtype=dtype, progress=progress, max_prompt_tokens=prompt_budget(model, budget), stop=stop)
         for i, texts in zip(members, drawn):

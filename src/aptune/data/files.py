@@ -271,10 +271,6 @@ def load_file(path: str | Path, task: str | None = None, domain: str = "custom",
     the rows' format (``auto``: detected from the first row; ``data/formats.py``); ``fields``
     renames columns first (aptune's name → the file's).
     """
-    from aptune.data.formats import FORMATS
-
-    if format not in FORMATS:
-        raise DataError(f"{path}: unknown format {format!r} (one of {', '.join(FORMATS)})")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")

@@ -414,8 +414,7 @@ def default_judge_for(example: Example) -> Judge:
         return _code_tests()
     named = example.meta.get("judge")  # the source's own metric (SQuAD, DROP: exact match)
     if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name):
-        return {"exact_match": ExactMatchJudge, "short_answer": ShortAnswerJudge,
-                "final_number": FinalNumberJudge}[named]()
+        return _REGISTRY[named]()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
     if len(normalize_answer(str(example.reference)).split()) <= SHORT_REFERENCE_WORDS:

@@ -120,6 +120,16 @@ def max_new_tokens(example: Example, settings: EvalSettings) -> int:
     return int(example.meta.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
 
 
+def generation_groups(examples: Sequence[Example], tokenizer: Any,
+                      settings: EvalSettings) -> dict[tuple[int, tuple[str, ...]], list[int]]:
+    """Item indices by (answer budget, stop strings): the items that generate together (a task's
+    items all share one group). Evaluation and sampled negatives group the same way."""
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault((max_new_tokens(ex, settings), stop_strings(ex, tokenizer, settings.prompt)), []).append(i)
+    return groups
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """``text`` up to its first stop string (whichever backend generated it, and however far)."""
     cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
@@ -146,12 +156,8 @@ def answer_generative(
 
     judge = judge if judge is not None else get_judge(settings.judge or "auto")
     prompts = [render_prompt(ex, tokenizer, settings.prompt) for ex in examples]
-    # items that share an answer budget and stop strings generate together (a task's items all do)
-    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault((max_new_tokens(ex, settings), stop_strings(ex, tokenizer, settings.prompt)), []).append(i)
     outputs: list[str] = [""] * len(examples)
-    for (budget, stop), rows in groups.items():
+    for (budget, stop), rows in generation_groups(examples, tokenizer, settings).items():
         limit = prompt_budget(model, budget)
         if limit is not None:
             for i in rows:
