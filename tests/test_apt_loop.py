@@ -89,7 +89,7 @@ def test_full_run_writes_every_stage_and_report(run_config: Path, tmp_path: Path
 
 
 def test_general_gate_rolls_back_a_round(run_config: Path, tmp_path: Path):
-    cfg = load_run_config(run_config)
+    cfg = load_run_config(run_config, ["rounds.gate=drop"])
     cfg.rounds.general_tolerance = -1.0  # any round "drops" more than -100 points: always trips
     root = tmp_path / "gated"
     decision = APTRun(cfg, root, progress=False).run()
@@ -150,7 +150,7 @@ def test_after_a_rolled_back_round_the_model_is_the_last_accepted_rounds(run_con
 
     def gate_trips_in_round_2(self, round_index, no_work_reason=None):  # noqa: ANN001, ANN202
         if round_index == 2:
-            self.cfg.rounds.general_tolerance = -1.0
+            self.cfg.rounds.general_tolerance, self.cfg.rounds.gate = -1.0, "drop"
         return real(self, round_index, no_work_reason)
 
     monkeypatch.setattr(APTRun, "stage_decide", gate_trips_in_round_2)
@@ -433,3 +433,52 @@ def test_a_run_begun_under_a_former_default_resumes_with_it(run_config: Path, tm
     APTRun(cfg, other, progress=False).dir.start(old, {})
     with pytest.raises(Exception, match=r"changed: mining.max_new_tokens"):
         APTRun(load_run_config(run_config), other, progress=False).open()
+
+
+def test_a_run_begun_before_the_paired_gate_keeps_the_point_rule(run_config: Path, tmp_path: Path):
+    """rounds.gate did not exist before the paired rule: a run saved without it gated on the
+    point drop, and reopens gating that way; a new run gets the paired rule."""
+    cfg = load_run_config(run_config)
+    assert cfg.rounds.gate == "paired"
+    old = cfg.to_dict()
+    del old["rounds"]["gate"]
+    APTRun(cfg, tmp_path / "old", progress=False).dir.start(old, {})
+    run = APTRun(load_run_config(run_config), tmp_path / "old", progress=False)
+    run.open()
+    assert run.cfg.rounds.gate == "drop"
+    fresh = APTRun(load_run_config(run_config), tmp_path / "new", progress=False)
+    fresh.open()
+    assert fresh.cfg.rounds.gate == "paired"
+
+
+def _decide_on_items(run_config: Path, root: Path, before: list[int], after: list[int], gate: str) -> dict:
+    """The gate's decision for round 1 from item rows: general_dev items right (1) or wrong (0)
+    at round 0 and round 1, summaries drawn from the same rows."""
+    cfg = load_run_config(run_config, [f"rounds.gate={gate}", "rounds.general_tolerance=0.02"])
+    run = APTRun(cfg, root, progress=False)
+    run.open()
+    for r, correct in ((0, before), (1, after)):
+        rows = [{"task": "general_dev/general.jsonl", "id": f"i{k}", "correct": bool(c)} for k, c in enumerate(correct)]
+        run.dir.predictions(r).parent.mkdir(parents=True, exist_ok=True)
+        run.dir.predictions(r).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        run.dir.write_output(r, "eval", {"summary": {"general_dev": {"accuracy": sum(correct) / len(correct)}}})
+    return run.stage_decide(1)
+
+
+def test_the_paired_gate_keeps_a_round_whose_drop_is_noise_and_rolls_back_a_real_loss(run_config: Path, tmp_path: Path):
+    # results 25's case: 140 dev items, 3 more lost than gained (a 2.1-point drop, tolerance 2)
+    before = [1] * 60 + [0] * 80
+    noise = [0] * 5 + [1] * 55 + [1] * 2 + [0] * 78  # 5 lost, 2 gained
+    kept = _decide_on_items(run_config, tmp_path / "a", before, noise, "paired")
+    assert kept["accepted"] is True, kept
+    assert "fell 2.1 points" in kept["gate"] and "within resampling noise" in kept["gate"]
+    assert kept["general_change"]["high"] > 0 > kept["general_change"]["low"]
+    point = _decide_on_items(run_config, tmp_path / "b", before, noise, "drop")
+    assert point["accepted"] is False and "fell 2.1 points" in point["reason"]
+    # 15 lost, none gained: a loss the paired interval sees; rolled back under both rules
+    loss = [0] * 15 + [1] * 45 + [0] * 80
+    paired = _decide_on_items(run_config, tmp_path / "loss-paired", before, loss, "paired")
+    assert paired["accepted"] is False and "the interval excludes no change" in paired["reason"]
+    assert paired["general_change"]["high"] < 0
+    point = _decide_on_items(run_config, tmp_path / "loss-drop", before, loss, "drop")
+    assert point["accepted"] is False and "round rolled back" in point["reason"]

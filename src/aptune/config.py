@@ -185,6 +185,9 @@ class RoundsConfig:
     between: Literal["merge", "stack"] = "merge"  # merge LoRA into the weights, or keep one adapter
     reference: Literal["round_start", "original"] = "round_start"
     general_tolerance: float = 0.02  # roll back a round whose general (dev) accuracy drops more
+    #: paired: roll back only when the drop also clears the paired 95% interval; drop: the point
+    #: drop alone (run/gate.py)
+    gate: Literal["paired", "drop"] = "paired"
     patience: int = 1  # rounds without dev improvement before stopping
     min_delta: float = 0.0
 

@@ -32,11 +32,14 @@ from aptune.config import RunConfig
 from aptune.devices import device_name, resolve_device
 from aptune.distributed import is_main
 from aptune.evaluate.judges import Judge
+from aptune.evaluate.metrics import Interval
 from aptune.evaluate.runner import evaluate
 from aptune.model_config import DTYPE_NAMES, ModelConfig, runtime_dtypes, weights_name
 from aptune.models import load_model, load_tokenizer
 from aptune.provenance import provenance
-from aptune.run.evaluation import build_judge, eval_settings, load_judge_model, load_taskset, summarize_views, view_sets, view_tasks
+from aptune.run.evaluation import (build_judge, eval_settings, load_judge_model, load_taskset, paired_change,
+                                   summarize_views, view_sets, view_tasks)
+from aptune.run.gate import general_gate, gate_view
 from aptune.run.run_dir import STAGES, RunDir
 from aptune.train.config import TrainConfig, TrainResult
 
@@ -66,17 +69,6 @@ def train_record(result: TrainResult) -> dict[str, Any]:
     return {"steps": result.steps, "tokens": result.tokens, "examples": result.examples,
             "mean_loss": result.mean_loss, "mean_margin": result.mean_margin, "resumed_s": result.resumed_s,
             "reference_s": round(result.reference_s, 1), "train_s": round(result.train_s, 1)}
-
-
-def gate_view(summary: dict[str, Any]) -> tuple[str | None, str]:
-    """Which evaluated view the gate reads, and how the decision names its items: the general
-    dev items where the run has them, else (``general_dev.tasks: []``, or a run started before
-    that view existed) the general test items, said as such."""
-    if "general_dev" in summary:
-        return "general_dev", "general dev items"
-    if "general" in summary:
-        return "general", "general TEST items (no general_dev)"
-    return None, ""
 
 
 class Run:
@@ -199,30 +191,39 @@ class Run:
             now = self.dir.read_output(round_index, "eval")["summary"]
             view, items = gate_view(base)
             general_drop = base[view]["accuracy"] - now[view]["accuracy"] if view else 0.0
+            change = self._gate_change(round_index, view)
+            verdict = general_gate(rounds.gate, rounds.general_tolerance, items, general_drop, change)
             lm_drop = (base["lm_eval"]["accuracy"] - now["lm_eval"]["accuracy"]
                        if self.cfg.lm_eval.gate and "lm_eval" in base and "lm_eval" in now else None)
-            if lm_drop is not None and lm_drop > rounds.general_tolerance and general_drop <= rounds.general_tolerance:
+            if lm_drop is not None and lm_drop > rounds.general_tolerance and not verdict.rolled_back:
                 decision = {"accepted": False, "stop": True,
                             "reason": f"general-capability gate: the mean lm-eval metric ({', '.join(self.cfg.lm_eval.tasks)}) "
                                       f"fell {100 * lm_drop:.1f} points (tolerance {100 * rounds.general_tolerance:.1f}); "
                                       "round rolled back"}
-            elif general_drop > rounds.general_tolerance:
-                decision = {"accepted": False, "stop": True,
-                            "reason": f"general-capability gate: general accuracy on the {items} fell "
-                                      f"{100 * general_drop:.1f} points (tolerance {100 * rounds.general_tolerance:.1f}); "
-                                      "round rolled back"}
+            elif verdict.rolled_back:
+                decision = {"accepted": False, "stop": True, "reason": verdict.reason}
             else:
                 decision = {"accepted": True, "stop": False,
-                            "reason": f"within the general-capability tolerance ({items})" if view else
-                                      "no general items: no general-capability gate"}
+                            "reason": verdict.reason if view else "no general items: no general-capability gate"}
                 if round_index >= rounds.max_rounds:
                     decision.update(stop=True, reason=f"reached max_rounds={rounds.max_rounds}")
                 elif self._dev_stalled(round_index, now):
                     decision.update(stop=True, reason=f"dev accuracy did not improve for {rounds.patience} round(s)")
+            if view:
+                decision["gate"] = verdict.reason  # kept beside a stopping rule's reason
+            if verdict.change is not None:
+                decision["general_change"] = verdict.change.to_dict()
         self.dir.write_output(round_index, "decide", decision)
         self.dir.mark(round_index, "decide", **decision)
         log.info("round %d: %s — %s", round_index, "accepted" if decision["accepted"] else "not accepted", decision["reason"])
         return decision
+
+    def _gate_change(self, round_index: int, view: str | None) -> Interval | None:
+        """The paired change (round ``round_index`` minus round 0) on the gate's view; None
+        where either round has no item rows (a decision rebuilt from summaries alone)."""
+        if view is None or not all(self.dir.predictions(r).exists() for r in (0, round_index)):
+            return None
+        return paired_change(self.dir, round_index, self.cfg.seed).get(view)
 
     def _dev_stalled(self, round_index: int, now: dict[str, Any]) -> bool:
         """True when the last ``patience`` rounds beat no earlier dev accuracy by ``min_delta``."""

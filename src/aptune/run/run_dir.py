@@ -275,7 +275,10 @@ WHERE_NOT_WHAT = frozenset({"device", "mining.judge_device", "mining.accept_judg
 FORMERLY_SCALAR = {"model": "name"}
 #: keys whose default changed: a run saved with the former default that the config now leaves at
 #: the new one is not changed — it resumes with the value it started with (``former_defaults``)
-FORMER_DEFAULTS: dict[str, Any] = {"mining.max_new_tokens": 64}  # now None: each task's own budget
+FORMER_DEFAULTS: dict[str, Any] = {
+    "mining.max_new_tokens": 64,  # now None: each task's own budget
+    "rounds.gate": "drop",  # now paired: a run saved before the key existed gated on the point drop
+}
 
 
 def former_defaults(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +287,8 @@ def former_defaults(saved: dict[str, Any], current: dict[str, Any], defaults: di
     kept = {}
     for path, former in FORMER_DEFAULTS.items():
         old, new, default = (_dig(d, path) for d in (saved, current, defaults))
+        if old is _ABSENT:  # the run predates the key: it computed as the former default says
+            old = former
         if old == former and new == default and old != new:
             kept[path] = old
     return kept
@@ -313,7 +318,7 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dic
             continue
         elif path in WHERE_NOT_WHAT:
             continue
-        elif path in FORMER_DEFAULTS and old == FORMER_DEFAULTS[path] and new == default:
+        elif path in FORMER_DEFAULTS and old in (FORMER_DEFAULTS[path], _ABSENT) and new == default:
             continue
         elif old != new:
             changed.append(path)
