@@ -27,7 +27,8 @@ from aptune.prompts import encode_prompt, gold_answer, render_answer, render_pro
 from aptune.run.driver import Run, train_record
 from aptune.run.evaluation import load_taskset
 from aptune.train.pairs import PreferencePair
-from aptune.train.trainer import reference_logps_for_pairs, train_preference
+from aptune.train.kto import examples_from_pair_rows, with_kl_completions
+from aptune.train.trainer import reference_logps_for_pairs, train_kto, train_preference
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +160,21 @@ class PreferenceRun(Run):
 
     def stage_train(self, round_index: int) -> None:
         rows = self.dir.read_rows(round_index, "pairs")
+        cfg = self.train_config(round_index)
+        if cfg.loss == "kto":  # unpaired: each pair's sides as examples, scored with their mismatched completions
+            examples = examples_from_pair_rows(rows)
+            scored, _ = with_kl_completions(examples, cfg.seed)
+            model, reference, what = self._model_and_reference(round_index, scored)
+            log.info("round %d: KTO on %d examples (%d desirable) from %d pairs; reference = %s", round_index,
+                     len(examples), sum(e.desirable for e in examples), len(rows), what)
+            result = train_kto(model, self.tokenizer, examples, cfg, self.dir.train_dir(round_index),
+                               reference_logps=reference, device=self.device)
+            self.dir.mark(round_index, "train", reference=what, kto_examples=len(examples),
+                          kto_desirable=sum(e.desirable for e in examples), **train_record(result))
+            return
         pairs = [PreferencePair(r["id"], r["prompt"], r["chosen"], r["rejected"]) for r in rows]
         model, reference, what = self._model_and_reference(round_index, pairs)
         log.info("round %d: training on %d pairs; DPO reference = %s", round_index, len(pairs), what)
-        result = train_preference(model, self.tokenizer, pairs, self.train_config(round_index),
-                                  self.dir.train_dir(round_index), reference_logps=reference, device=self.device)
+        result = train_preference(model, self.tokenizer, pairs, cfg, self.dir.train_dir(round_index),
+                                  reference_logps=reference, device=self.device)
         self.dir.mark(round_index, "train", reference=what, **train_record(result))

@@ -82,6 +82,10 @@ METHODS: dict[str, Method] = {m.kind: m for m in (
            _plain(APTRun), {**_LORA, "train": {"loss": "orpo", "nll_weight": 1.0}}),
     Method("apt-simpo", "apt-lora trained with SimPO (length-normalised margin, no reference model)",
            _plain(APTRun), {**_LORA, "train": {"loss": "simpo", "beta": 2.0, "simpo_gamma": 0.5}}),
+    Method("apt-kto", "apt-lora trained with KTO (unpaired: gold answers desirable, the model's own wrong "
+           "answers undesirable) + NLL", _plain(APTRun), {**_LORA, "train": {"loss": "kto"}}),
+    Method("dpo-all-kto", "dpo-all's examples trained with KTO + NLL", _plain(DPOAllRun),
+           {**_LORA, **_ONE_ROUND, "train": {"loss": "kto"}}),
 )}
 
 

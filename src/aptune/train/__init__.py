@@ -1,4 +1,4 @@
-"""Training: DPO-family and SFT losses, pair tokenisation and batching, the accelerate trainer.
+"""Training: DPO-family, KTO and SFT losses, pair tokenisation and batching, the accelerate trainer.
 
 The names below load on first use (PEP 562): ``aptune.train.config`` is read by the run schema,
 which the command line imports to build its options, and importing the trainer (accelerate,
@@ -12,10 +12,12 @@ from typing import Any
 
 _WHERE = {
     "TrainConfig": "config", "TrainingDivergedError": "config", "TrainResult": "config",
-    "PreferenceLoss": "losses", "PreferenceLossOutput": "losses", "SFTLoss": "losses",
+    "PreferenceLoss": "losses", "PreferenceLossOutput": "losses", "SFTLoss": "losses", "KTOLoss": "losses",
+    "KTOExample": "kto",
     "PreferencePair": "pairs", "SFTItem": "pairs",
     "adapter_disabled": "reference", "compute_reference_logps": "reference",
     "reference_logps_for_pairs": "trainer", "train_preference": "trainer", "train_sft": "trainer",
+    "train_kto": "trainer",
 }
 
 __all__ = sorted(_WHERE)

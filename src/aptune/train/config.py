@@ -24,11 +24,13 @@ Scheduler = Literal["linear", "cosine", "constant"]
 class TrainConfig:
     """How to train an adapter on pairs (preference) or items (SFT)."""
 
-    loss: PreferenceLossKind = "sigmoid"  # sigmoid (DPO) | ipo | hinge | robust | cdpo | simpo | orpo
+    loss: PreferenceLossKind = "sigmoid"  # sigmoid (DPO) | ipo | hinge | robust | cdpo | simpo | orpo | kto
     beta: float = 0.1
     nll_weight: float = 0.5  # weight of the chosen-answer NLL term (0 = plain DPO)
     label_smoothing: float = 0.0  # robust / cdpo / simpo only
     simpo_gamma: float = 0.5  # simpo only: the target reward margin gamma
+    kto_desirable_weight: float = 1.0  # kto only: weight of the desirable (gold) examples' loss
+    kto_undesirable_weight: float = 1.0  # kto only: weight of the undesirable (wrong-answer) examples' loss
     lr: float = 2e-4
     epochs: int = 2
     batch_size: int = 8  # pairs (or SFT items) per micro-batch
@@ -62,6 +64,9 @@ class TrainConfig:
         check_tracking(self.tracking)  # an unknown tracker, or its package missing: before any work
         if self.loss not in PREFERENCE_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(PREFERENCE_LOSSES)}, not {self.loss!r}")
+        if not (self.kto_desirable_weight > 0 and self.kto_undesirable_weight > 0):
+            raise ValueError(f"kto_desirable_weight and kto_undesirable_weight must be > 0, not "
+                             f"{self.kto_desirable_weight} and {self.kto_undesirable_weight}")
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")

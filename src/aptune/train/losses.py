@@ -26,6 +26,12 @@ Reference-free kinds (no reference model, so the trainer skips the reference pas
   ``log odds(y) = a_y - log(1 - exp(a_y))``; ORPO's own objective adds the chosen NLL with weight
   1 (``nll_weight: 1.0``), beta playing the paper's lambda (0.1 there and in TRL).
 
+The unpaired kind ``kto`` (Ethayarajh et al. 2024) is :class:`KTOLoss`: desirable examples
+``1 - sigma(beta (r - z))``, undesirable ``1 - sigma(beta (z - r))``, ``r = pi - ref`` of the
+example, ``z = max(0, mean over the batch of (pi - ref) on mismatched completions)`` detached,
+weighted by ``desirable_weight`` / ``undesirable_weight`` and averaged over the batch's examples
+(as TRL's ``kto`` loss type); its data are built by ``aptune.train.kto``.
+
 Any kind can add ``nll_weight * NLL`` where NLL is the token-mean negative log-likelihood of the
 chosen responses over the batch (sum of chosen log-probs / number of chosen tokens). APT's default
 is ``sigmoid`` with beta 0.1 and nll_weight 0.5 (DPO + NLL, as in the released APT code).
@@ -40,7 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PreferenceLossKind = Literal["sigmoid", "ipo", "hinge", "robust", "cdpo", "simpo", "orpo"]
+PairedLossKind = Literal["sigmoid", "ipo", "hinge", "robust", "cdpo", "simpo", "orpo"]
+PreferenceLossKind = Literal[PairedLossKind, "kto"]
+PAIRED_LOSSES: tuple[str, ...] = get_args(PairedLossKind)
 PREFERENCE_LOSSES: tuple[str, ...] = get_args(PreferenceLossKind)
 #: the kinds that read no reference log-probs (the trainer skips the reference pass for them)
 REFERENCE_FREE: frozenset[str] = frozenset({"simpo", "orpo"})
@@ -100,15 +108,17 @@ class PreferenceLoss(nn.Module):
 
     def __init__(
         self,
-        kind: PreferenceLossKind = "sigmoid",
+        kind: PairedLossKind = "sigmoid",
         beta: float = 0.1,
         nll_weight: float = 0.0,
         label_smoothing: float = 0.0,
         simpo_gamma: float = 0.5,
     ) -> None:
         super().__init__()
-        if kind not in PREFERENCE_LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(PREFERENCE_LOSSES)}, not {kind!r}")
+        if kind == "kto":
+            raise ValueError("kto learns from unpaired examples: KTOLoss, trained by train_kto")
+        if kind not in PAIRED_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(PAIRED_LOSSES)}, not {kind!r}")
         if beta <= 0:
             raise ValueError(f"beta must be > 0, not {beta}")
         if nll_weight < 0:
@@ -200,6 +210,84 @@ class PreferenceLoss(nn.Module):
         loss = preference + self.nll_weight * nll if self.nll_weight > 0 else preference
         return PreferenceLossOutput(loss=loss, preference_loss=preference.detach(), nll=nll.detach(),
                                     chosen_rewards=(beta * avg_c).detach(), rejected_rewards=(beta * avg_r).detach())
+
+
+@dataclass
+class KTOLossOutput:
+    """KTO's scalar loss, its reference point and per-example rewards (detached)."""
+
+    loss: torch.Tensor  # scalar: mean weighted KTO loss + nll_weight * nll
+    preference_loss: torch.Tensor  # scalar, the KTO part alone
+    nll: torch.Tensor  # token-mean NLL of the desirable completions (0 when there are none)
+    kl: torch.Tensor  # scalar reference point z
+    rewards: torch.Tensor  # (B,) beta * (pi - ref)
+    desirable: torch.Tensor  # (B,) bool
+
+    def metrics(self) -> dict[str, float]:
+        """Plain floats for logging; ``margin`` is mean desirable minus mean undesirable reward
+        (TRL's ``rewards/margins``), NaN when the batch lacks one of the two."""
+        good, bad = self.rewards[self.desirable], self.rewards[~self.desirable]
+        nan = float("nan")
+        return {
+            "loss": float(self.loss.detach()),
+            "preference_loss": float(self.preference_loss),
+            "nll": float(self.nll),
+            "kl": float(self.kl),
+            "reward_chosen": float(good.mean()) if len(good) else nan,
+            "reward_rejected": float(bad.mean()) if len(bad) else nan,
+            "margin": float(good.mean() - bad.mean()) if len(good) and len(bad) else nan,
+        }
+
+
+class KTOLoss(nn.Module):
+    """KTO on unpaired examples (module docstring), with an optional NLL on the desirable ones."""
+
+    def __init__(self, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
+                 nll_weight: float = 0.0) -> None:
+        super().__init__()
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, not {beta}")
+        if desirable_weight <= 0 or undesirable_weight <= 0:
+            raise ValueError(f"KTO weights must be > 0, not {desirable_weight} and {undesirable_weight}")
+        if nll_weight < 0:
+            raise ValueError(f"nll_weight must be >= 0, not {nll_weight}")
+        self.beta = beta
+        self.desirable_weight = desirable_weight
+        self.undesirable_weight = undesirable_weight
+        self.nll_weight = nll_weight
+
+    needs_reference = True
+
+    def forward(
+        self,
+        policy_logps: torch.Tensor,
+        ref_logps: torch.Tensor,
+        policy_kl_logps: torch.Tensor,
+        ref_kl_logps: torch.Tensor,
+        desirable: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+    ) -> KTOLossOutput:
+        """Loss over a batch of examples; all inputs (B,): summed completion log-probs under the
+        policy and the reference, the same for each example's mismatched completion, the labels,
+        and (for the NLL term) the completion token counts."""
+        desirable = desirable.to(torch.bool)
+        z = (policy_kl_logps.detach() - ref_kl_logps).mean().clamp(min=0)
+        ratio = policy_logps - ref_logps
+        per_example = torch.where(
+            desirable,
+            self.desirable_weight * (1 - torch.sigmoid(self.beta * (ratio - z))),
+            self.undesirable_weight * (1 - torch.sigmoid(self.beta * (z - ratio))),
+        )
+        preference = per_example.mean()
+        nll = torch.zeros((), dtype=preference.dtype, device=preference.device)
+        if lengths is not None and bool(desirable.any()):
+            chosen = policy_logps[desirable] if self.nll_weight > 0 else policy_logps[desirable].detach()
+            nll = token_mean_nll(chosen, lengths[desirable])
+        elif self.nll_weight > 0 and lengths is None:
+            raise ValueError("the NLL term needs lengths")
+        loss = preference + self.nll_weight * nll if self.nll_weight > 0 else preference
+        return KTOLossOutput(loss=loss, preference_loss=preference.detach(), nll=nll.detach(), kl=z.detach(),
+                             rewards=(self.beta * ratio).detach(), desirable=desirable)
 
 
 class SFTLoss(nn.Module):

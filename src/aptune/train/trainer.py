@@ -1,4 +1,4 @@
-"""Train an attached adapter on preference pairs (DPO family + NLL) or SFT items.
+"""Train an attached adapter on preference pairs (DPO family + NLL), KTO examples or SFT items.
 
 One readable loop on ``accelerate.Accelerator``, so the same call runs on one CPU, one GPU or
 under ``accelerate launch`` (each process takes every world-size-th batch). Assumptions:
@@ -60,7 +60,8 @@ from aptune.train.checkpoint import (
 )
 from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult, loss_rose, loss_start_end
 from aptune.train.logprobs import response_logps
-from aptune.train.losses import PreferenceLoss, SFTLoss
+from aptune.train.kto import KTOExample, with_kl_completions
+from aptune.train.losses import KTOLoss, PreferenceLoss, SFTLoss
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
 from aptune.train.tracking import log_row, open_tracker
 from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_reference_logps
@@ -119,9 +120,14 @@ def _checkpointing(model: Any, enabled: bool) -> Iterator[None]:
         inner.gradient_checkpointing_disable()
 
 
-def _mean(rows: Sequence[dict[str, float]]) -> dict[str, float]:
-    keys = rows[0].keys()
-    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+def _mean(rows: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+    """Each key's mean over the rows' finite values; None where a key has none (KTO's margin in a
+    batch of one label only), so the JSONL row stays valid JSON."""
+    out: dict[str, float | None] = {}
+    for k in rows[0]:
+        values = [v for r in rows if (v := r.get(k)) is not None and math.isfinite(v)]
+        out[k] = sum(values) / len(values) if values else None
+    return out
 
 
 def make_accelerator(device: torch.device | str | None = None) -> Accelerator:
@@ -348,7 +354,7 @@ class _Loop:
         state.step += 1
         row = _mean(rows)
         state.losses.append(row["loss"])
-        if "margin" in row:
+        if row.get("margin") is not None:
             state.margins.append(row["margin"])
         state.window.append({**row, "grad_norm": float(grad_norm), "lr": lr})
         self.bar.update(1)
@@ -487,6 +493,65 @@ def train_preference(
     ``cfg.packed`` lays each pair out behind one shared prompt wherever that is exact. ``device``:
     where to train (None: accelerate's choice; see ``make_accelerator``).
     """
+    if cfg.loss == "kto":
+        raise ValueError("train.loss kto learns from unpaired examples: train_kto")
+    loss_fn = PreferenceLoss(cfg.loss, cfg.beta, cfg.nll_weight, cfg.label_smoothing, cfg.simpo_gamma)
+
+    def loss_on(logps: torch.Tensor, lengths: torch.Tensor, ref: torch.Tensor | None,
+                ids: list[str]) -> tuple[torch.Tensor, dict[str, float]]:
+        n = len(ids)
+        if ref is None:
+            result = loss_fn(logps[:n], logps[n:], None, None, lengths[:n], lengths[n:])
+        else:
+            result = loss_fn(logps[:n], logps[n:], ref[:, 0], ref[:, 1], lengths[:n], lengths[n:])
+        return result.loss, result.metrics()
+
+    return _train_on_pairs(model, tokenizer, pairs, cfg, out_dir, loss_on, loss_fn.needs_reference,
+                           reference_logps, reference_context, save_fn, device)
+
+
+def train_kto(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[KTOExample],
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    reference_logps: ReferenceLogps | None = None,
+    reference_context: ReferenceContext | None = None,
+    save_fn: SaveFn = default_save,
+    device: torch.device | str | None = None,
+) -> TrainResult:
+    """Train the model's adapter with KTO on unpaired desirable / undesirable examples
+    (``aptune.train.kto``: each example carries a mismatched completion for the KL estimate,
+    so it trains through the same pair machinery, packing and reference pass as DPO).
+    ``reference_logps``: by example id, (completion, mismatched completion), as
+    ``reference_logps_for_pairs`` gives for ``with_kl_completions(examples, cfg.seed)``."""
+    pairs, desirable = with_kl_completions(examples, cfg.seed)
+    loss_fn = KTOLoss(cfg.beta, cfg.kto_desirable_weight, cfg.kto_undesirable_weight, cfg.nll_weight)
+
+    def loss_on(logps: torch.Tensor, lengths: torch.Tensor, ref: torch.Tensor | None,
+                ids: list[str]) -> tuple[torch.Tensor, dict[str, float]]:
+        assert ref is not None
+        n = len(ids)
+        labels = torch.tensor([desirable[i] for i in ids], device=logps.device)
+        result = loss_fn(logps[:n], ref[:, 0], logps[n:], ref[:, 1], labels, lengths[:n])
+        return result.loss, result.metrics()
+
+    return _train_on_pairs(model, tokenizer, pairs, cfg, out_dir, loss_on, True, reference_logps,
+                           reference_context, save_fn, device)
+
+
+#: (summed response log-probs of the batch's chosen rows then rejected rows, their token counts,
+#: the (B, 2) reference log-probs or None, the batch's ids) -> (loss, metrics)
+PairLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", list[str]], tuple[torch.Tensor, dict[str, float]]]
+
+
+def _train_on_pairs(model: Any, tokenizer: Any, pairs: Sequence[PreferencePair], cfg: TrainConfig, out_dir: str | Path,
+                    loss_on: PairLoss, needs_reference: bool, reference_logps: ReferenceLogps | None,
+                    reference_context: ReferenceContext | None, save_fn: SaveFn,
+                    device: torch.device | str | None) -> TrainResult:
+    """The pair-shaped training job both ``train_preference`` and ``train_kto`` run: tokenise,
+    score the reference once (unless the loss reads none), then the loop with ``loss_on``."""
     if not pairs:
         raise ValueError("no preference pairs to train on")
     out = Path(out_dir)
@@ -494,14 +559,13 @@ def train_preference(
     set_seed(cfg.seed)
     tokenized = tokenize_pairs(tokenizer, list(pairs), cfg.max_length, cfg.eos)
     pad_id = _pad_id(tokenizer)
-    loss_fn = PreferenceLoss(cfg.loss, cfg.beta, cfg.nll_weight, cfg.label_smoothing, cfg.simpo_gamma)
     use_ltk = accepts_logits_to_keep(model)
     reference: ReferenceLogps = dict(reference_logps or {})
     collate = pair_collator(innermost(model), pad_id, cfg.packed)
 
     def before_training(prepared: Any) -> float:
         missing = [p for p in tokenized if p.id not in reference]
-        if not missing or not loss_fn.needs_reference:  # simpo, orpo: no reference pass at all
+        if not missing or not needs_reference:  # simpo, orpo: no reference pass at all
             return 0.0
         t0 = time.perf_counter()
         reference.update(
@@ -516,13 +580,10 @@ def train_preference(
 
     def step_fn(m: Any, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         logps, lengths = response_logps(m, batch, use_ltk)
-        n = len(batch.ids)
-        if loss_fn.needs_reference:
+        ref = None
+        if needs_reference:
             ref = torch.tensor([reference[i] for i in batch.ids], dtype=torch.float32, device=logps.device)
-            result = loss_fn(logps[:n], logps[n:], ref[:, 0], ref[:, 1], lengths[:n], lengths[n:])
-        else:
-            result = loss_fn(logps[:n], logps[n:], None, None, lengths[:n], lengths[n:])
-        return result.loss, result.metrics()
+        return loss_on(logps, lengths, ref, list(batch.ids))
 
     return _train_loop(TrainJob(
         model=model, n_examples=len(tokenized), lengths=[p.length for p in tokenized],
