@@ -62,7 +62,7 @@ QA_METHODS = [k for k in METHODS if k != "dpo-pairs"]
 
 ALL_METHODS = [
     "base", "sft-lora", {"kind": "sft-lora+replay", "replay": {"ratio": 0.5}}, "sft-alora", "dpo-all",
-    "apt-lora", "apt-alora", "apt-orpo", "apt-simpo", "apt-kto",
+    "apt-lora", "apt-alora", "apt-orpo", "apt-simpo", "apt-kto", "dpo-all-kto",
 ]
 
 
