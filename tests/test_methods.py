@@ -313,3 +313,22 @@ def test_a_method_naming_an_unknown_stage_is_refused():
 
     with pytest.raises(ValueError, match="unknown stage 'retreive'"):
         Typo(RunConfig(), "/nonexistent-unused")
+
+
+def test_the_cost_table_shows_the_reference_pass_and_each_methods_own_peak(compared):
+    """The reference column is zero exactly for the reference-free losses, and each method's
+    peak is its own training call's (sampled), not the compare process's growing mark."""
+    _, out, _ = compared
+    md = (out / "compare.md").read_text()
+    section = md.split("## Cost (per seed)", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in section.splitlines() if line.startswith("| method"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    rows = {r.strip("|").split("|")[0].strip(): [c.strip() for c in r.strip("|").split("|")]
+            for r in section.splitlines() if r.startswith("| ") and not r.startswith("| method")}
+    ref, peak = cols.index("of which reference s"), cols.index("peak train RSS GB")
+    assert rows["apt-orpo"][ref] == rows["apt-simpo"][ref] == "0"
+    for kind in ("apt-lora", "apt-orpo", "apt-kto", "sft-lora"):
+        assert float(rows[kind][peak]) > 0, kind
+    results = read_json(out / "compare-results.json")
+    reference = {m["method"]: m["train"].get("reference_s", 0.0) for m in results["methods"]}
+    assert reference["apt-kto"] > 0 and reference["dpo-all"] > 0

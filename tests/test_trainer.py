@@ -461,7 +461,7 @@ def test_config_and_input_errors(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="checkpoint_every must be >= 0"):
         TrainConfig(checkpoint_every=-1)
     with pytest.raises(ValueError, match="loss must be one of"):
-        TrainConfig(loss="kto")  # type: ignore[arg-type]
+        TrainConfig(loss="kto-pairs")  # type: ignore[arg-type]
     tok = tiny_tokenizer()
     frozen = tiny_model(0).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
@@ -519,3 +519,22 @@ def test_pairs_cut_to_max_length_are_named(caplog):
         out = tokenize_pairs(tiny_tokenizer(), pairs, max_length=16)
     assert len(out[1].prompt_ids) + max(len(out[1].chosen_ids), len(out[1].rejected_ids)) <= 16
     assert "1 of 2 pairs exceeded train.max_length=16" in caplog.text and "'long-one'" in caplog.text
+
+
+def test_peak_memory_is_the_calls_own_not_the_processes(tmp_path) -> None:  # noqa: ANN001
+    """A training call reports the resident memory it reached, sampled while it ran: after the
+    process held 400 MB more than it does now, a small call's peak stays below that mark."""
+    import gc
+
+    from aptune.train.peak_memory import PeakMemory, process_peak_rss_mb
+
+    if PeakMemory(torch.device("cpu")).scope != "call":
+        pytest.skip("no /proc: the reading is the process peak")
+    ballast = torch.ones(100 * 2**20)  # 400 MB, touched
+    high = process_peak_rss_mb()
+    del ballast
+    gc.collect()
+    tok = tiny_tokenizer()
+    result = _train("dpo", tiny_lora(0), tok, TrainConfig(epochs=1, batch_size=2, **FAST), tmp_path)
+    assert 0 < result.peak_rss_mb < high - 200, (result.peak_rss_mb, high)
+    assert result.extra["peak_rss_scope"] == "call" and result.peak_device_mb is None

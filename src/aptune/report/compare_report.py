@@ -62,7 +62,8 @@ MAIN_HEADER = ["method", "seeds", "domain acc % [95% CI]", "domain majority-pos 
                "general acc % [95% CI]", "general majority-pos %", "Δ general vs base [95% CI]",
                "general macro avg %", "Δ macro", "domain predicted positions"]
 COST_HEADER = ["method", "kind", "adapter", "lr", "epochs/round", "batch", "rounds trained", "train set (pairs or items)",
-               "examples processed", "train tokens", "optimizer steps", "train s", "run wall s"]
+               "examples processed", "train tokens", "optimizer steps", "train s", "of which reference s",
+               "peak train RSS GB", "run wall s"]
 
 
 def main_rows(summaries: list[MethodSummary]) -> list[list[str]]:
@@ -191,7 +192,8 @@ def cost_rows(summaries: list[MethodSummary], methods: list[dict[str, Any]]) -> 
         out.append([s.method, s.kind, m.get("adapter", "–"), f"{tr.get('lr', float('nan')):g}" if tr else "–",
                     str(tr.get("epochs", "–")), str(tr.get("batch_size", 0) * tr.get("grad_accum", 1)) if tr else "–",
                     str(s.rounds_trained), str(s.train_set), f"{t.get('examples', 0):.0f}", f"{t.get('tokens', 0):,.0f}",
-                    f"{t.get('steps', 0):.0f}", f"{t.get('train_s', 0):.0f}", _wall(s.wall_s, s.wall_partial)])
+                    f"{t.get('steps', 0):.0f}", f"{t.get('train_s', 0):.0f}", f"{t.get('reference_s', 0):.0f}",
+                    f"{t['peak_rss_mb'] / 1024:.1f}" if t.get("peak_rss_mb") else "–", _wall(s.wall_s, s.wall_partial)])
     return out
 
 
@@ -212,7 +214,9 @@ NOTES = (
     "(hierarchical percentile bootstrap; with one seed, a bootstrap over items). "
     "Majority-pos = accuracy of always answering the most common gold position of those items. "
     "Cost columns are per seed (mean over seeds), summed over the rounds that trained (rolled-back rounds included); "
-    "examples/tokens count every epoch and, for preference methods, both sides of each pair. "
+    "examples/tokens count every epoch and, for preference methods, both sides of each pair; "
+    "the reference s are part of the train s (zero for reference-free losses); peak train RSS is the largest "
+    "training call's resident memory, sampled while it ran. "
     "Run wall time sums the run's own stages (a shared round-0 evaluation is charged to the run that did it); "
     "≥ marks a run resumed before stages were timed, whose figure covers only its last invocation."
 )

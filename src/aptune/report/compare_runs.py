@@ -102,18 +102,22 @@ def load_seed_run(method: str, seed: int, root: Path) -> SeedRun | None:
     run.gold_hist = _histograms(run_dir.read_output(0, "eval"), "gold_histogram")
     run.pred_hist = _histograms(run_dir.read_output(r, "eval"), "predicted_histogram")
     totals: Counter = Counter()
+    peak = 0.0
     for k in run_dir.rounds_on_disk():
         if not run_dir.is_done(k, "train"):
             continue
         tr = read_json(run_dir.stage_output(k, "train"))
         # "train_s" here is each training stage's whole wall time (reference pass included), as
         # committed compare results record it; TrainResult.train_s is the optimisation loop alone
-        totals.update({"steps": tr["steps"], "examples": tr["examples"], "tokens": tr["tokens"], "train_s": tr["wall_s"]})
+        totals.update({"steps": tr["steps"], "examples": tr["examples"], "tokens": tr["tokens"], "train_s": tr["wall_s"],
+                       "reference_s": tr.get("reference_s", 0.0)})
+        # the largest training call's peak (sampled during the call; older results: the process's)
+        peak = max(peak, tr.get("peak_rss_mb") or 0.0)
         run.rounds_trained += 1
         log_path = run_dir.train_metrics(k)
         if log_path.exists() and loss_rose([row["loss"] for row in read_jsonl(log_path) if "loss" in row]):
             run.loss_rose_rounds.append(k)
-    run.train = dict(totals)
+    run.train = {**totals, **({"peak_rss_mb": peak} if peak else {})}
     manifest = run_dir.manifest() if run_dir.manifest_path.exists() else {}
     run.provenance = manifest.get("provenance", {})
     run.train_set = sum(train_set_size(k.rsplit("/", 1)[-1], v) for k, v in manifest.get("stages", {}).items())

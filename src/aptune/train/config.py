@@ -96,11 +96,12 @@ class TrainResult:
     mean_loss: float
     mean_margin: float | None  # None for SFT
     wall_s: float  # the whole call: set-up, reference pass, optimisation loop, saving the adapter
-    peak_rss_mb: float  # process peak resident memory so far
+    peak_rss_mb: float  # peak resident memory during this call (sampled; train/peak_memory.py)
     skipped_steps: int = 0
     reference_s: float = 0.0  # of wall_s, this call's reference pass (log-probs of pairs not passed in)
     train_s: float = 0.0  # of wall_s, the optimisation loop (with earlier, interrupted calls' loop seconds)
     resumed_s: float = 0.0  # of wall_s, training seconds spent in earlier, interrupted calls (from the checkpoint)
+    peak_device_mb: float | None = None  # peak CUDA memory allocated during this call; None off CUDA
     adapter_dir: str | None = None
     metrics_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -33,8 +33,6 @@ import json
 import logging
 import math
 import os
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -62,6 +60,7 @@ from aptune.train.config import TrainConfig, TrainingDivergedError, TrainResult,
 from aptune.train.logprobs import response_logps
 from aptune.train.kto import KTOExample, with_kl_completions
 from aptune.train.losses import KTOLoss, PreferenceLoss, SFTLoss
+from aptune.train.peak_memory import PeakMemory
 from aptune.train.pairs import PreferencePair, SFTItem, tokenize_items, tokenize_pairs
 from aptune.train.tracking import log_row, open_tracker
 from aptune.train.reference import ReferenceContext, ReferenceLogps, compute_reference_logps
@@ -73,12 +72,6 @@ log = logging.getLogger(__name__)
 SaveFn = Callable[[Any, Path, "dict[str, Any] | None"], None]
 #: One micro-batch -> (loss, metrics); runs under autocast with grad enabled.
 StepFn = Callable[[Any, Batch], tuple[torch.Tensor, dict[str, float]]]
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def default_save(model: Any, folder: Path, state_dict: dict[str, Any] | None = None) -> None:
@@ -186,7 +179,11 @@ class TrainJob:
 def _train_loop(job: TrainJob) -> TrainResult:
     """The shared optimisation loop: set up (and run the reference pass), resume from a
     checkpoint of the same job if there is one, train, then save the adapter and the result."""
-    return _Loop(job).run()
+    memory = PeakMemory(job.accelerator.device).start()
+    try:
+        return _Loop(job, memory).run()
+    finally:
+        memory.stop()
 
 
 class _Loop:
@@ -194,9 +191,9 @@ class _Loop:
     position (a ``LoopState``, the record a checkpoint saves) and two clocks (the call's, for
     ``wall_s``; the optimisation loop's, for ``train_s``)."""
 
-    def __init__(self, job: TrainJob) -> None:
+    def __init__(self, job: TrainJob, memory: PeakMemory) -> None:
         cfg, accelerator = job.cfg, job.accelerator
-        self.job, self.cfg, self.accelerator = job, cfg, accelerator
+        self.job, self.cfg, self.accelerator, self.memory = job, cfg, accelerator, memory
         self.started = time.perf_counter()
         job.out_dir.mkdir(parents=True, exist_ok=True)
         self.named = [(name, p) for name, p in job.model.named_parameters() if p.requires_grad]
@@ -418,6 +415,10 @@ class _Loop:
 
     # --- the end -------------------------------------------------------------------------------
 
+    def _peak_rss(self) -> float:
+        self.memory.stop()  # the adapter is saved: the call's memory peak is behind it
+        return round(self.memory.rss_mb(), 1)
+
     def _finish(self, train_s: float) -> TrainResult:
         """Save the adapter, write ``train_result.json``, remove the checkpoints, log the timing."""
         cfg, accelerator, state = self.cfg, self.accelerator, self.state
@@ -446,7 +447,8 @@ class _Loop:
             mean_loss=sum(losses) / len(losses),
             mean_margin=sum(state.margins) / len(state.margins) if state.margins else None,
             wall_s=time.perf_counter() - self.started,
-            peak_rss_mb=peak_rss_mb(),
+            peak_rss_mb=self._peak_rss(),
+            peak_device_mb=self.memory.device_mb(),
             skipped_steps=state.skipped,
             reference_s=self.reference_s,
             train_s=train_s,
@@ -455,7 +457,7 @@ class _Loop:
             metrics_path=str(self.metrics_path),
             extra={"trainable_params": sum(p.numel() for p in self.params), "world_size": self.world,
                    "device": str(accelerator.device), "precision": str(self.compute).removeprefix("torch."),
-                   "loss_rose": rose},
+                   "loss_rose": rose, "peak_rss_scope": self.memory.scope},
         )
         if accelerator.is_main_process:
             result.write(self.job.out_dir / "train_result.json")
