@@ -227,12 +227,18 @@ def squad(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -
 
 def drop(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
     """oe-eval DROP doc: "Passage: <passage>" as the context, the question, the accepted answers
-    (a multi-span answer joined with ", "); exact match with token F1 beside, as SQuAD."""
+    (a multi-span answer joined with ", " as its text, its spans kept in ``meta["answer_spans"]``);
+    graded by DROP's own metric (``drop``: exact match, with DROP's bag F1 beside)."""
     passage, question = _passage_and_question(doc["query"])
-    answers = list(dict.fromkeys(", ".join(str(s).strip() for s in _listish(spans)) for spans in _listish(doc["answers"])))
-    answers = [a for a in answers if a]
+    spans_by_text: dict[str, list[str]] = {}
+    for spans in _listish(doc["answers"]):
+        parts = [str(s).strip() for s in _listish(spans)]
+        text = ", ".join(parts)
+        if text:
+            spans_by_text.setdefault(text, parts)
+    answers = list(spans_by_text)
     return Example(f"drop-{doc['query_id']}", task, domain, question, answer=answers[0], context=passage,
-                   meta={"aliases": answers[1:], "judge": "exact_match"})
+                   meta={"aliases": answers[1:], "judge": "drop", "answer_spans": list(spans_by_text.values())})
 
 
 def gold_choice_as_answer(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:

@@ -412,8 +412,8 @@ def default_judge_for(example: Example) -> Judge:
         return ChoiceJudge()
     if example.meta.get("tests"):
         return _code_tests()
-    named = example.meta.get("judge")  # the source's own metric (SQuAD, DROP: exact match)
-    if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name):
+    named = example.meta.get("judge")  # the source's own metric (SQuAD: exact match; DROP: drop)
+    if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name, "drop"):
         return _REGISTRY[named]()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
@@ -444,6 +444,16 @@ _REGISTRY: dict[str, Callable[..., Judge]] = {
                                     LLMJudge)
 }
 _REGISTRY["code_tests"] = _code_tests
+
+
+def _drop(**options: Any) -> Judge:
+    """``drop`` (drop_metric.py, which imports this module): built on first use."""
+    from aptune.evaluate.drop_metric import DropJudge
+
+    return DropJudge(**options)
+
+
+_REGISTRY["drop"] = _drop
 
 
 def register_judge(name: str, factory: Callable[..., Judge]) -> None:

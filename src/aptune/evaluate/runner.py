@@ -234,11 +234,11 @@ def _answer_local(
 
 
 def answer_f1(result: ItemResult) -> float:
-    """SQuAD token F1 of a worded answer: the short-answer judge's own score, else the best F1
-    against the reference and its aliases."""
+    """The F1 of a worded answer: the short-answer and DROP judges' own score (SQuAD's token F1,
+    DROP's bag F1), else SQuAD's best F1 against the reference and its aliases."""
     from aptune.evaluate.judges import references, token_f1
 
-    if result.extra.get("judge") == "short_answer":
+    if result.extra.get("judge") in ("short_answer", "drop"):
         return float(result.extra.get("judge_score", 0.0))
     return max(token_f1(str(result.prediction), ref) for ref in references(result.example))
 
@@ -256,8 +256,8 @@ def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) 
         tm.positions = position_stats(
             [int(r.example.gold or 0) for r in mc], [int(r.prediction) for r in mc]
         )
-    worded = [r for r in results if r.extra.get("judge") in ("short_answer", "exact_match")]
-    if worded:  # the second metric of worded answers: SQuAD's token F1, the best over the references
+    worded = [r for r in results if r.extra.get("judge") in ("short_answer", "exact_match", "drop")]
+    if worded:  # the second metric of worded answers: token F1 (DROP's bags for DROP), the best over the references
         tm.metrics["f1"] = bootstrap_mean([answer_f1(r) for r in worded], **boot)
     tm.judge_unparsable = sum(str(r.extra.get("judge_detail", "")).startswith(UNPARSABLE) for r in results)
     return tm
