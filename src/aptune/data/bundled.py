@@ -157,6 +157,10 @@ _TASK_LIST: list[BundledTask] = [
     # extractive reading comprehension: exact match with SQuAD's token F1 beside
     BundledTask("squad", "qa", oe(cv.squad, "squad", "bpb_5shot"), max_new_tokens=32),
     BundledTask("drop", "qa", oe(cv.drop, "drop", "bpb_5shot"), max_new_tokens=32),
+    BundledTask("coqa", "qa", oe(cv.coqa, "coqa", "bpb_0shot"), max_new_tokens=32),
+    BundledTask("jeopardy", "qa", oe(cv.jeopardy, "jeopardy", "bpb_5shot"), max_new_tokens=24),
+    # the passage's missing last word: only the first word written is graded
+    BundledTask("lambada", "general", oe(cv.lambada, "lambada", "bpb_0shot"), max_new_tokens=6),
 ]
 
 #: The bundled tasks only (the registry holds these and every plug-in's).
@@ -174,7 +178,7 @@ SUITES: dict[str, list[str]] = {
     "science": ["sciq", "arc_easy", "arc_challenge", "openbookqa"],
     "math": ["gsm8k", "basic_arithmetic", "basic_pattern"],
     "code": ["humaneval", "mbpp"],
-    "qa": ["nq_open", "basic_common_knowledge", "squad", "drop"],
+    "qa": ["nq_open", "basic_common_knowledge", "squad", "drop", "coqa", "jeopardy"],
     "general": ["hellaswag", "piqa", "winogrande", "boolq", "commonsense_qa", "social_iqa"],
     "medical": ["medmcqa", "medqa_en", *_mmlu_of("medical")],
     "legal": _mmlu_of("legal"),

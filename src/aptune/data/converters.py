@@ -241,6 +241,32 @@ def drop(doc: dict[str, Any], index: int, split: str, task: str, domain: str) ->
                    meta={"aliases": answers[1:], "judge": "drop", "answer_spans": list(spans_by_text.values())})
 
 
+def lambada(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval LAMBADA doc: a passage whose last word is left out, to be continued with that
+    word (``style="completion"``); graded on the first word written (``next_word``)."""
+    word = str(_listish(doc["answers_text"])[0]).strip()
+    return Example(f"lambada-{doc['id']}", task, domain, str(doc["query"]), answer=word, style="completion",
+                   meta={"judge": "next_word"})
+
+
+def jeopardy(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval Jeopardy doc: the category as the item's context, the clue as the question, the
+    response as the reference (short: the short-answer judge)."""
+    category, clue = _passage_and_question(str(doc["query"]))
+    return Example(f"jeopardy-{doc['index']}", task, domain, clue, answer=str(doc["answer"]).strip(), context=category)
+
+
+def coqa(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
+    """oe-eval CoQA doc (one turn of a conversation about a story): the story and the turns
+    before this one as the context, this turn's question, the annotators' answers (first =
+    reference, the rest aliases); exact match with token F1 beside, as SQuAD (CoQA's own
+    leaderboard metric is the F1)."""
+    context, question = _passage_and_question(str(doc["query"]))
+    answers = list(dict.fromkeys(str(a).strip() for a in _listish(doc["answers"]) if str(a).strip()))
+    return Example(f"coqa-{doc['id']}", task, domain, question, answer=answers[0], context=context,
+                   meta={"aliases": answers[1:], "judge": "exact_match"})
+
+
 def gold_choice_as_answer(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
     """oe-eval basic_skills doc (rc variant) as a free-form item: the text to continue, and the
     gold option as the reference ("4 * 8 =" → "32")."""

@@ -170,6 +170,23 @@ class ExactMatchJudge(Judge):
                                    f"{shown!r}" + (f" or {len(accepted) - 1} alias(es)" if len(accepted) > 1 else ""))
 
 
+class NextWordJudge(Judge):
+    """Correct when the first word the model writes is the reference word (LAMBADA: the
+    passage's missing last word), compared after SQuAD normalisation; what follows the word
+    (the rest of the sentence) is not graded."""
+
+    name = "next_word"
+
+    def judge(self, example: Example, prediction: Prediction) -> Verdict:
+        text = _as_text(example, prediction)
+        words = text.split()
+        first = normalize_answer(words[0]) if words else ""
+        want = normalize_answer(str(example.reference))
+        if first and first == want:
+            return Verdict(True, 1.0, f"the next word is {example.reference!r}")
+        return Verdict(False, 0.0, f"the next word is {first[:30]!r}, not {want!r}")
+
+
 # --- short_answer --------------------------------------------------------------------------------
 
 #: references of at most this many normalised words get the short-answer judge by default
@@ -413,7 +430,7 @@ def default_judge_for(example: Example) -> Judge:
     if example.meta.get("tests"):
         return _code_tests()
     named = example.meta.get("judge")  # the source's own metric (SQuAD: exact match; DROP: drop)
-    if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name, "drop"):
+    if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name, NextWordJudge.name, "drop"):
         return _REGISTRY[named]()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
@@ -441,7 +458,7 @@ def _code_tests(**options: Any) -> Judge:
 
 _REGISTRY: dict[str, Callable[..., Judge]] = {
     judge.name: judge for judge in (AutoJudge, ChoiceJudge, ExactMatchJudge, ShortAnswerJudge, FinalNumberJudge,
-                                    LLMJudge)
+                                    NextWordJudge, LLMJudge)
 }
 _REGISTRY["code_tests"] = _code_tests
 
