@@ -139,3 +139,44 @@ def test_a_separate_retrieval_pool_is_answered_and_never_yields_held_out_items(t
     assert all({"correct", "prediction", "example"} <= set(r["answer_row"]) for r in retrieved)
     similar = [p for p in read_jsonl(tmp_path / "run" / "round-1" / "pairs.jsonl") if p["source"] == "similar"]
     assert {p["id"] for p in similar} <= {r["id"] for r in retrieved}
+
+
+def _unpaired(folder: Path, n: int = 24) -> Path:
+    """TRL's KTO data: prompt, one completion, a label (JSON booleans and CSV-style text)."""
+    rows = []
+    for i in range(n):
+        a, b = WORDS[i % len(WORDS)], WORDS[(i + 5) % len(WORDS)]
+        good = i % 3 != 0
+        rows.append({"id": f"u{i}", "prompt": f"what is {a}?", "completion": f"the {a}" if good else f"a {b}",
+                     "label": good if i % 2 else ("true" if good else "false")})
+    return _write(folder / "unpaired.jsonl", rows)
+
+
+def test_unpaired_rows_train_with_kto_and_are_refused_by_dpo(tmp_path: Path):
+    from aptune.data import load_task
+    from aptune.methods.pairs_data import PairsDataRun
+
+    path = _config(tmp_path, pool={"tasks": ["unpaired.jsonl"], "split": "source"},
+                   domain_eval={"tasks": ["general.jsonl"], "split": "test"})
+    _unpaired(tmp_path)
+    items = load_task(str(tmp_path / "unpaired.jsonl"), split="source")
+    assert [ex.meta["desirable"] for ex in items[:4]] == [False, True, True, False]
+    with pytest.raises(ValueError, match=r"item 'u0': an unpaired row .* trains with train.loss: kto only, not sigmoid"):
+        PairsDataRun(load_run_config(path), tmp_path / "dpo", progress=False).run()
+    assert not (tmp_path / "dpo" / "round-0").exists(), "refused before any work"
+    cfg = load_run_config(path, ["train.loss=kto"])
+    PairsDataRun(cfg, tmp_path / "kto", progress=False).run()
+    rows = read_jsonl(tmp_path / "kto" / "round-1" / "pairs.jsonl")
+    assert len(rows) == 24 and all((r["chosen"] is None) != (r["rejected"] is None) for r in rows)
+    record = read_json(tmp_path / "kto" / "manifest.json")["stages"]["round-1/train"]
+    assert record["kto_examples"] == 24 and record["kto_desirable"] == 16 and record["steps"] >= 1
+
+
+def test_a_bad_label_names_its_line(tmp_path: Path):
+    from aptune.data import load_task
+    from aptune.data.files import DataError
+
+    _write(tmp_path / "bad.jsonl", [{"prompt": "p", "completion": "c", "label": True},
+                                    {"prompt": "q", "completion": "d", "label": "maybe"}])
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field 'label': must be true or false"):
+        load_task(str(tmp_path / "bad.jsonl"), split="source")

@@ -16,6 +16,7 @@ Schema (one item per JSONL line / CSV row / Parquet row):
   history   optional  the conversation before the question: [{role, content}, ...]
   system    optional  the conversation's system message
   rejected  optional  a dispreferred answer (preference data)
+  desirable optional  true / false: the answer is a desirable or undesirable example (KTO data)
 
 Rows in chat formats (``messages``, Alpaca, ShareGPT, prompt/chosen/rejected) are read into this
 schema first (``formats.py``). Every problem raises ``DataError`` with a one-line message
@@ -224,6 +225,11 @@ def _free_form_meta(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any
         from aptune.data.formats import _messages
 
         meta["history"] = _messages(path, line, history, "history")
+    desirable = row.get("desirable")
+    if not _is_blank(desirable):
+        if not isinstance(desirable, bool):
+            raise _err(path, line, "desirable", f"must be true or false, got {desirable!r}")
+        meta["desirable"] = desirable
     for field in TEXT_FIELDS:
         value = row.get(field)
         if _is_blank(value):

@@ -16,7 +16,10 @@ named with ``format:`` (every row of a file then has that format):
   ``human``/``user``, ``gpt``/``assistant``: read as ``messages``;
 - ``preference`` — ``prompt`` (text, or a messages list) with ``chosen`` and ``rejected``
   answers: the item's reference is ``chosen``; ``rejected`` is kept (``meta["rejected"]``) for
-  preference training.
+  preference training;
+- ``unpaired`` — ``prompt`` (text, or a messages list) with one ``completion`` and a boolean
+  ``label`` (desirable or not), TRL's KTO data: the completion is the item's answer and the
+  label ``meta["desirable"]``, for ``train.loss: kto``.
 
 ``fields`` renames columns first (``{question: prompt_text, answer: response}``: read the
 question from ``prompt_text``), for files whose columns have other names. Every problem is a
@@ -29,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-FORMATS: tuple[str, ...] = ("auto", "qa", "messages", "alpaca", "sharegpt", "preference")
+FORMATS: tuple[str, ...] = ("auto", "qa", "messages", "alpaca", "sharegpt", "preference", "unpaired")
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 #: ShareGPT's speaker names → chat roles
 SHAREGPT_ROLES: dict[str, str] = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
@@ -66,6 +69,8 @@ def detect_format(row: Any) -> str:
         return "sharegpt"
     if "chosen" in row and "rejected" in row:
         return "preference"
+    if "completion" in row and "label" in row:
+        return "unpaired"
     if "instruction" in row and "output" in row:
         return "alpaca"
     return "qa"
@@ -91,6 +96,8 @@ def to_item_row(fmt: str, path: Path, line: int, row: Any) -> Any:
         return {**kept, **_conversation(path, line, _sharegpt(path, line, row.get("conversations")))}
     if fmt == "preference":
         return {**kept, **_preference(path, line, row)}
+    if fmt == "unpaired":
+        return {**kept, **_unpaired(path, line, row)}
     raise _error(path, line, "format", f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
@@ -158,22 +165,43 @@ def _conversation(path: Path, line: int, turns: list[dict[str, str]]) -> dict[st
     return {**_prompt_parts(path, line, turns[:-1], field), "answer": turns[-1]["content"]}
 
 
-def _preference(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+def _prompt(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+    """A preference row's ``prompt``, text or messages, as the item's question (and history)."""
     prompt = row.get("prompt")
     if isinstance(prompt, list):
-        parts = _prompt_parts(path, line, _messages(path, line, prompt, "prompt"), "prompt")
-    elif isinstance(prompt, str) and prompt.strip():
-        parts = {"question": prompt}
-    else:
-        raise _error(path, line, "prompt", "missing or empty (text, or a list of messages)")
-    answers = {}
-    for name in ("chosen", "rejected"):
-        value = row.get(name)
-        if isinstance(value, list):  # a messages list: the assistant turn is the answer
-            value = value[-1].get("content") if value and isinstance(value[-1], dict) else None
-        if not isinstance(value, str) or not value.strip():
-            raise _error(path, line, name, "missing or empty (text, or a messages list ending with the answer)")
-        answers[name] = value
+        return _prompt_parts(path, line, _messages(path, line, prompt, "prompt"), "prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        return {"question": prompt}
+    raise _error(path, line, "prompt", "missing or empty (text, or a list of messages)")
+
+
+def _answer(path: Path, line: int, row: dict[str, Any], name: str) -> str:
+    """An answer field, text or a messages list ending with the answer."""
+    value = row.get(name)
+    if isinstance(value, list):  # a messages list: the assistant turn is the answer
+        value = value[-1].get("content") if value and isinstance(value[-1], dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise _error(path, line, name, "missing or empty (text, or a messages list ending with the answer)")
+    return value
+
+
+#: how a label may be written (JSON booleans; CSV and Parquet text or numbers)
+_LABELS = {True: True, False: False, "true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
+
+
+def _unpaired(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+    label = row.get("label")
+    key = label.strip().lower() if isinstance(label, str) else label
+    if isinstance(key, float) and key in (0.0, 1.0):
+        key = int(key)
+    if not isinstance(key, (bool, int, str)) or key not in _LABELS:
+        raise _error(path, line, "label", f"must be true or false (desirable or not), got {label!r}")
+    return {**_prompt(path, line, row), "answer": _answer(path, line, row, "completion"), "desirable": _LABELS[key]}
+
+
+def _preference(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+    parts = _prompt(path, line, row)
+    answers = {name: _answer(path, line, row, name) for name in ("chosen", "rejected")}
     if answers["chosen"].strip() == answers["rejected"].strip():
         raise _error(path, line, "rejected", "the same as chosen: a pair must differ")
     return {**parts, "answer": answers["chosen"], "rejected": answers["rejected"]}

@@ -4,6 +4,8 @@ The pool's rows carry ``prompt``/``chosen``/``rejected`` (``data/formats.py``: p
 messages); each becomes a pair in the run's prompt format, and the adapter is trained with the
 configured preference loss (DPO family + NLL), as in an APT round. It is what ``aptune train``
 runs on a preference file: TRL's ``DPOTrainer`` on your data, with aptune's evaluation and gate.
+Unpaired rows (``prompt``/``completion``/``label``, TRL's KTO data) are written as one-sided rows
+(the other side null) and train with ``train.loss: kto`` only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 
 from aptune.apt.pair_builder import pairs_from_preference_items
 from aptune.methods.preference import PreferenceRun
+from aptune.prompts import render_answer, render_prompt
 from aptune.run.evaluation import load_taskset
 
 
@@ -23,10 +26,27 @@ class PairsDataRun(PreferenceRun):
             return "no preference pairs: the pool has no rows"
         return None
 
+    def validate(self) -> None:
+        """Unpaired rows are KTO data: refused, before any work, by any other loss."""
+        super().validate()
+        if self.cfg.train.loss != "kto":
+            pool = load_taskset(self.cfg.pool, self.cfg.seed)
+            unpaired = next((ex for exs in pool.values() for ex in exs if "desirable" in ex.meta), None)
+            if unpaired is not None:
+                raise ValueError(f"task {unpaired.task!r} item {unpaired.id!r}: an unpaired row (prompt, completion, "
+                                 f"label) trains with train.loss: kto only, not {self.cfg.train.loss}")
+
     def stage_pairs(self, round_index: int) -> None:
         pool = [ex for exs in load_taskset(self.cfg.pool, self.cfg.seed, self.cfg.prompt.shots).values() for ex in exs]
-        built = pairs_from_preference_items(pool, self.tokenizer, self.settings.prompt, source="pool") + self.user_pairs()
-        self.dir.write_rows(round_index, "pairs", [{**dataclasses.asdict(b.pair), "source": b.source,
-                                                    "negative": b.negative} for b in built])
-        self.dir.mark(round_index, "pairs", pairs=len(built), pool=len(pool),
+        paired = [ex for ex in pool if "desirable" not in ex.meta]
+        built = pairs_from_preference_items(paired, self.tokenizer, self.settings.prompt, source="pool") + self.user_pairs()
+        rows = [{**dataclasses.asdict(b.pair), "source": b.source, "negative": b.negative} for b in built]
+        fmt = self.settings.prompt
+        for ex in (ex for ex in pool if "desirable" in ex.meta):
+            answer = render_answer(ex, ex.reference, self.tokenizer, fmt)
+            good = bool(ex.meta["desirable"])
+            rows.append({"id": ex.id, "prompt": render_prompt(ex, self.tokenizer, fmt), "chosen": answer if good else None,
+                         "rejected": None if good else answer, "source": "pool", "negative": "unpaired"})
+        self.dir.write_rows(round_index, "pairs", rows)
+        self.dir.mark(round_index, "pairs", pairs=len(built), unpaired=len(rows) - len(built), pool=len(pool),
                       user_pairs=sum(b.source == "user" for b in built))

@@ -44,11 +44,13 @@ class KTOExample:
 
 def examples_from_pair_rows(rows: Sequence[Mapping[str, Any]]) -> list[KTOExample]:
     """KTO examples from ``pairs.jsonl`` rows (module docstring): ``<id>+`` for the gold,
-    ``<id>-`` for the rejected side where it is the model's own."""
+    ``<id>-`` for the rejected side where it is the model's own. A user's unpaired row has one
+    side only (the other null) and gives that one example."""
     out: list[KTOExample] = []
     for row in rows:
-        out.append(KTOExample(f"{row['id']}+", row["prompt"], row["chosen"], True))
-        if row.get("negative") not in NOT_THE_MODELS:
+        if row.get("chosen") is not None:
+            out.append(KTOExample(f"{row['id']}+", row["prompt"], row["chosen"], True))
+        if row.get("rejected") is not None and row.get("negative") not in NOT_THE_MODELS:
             out.append(KTOExample(f"{row['id']}-", row["prompt"], row["rejected"], False))
     return out
 
