@@ -48,6 +48,7 @@ def test_lambada_is_graded_on_the_next_word_alone():
     assert judge.judge(item, f" {word}. And then she left.").correct
     assert judge.judge(item, f"{word.upper()},").correct
     assert not judge.judge(item, f" the {word}").correct  # the first word is graded, not any word
+    assert "next word is 'the'" in judge.judge(item, " The end").detail  # an article is a word here
     assert not judge.judge(item, "").correct
 
 

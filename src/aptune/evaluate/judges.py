@@ -172,16 +172,21 @@ class ExactMatchJudge(Judge):
 
 class NextWordJudge(Judge):
     """Correct when the first word the model writes is the reference word (LAMBADA: the
-    passage's missing last word), compared after SQuAD normalisation; what follows the word
-    (the rest of the sentence) is not graded."""
+    passage's missing last word), both lower-cased with the punctuation around them stripped
+    ("Shane," is "shane"; articles are words here, not noise); what follows the word (the rest
+    of the sentence) is not graded."""
 
     name = "next_word"
+
+    @staticmethod
+    def _word(text: str) -> str:
+        return text.strip().strip(string.punctuation + "\u2018\u2019\u201c\u201d").lower()
 
     def judge(self, example: Example, prediction: Prediction) -> Verdict:
         text = _as_text(example, prediction)
         words = text.split()
-        first = normalize_answer(words[0]) if words else ""
-        want = normalize_answer(str(example.reference))
+        first = self._word(words[0]) if words else ""
+        want = self._word(str(example.reference))
         if first and first == want:
             return Verdict(True, 1.0, f"the next word is {example.reference!r}")
         return Verdict(False, 0.0, f"the next word is {first[:30]!r}, not {want!r}")
