@@ -128,7 +128,7 @@ def test_sft_and_token_mean_nll() -> None:
 
 def test_bad_arguments_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="loss must be one of"):
-        PreferenceLoss("kto")  # type: ignore[arg-type]
+        PreferenceLoss("dpo-plus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="beta"):
         PreferenceLoss("sigmoid", beta=0.0)
     with pytest.raises(ValueError, match="label_smoothing"):
