@@ -33,12 +33,6 @@ class GateVerdict:
     reason: str
     change: Interval | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rolled_back": self.rolled_back}
-        if self.change is not None:
-            out["general_change"] = self.change.to_dict()
-        return out
-
 
 def gate_view(summary: dict[str, Any]) -> tuple[str | None, str]:
     """Which evaluated view the gate reads, and how the decision names its items: the general
