@@ -34,6 +34,7 @@ def test_the_bundled_drop_items_take_the_drop_judge():
     assert not DropJudge().judge(multi, ", ".join(multi.meta["answer_spans"][0])).correct
     plain = Example("x", "t", "d", "How many?", answer="4")  # no spans given: each reference is one span
     assert DropJudge().judge(plain, "4.0 points").score == pytest.approx(0.67)
+    assert DropJudge().judge(plain, "4.0 points").f1 == pytest.approx(0.67)
 
 
 def test_parity_with_lm_evals_drop_metric():

@@ -141,3 +141,16 @@ def test_mixed_budgets_generate_in_groups_and_keep_input_order(model, tokenizer,
                             torch.float32, progress=False)
     assert [r.example.id for r in out] == ["a", "b", "c"]
     assert sorted(calls) == [(1, 5, ()), (2, 3, ())]
+
+
+def test_worded_answers_carry_their_f1_into_the_summary_and_numbers_do_not(model, tokenizer):
+    from aptune.evaluate.judges import token_f1
+    from aptune.evaluate.runner import summarize
+
+    worded = Example("w", "t", "x", "the cat", answer="dog", meta={"max_new_tokens": 3})
+    number = Example("n", "t", "x", "two and two", answer="4", meta={"max_new_tokens": 3})
+    out = answer_generative(model, tokenizer, [worded, number], EvalSettings(prompt=PromptFormat(template="plain")),
+                            torch.float32, progress=False)
+    assert out[0].extra["judge"] == "short_answer" and out[1].extra["judge"] == "final_number"
+    assert out[0].extra["f1"] == token_f1(str(out[0].prediction), "dog") and "f1" not in out[1].extra
+    assert summarize("t", out, EvalSettings()).metrics["f1"].value == out[0].extra["f1"]

@@ -145,6 +145,7 @@ def test_short_answer_accepts_the_reference_stated_in_a_sentence(example: Exampl
     assert verdict.correct is correct, verdict.detail
     assert verdict.score == pytest.approx(max(token_f1(prediction, r) for r in [example.reference,
                                                                                  *example.meta.get("aliases", ())]))
+    assert verdict.f1 == verdict.score  # the evaluation's F1 column reads the verdict's f1
 
 
 def test_short_answer_does_not_count_an_echo_of_the_question() -> None:
@@ -331,8 +332,8 @@ def test_llm_judge_scale_and_rubric_are_settable_and_bad_ones_refused() -> None:
 def test_an_eval_counts_unparsable_judge_outputs_and_reports_short_answer_f1() -> None:
     from aptune.evaluate.runner import EvalSettings, ItemResult, summarize
 
-    short = [ItemResult(TEXT, True, "It is Paris.", {"judge": "short_answer", "judge_score": 0.5}),
-             ItemResult(TEXT, False, "Lyon", {"judge": "short_answer", "judge_score": 0.0})]
+    short = [ItemResult(TEXT, True, "It is Paris.", {"judge": "short_answer", "judge_score": 0.5, "f1": 0.5}),
+             ItemResult(TEXT, False, "Lyon", {"judge": "short_answer", "judge_score": 0.0, "f1": 0.0})]
     tm = summarize("t", short, EvalSettings())
     assert tm.metrics["f1"].value == pytest.approx(0.25) and tm.judge_unparsable == 0
     llm = [ItemResult(TEXT, False, "x", {"judge": "llm", "judge_detail": "unparsable judge output: 'x'"}),

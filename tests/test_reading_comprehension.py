@@ -8,7 +8,8 @@ from aptune.data import load_task
 from aptune.data.example import Example
 from aptune.data.sources import read_oe_docs
 from aptune.evaluate.judges import default_judge_for
-from aptune.evaluate.runner import EvalSettings, ItemResult, answer_f1, summarize
+from aptune.evaluate.judges import ExactMatchJudge
+from aptune.evaluate.runner import EvalSettings, ItemResult, summarize
 from aptune.prompts import PromptFormat, render_prompt
 
 
@@ -27,11 +28,12 @@ def test_graded_by_exact_match_with_f1_beside():
     ex = load_task("squad", split="source", limit=1)[0]
     assert default_judge_for(ex).name == "exact_match"
     item = Example("s1", "squad", "qa", "How long?", answer="23 years", meta={"aliases": ["23"], "judge": "exact_match"})
-    right = ItemResult(item, True, "23", {"judge": "exact_match"})
-    partly = ItemResult(item, False, "about 23 years ago", {"judge": "exact_match"})
-    assert answer_f1(right) == 1.0 and 0 < answer_f1(partly) < 1
-    metrics = summarize("squad", [right, partly], EvalSettings()).metrics
-    assert metrics["accuracy"].value == 0.5 and metrics["f1"].value == (1.0 + answer_f1(partly)) / 2
+    right, partly = (ExactMatchJudge().judge(item, answer) for answer in ("23", "about 23 years ago"))
+    assert right.correct and right.f1 == 1.0 and not partly.correct and 0 < partly.f1 < 1
+    results = [ItemResult(item, v.correct, a, {"judge": "exact_match", "f1": v.f1})
+               for v, a in ((right, "23"), (partly, "about 23 years ago"))]
+    metrics = summarize("squad", results, EvalSettings()).metrics
+    assert metrics["accuracy"].value == 0.5 and metrics["f1"].value == (1.0 + partly.f1) / 2
 
 
 def test_drop_multi_span_answers_are_joined():

@@ -105,6 +105,6 @@ class DropJudge(Judge):
         em, f1 = drop_score(text, answers)
         shown = ", ".join(answers[0]) if answers else ""
         if em:
-            return Verdict(True, f1, f"DROP exact match with {shown!r} (F1 {f1:.2f})")
+            return Verdict(True, f1, f"DROP exact match with {shown!r} (F1 {f1:.2f})", f1=f1)
         return Verdict(False, f1, f"{normalize_span(text)[:60]!r} is not {shown!r} by DROP's exact match "
-                                  f"(F1 {f1:.2f})")
+                                  f"(F1 {f1:.2f})", f1=f1)

@@ -44,12 +44,17 @@ GenerateFn = Callable[[list[str]], list[str]]
 
 @dataclass(frozen=True)
 class Verdict:
-    """One judgement: correct or not, the judge's score (1.0/0.0, or the LLM's 1-5), and why."""
+    """One judgement: correct or not, the judge's score (1.0/0.0, or the LLM's 1-5), and why.
+
+    ``f1`` is the second metric of a worded answer (SQuAD's token F1 against the best reference,
+    DROP's bag F1), set by the judges whose answers are words; None where an F1 means nothing
+    (choices, numbers, code, an LLM's grade). The evaluation averages it where it is set."""
 
     correct: bool
     score: float | None
     detail: str
     judge: str | None = None  # which judge decided, where a dispatcher (``auto``) chose one
+    f1: float | None = None
 
 
 class Judge(ABC):
@@ -161,13 +166,15 @@ class ExactMatchJudge(Judge):
         text = _as_text(example, prediction)
         answer = normalize_answer(text)
         accepted = references(example)
+        f1 = max(token_f1(text, r) for r in accepted)
         for reference in accepted:
             norm = normalizer_for(reference)
             if norm(text) == norm(reference):
-                return Verdict(True, 1.0, f"exact match of the normalised answer with {reference!r}")
+                return Verdict(True, 1.0, f"exact match of the normalised answer with {reference!r}", f1=f1)
         shown = normalize_answer(accepted[0]) or accepted[0]
         return Verdict(False, 0.0, f"exact match (whole normalised answer = reference): {answer[:60]!r} is not "
-                                   f"{shown!r}" + (f" or {len(accepted) - 1} alias(es)" if len(accepted) > 1 else ""))
+                                   f"{shown!r}" + (f" or {len(accepted) - 1} alias(es)" if len(accepted) > 1 else ""),
+                       f1=f1)
 
 
 class NextWordJudge(Judge):
@@ -246,10 +253,10 @@ class ShortAnswerJudge(Judge):
         f1 = max(token_f1(answer, r) for r in accepted)
         for reference in accepted:
             if contains_span(answer, reference, echo=example.question):
-                return Verdict(True, f1, f"states {reference!r} (token F1 {f1:.2f})")
+                return Verdict(True, f1, f"states {reference!r} (token F1 {f1:.2f})", f1=f1)
         return Verdict(False, f1, f"{normalize_answer(answer)[:60]!r} does not state {accepted[0]!r}"
                                   + (f" or {len(accepted) - 1} alias(es)" if len(accepted) > 1 else "")
-                                  + f" (token F1 {f1:.2f})")
+                                  + f" (token F1 {f1:.2f})", f1=f1)
 
 
 # --- final_number ---------------------------------------------------------------------------
@@ -435,7 +442,7 @@ def default_judge_for(example: Example) -> Judge:
     if example.meta.get("tests"):
         return _code_tests()
     named = example.meta.get("judge")  # the source's own metric (SQuAD: exact match; DROP: drop)
-    if named in (ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name, NextWordJudge.name, "drop"):
+    if named in ITEM_NAMEABLE_JUDGES:
         return _REGISTRY[named]()
     if is_numeric_reference(example.reference):
         return FinalNumberJudge()
@@ -476,6 +483,11 @@ def _drop(**options: Any) -> Judge:
 
 
 _REGISTRY["drop"] = _drop
+
+#: the judges an item's source may name in ``meta["judge"]``: the exact checks that need no
+#: options (an LLM judge needs a model; code_tests is chosen by the item's tests)
+ITEM_NAMEABLE_JUDGES = frozenset({ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name,
+                                  NextWordJudge.name, "drop"})
 
 
 def register_judge(name: str, factory: Callable[..., Judge]) -> None:

@@ -182,6 +182,8 @@ def answer_generative(
         extra: dict[str, Any] = {"judge": verdict.judge or judge.name, "judge_detail": verdict.detail}
         if verdict.score is not None:
             extra["judge_score"] = verdict.score
+        if verdict.f1 is not None:
+            extra["f1"] = verdict.f1
         results.append(ItemResult(ex, verdict.correct, text, extra))
     return results
 
@@ -233,16 +235,6 @@ def _answer_local(
     return [r for r in out if r is not None]
 
 
-def answer_f1(result: ItemResult) -> float:
-    """The F1 of a worded answer: the short-answer and DROP judges' own score (SQuAD's token F1,
-    DROP's bag F1), else SQuAD's best F1 against the reference and its aliases."""
-    from aptune.evaluate.judges import references, token_f1
-
-    if result.extra.get("judge") in ("short_answer", "drop"):
-        return float(result.extra.get("judge_score", 0.0))
-    return max(token_f1(str(result.prediction), ref) for ref in references(result.example))
-
-
 def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) -> TaskMetrics:
     """Accuracy (and acc_norm for MC) with bootstrap intervals and position statistics."""
     domain = results[0].example.domain if results else ""
@@ -256,9 +248,9 @@ def summarize(task: str, results: Sequence[ItemResult], settings: EvalSettings) 
         tm.positions = position_stats(
             [int(r.example.gold or 0) for r in mc], [int(r.prediction) for r in mc]
         )
-    worded = [r for r in results if r.extra.get("judge") in ("short_answer", "exact_match", "drop")]
-    if worded:  # the second metric of worded answers: token F1 (DROP's bags for DROP), the best over the references
-        tm.metrics["f1"] = bootstrap_mean([answer_f1(r) for r in worded], **boot)
+    f1s = [float(r.extra["f1"]) for r in results if "f1" in r.extra]
+    if f1s:  # the second metric of worded answers, set by their judges (Verdict.f1)
+        tm.metrics["f1"] = bootstrap_mean(f1s, **boot)
     tm.judge_unparsable = sum(str(r.extra.get("judge_detail", "")).startswith(UNPARSABLE) for r in results)
     return tm
 
