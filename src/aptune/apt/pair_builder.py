@@ -143,3 +143,18 @@ def pairs_from_preference_items(examples: Sequence[Example], tokenizer: Any, fmt
                               rejected=render_answer(ex, rejected, tokenizer, fmt))
         out.append(BuiltPair(pair, source, "user_rejected"))
     return out
+
+
+def rows_from_unpaired_items(examples: Sequence[Example], tokenizer: Any, fmt: PromptFormat,
+                             source: str = "user") -> list[dict[str, Any]]:
+    """Users' unpaired rows (``prompt``/``completion``/``label``, TRL's KTO data, read by
+    ``data/formats.py``) as one-sided pair rows: the completion, rendered in the run's format, on
+    the chosen side when its label is desirable and on the rejected side when not, the other
+    side null. Only the KTO loss trains on them (each side is its own example there)."""
+    rows = []
+    for ex in examples:
+        answer = render_answer(ex, ex.reference, tokenizer, fmt)
+        good = bool(ex.meta["desirable"])
+        rows.append({"id": ex.id, "prompt": render_prompt(ex, tokenizer, fmt), "chosen": answer if good else None,
+                     "rejected": None if good else answer, "source": source, "negative": "unpaired"})
+    return rows

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from aptune.apt.pair_builder import pairs_from_preference_items
+from aptune.apt.pair_builder import pairs_from_preference_items, rows_from_unpaired_items
+from aptune.data.example import Example
 from aptune.methods.preference import PreferenceRun
-from aptune.prompts import render_answer, render_prompt
 from aptune.run.evaluation import load_taskset
 
 
@@ -26,12 +26,11 @@ class PairsDataRun(PreferenceRun):
             return "no preference pairs: the pool has no rows"
         return None
 
-    def validate(self) -> None:
+    def check_pool(self, sets: dict[str, list[Example]]) -> None:
         """Unpaired rows are KTO data: refused, before any work, by any other loss."""
-        super().validate()
+        super().check_pool(sets)
         if self.cfg.train.loss != "kto":
-            pool = load_taskset(self.cfg.pool, self.cfg.seed)
-            unpaired = next((ex for exs in pool.values() for ex in exs if "desirable" in ex.meta), None)
+            unpaired = next((ex for exs in sets.values() for ex in exs if "desirable" in ex.meta), None)
             if unpaired is not None:
                 raise ValueError(f"task {unpaired.task!r} item {unpaired.id!r}: an unpaired row (prompt, completion, "
                                  f"label) trains with train.loss: kto only, not {self.cfg.train.loss}")
@@ -41,12 +40,8 @@ class PairsDataRun(PreferenceRun):
         paired = [ex for ex in pool if "desirable" not in ex.meta]
         built = pairs_from_preference_items(paired, self.tokenizer, self.settings.prompt, source="pool") + self.user_pairs()
         rows = [{**dataclasses.asdict(b.pair), "source": b.source, "negative": b.negative} for b in built]
-        fmt = self.settings.prompt
-        for ex in (ex for ex in pool if "desirable" in ex.meta):
-            answer = render_answer(ex, ex.reference, self.tokenizer, fmt)
-            good = bool(ex.meta["desirable"])
-            rows.append({"id": ex.id, "prompt": render_prompt(ex, self.tokenizer, fmt), "chosen": answer if good else None,
-                         "rejected": None if good else answer, "source": "pool", "negative": "unpaired"})
+        rows += rows_from_unpaired_items([ex for ex in pool if "desirable" in ex.meta], self.tokenizer,
+                                         self.settings.prompt, source="pool")
         self.dir.write_rows(round_index, "pairs", rows)
         self.dir.mark(round_index, "pairs", pairs=len(built), unpaired=len(rows) - len(built), pool=len(pool),
                       user_pairs=sum(b.source == "user" for b in built))

@@ -29,6 +29,7 @@ import torch
 
 from aptune.adapters import attach_adapter, load_adapter, merge_adapter
 from aptune.config import RunConfig
+from aptune.data.example import Example
 from aptune.devices import device_name, resolve_device
 from aptune.distributed import is_main
 from aptune.evaluate.judges import Judge
@@ -258,14 +259,20 @@ class Run:
             sets = load_taskset(ts, self.cfg.seed, self.cfg.prompt.shots)
             if label == "pool" and not any(sets.values()):
                 raise ValueError(f"pool: no items in split {ts.split!r} of {', '.join(ts.tasks)}: nothing to mine")
-            if label == "pool":  # mining, retrieval and pairs key items by id across the pool's tasks
-                seen: dict[str, str] = {}
-                for name, items in sets.items():
-                    for ex in items:
-                        if seen.setdefault(ex.id, name) != name:
-                            raise ValueError(f"pool: item id {ex.id!r} is in both {seen[ex.id]} and {name}; ids must "
-                                             "be unique across the pool's tasks (give one file's rows other ids)")
+            if label == "pool":
+                self.check_pool(sets)
         resolve_model_path(self.cfg.model.name)
+
+    def check_pool(self, sets: dict[str, list[Example]]) -> None:
+        """Refuse a pool this method cannot use, given its items per task (loaded once, by
+        ``validate``). Every method keys items by id across the pool's tasks (mining, retrieval,
+        pairs), so ids must be unique; a method adds its own checks by extending this."""
+        seen: dict[str, str] = {}
+        for name, items in sets.items():
+            for ex in items:
+                if seen.setdefault(ex.id, name) != name:
+                    raise ValueError(f"pool: item id {ex.id!r} is in both {seen[ex.id]} and {name}; ids must "
+                                     "be unique across the pool's tasks (give one file's rows other ids)")
 
     def open(self) -> None:
         """Create the run directory, or reopen it when this config (under today's schema
