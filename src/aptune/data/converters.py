@@ -256,15 +256,24 @@ def jeopardy(doc: dict[str, Any], index: int, split: str, task: str, domain: str
     return Example(f"jeopardy-{doc['index']}", task, domain, clue, answer=str(doc["answer"]).strip(), context=category)
 
 
+def _distinct_ignoring_case(answers: list[str]) -> list[str]:
+    """Answers without repeats that differ only in case, in order (lm-eval's CoQA answer list)."""
+    kept: list[str] = []
+    for answer in answers:
+        if answer.lower() not in {k.lower() for k in kept}:
+            kept.append(answer)
+    return kept
+
+
 def coqa(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:
     """oe-eval CoQA doc (one turn of a conversation about a story): the story and the turns
-    before this one as the context, this turn's question, the annotators' answers (first =
-    reference, the rest aliases); exact match with token F1 beside, as SQuAD (CoQA's own
-    leaderboard metric is the F1)."""
+    before this one as the context, this turn's question, the annotators' distinct answers
+    (first = reference, the rest aliases), graded by CoQA's own leave-one-annotator-out metric
+    (``coqa`` judge: exact match against any annotator, CoQA's F1 beside)."""
     context, question = _passage_and_question(str(doc["query"]))
-    answers = list(dict.fromkeys(str(a).strip() for a in _listish(doc["answers"]) if str(a).strip()))
+    answers = _distinct_ignoring_case([str(a).strip() for a in _listish(doc["answers"]) if str(a).strip()])
     return Example(f"coqa-{doc['id']}", task, domain, question, answer=answers[0], context=context,
-                   meta={"aliases": answers[1:], "judge": "exact_match"})
+                   meta={"aliases": answers[1:], "judge": "coqa"})
 
 
 def gold_choice_as_answer(doc: dict[str, Any], index: int, split: str, task: str, domain: str) -> Example:

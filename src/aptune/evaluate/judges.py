@@ -484,10 +484,20 @@ def _drop(**options: Any) -> Judge:
 
 _REGISTRY["drop"] = _drop
 
+
+def _coqa(**options: Any) -> Judge:
+    """``coqa`` (coqa_metric.py, which imports this module): built on first use."""
+    from aptune.evaluate.coqa_metric import CoQAJudge
+
+    return CoQAJudge(**options)
+
+
+_REGISTRY["coqa"] = _coqa
+
 #: the judges an item's source may name in ``meta["judge"]``: the exact checks that need no
 #: options (an LLM judge needs a model; code_tests is chosen by the item's tests)
 ITEM_NAMEABLE_JUDGES = frozenset({ExactMatchJudge.name, ShortAnswerJudge.name, FinalNumberJudge.name,
-                                  NextWordJudge.name, "drop"})
+                                  NextWordJudge.name, "drop", "coqa"})
 
 
 def register_judge(name: str, factory: Callable[..., Judge]) -> None:
