@@ -191,7 +191,8 @@ def test_scoring_rows_start_with_bos_once(family: Family, template: str, packed:
     model = llama_model()
     fmt = PromptFormat(template=template)
     rec = _Inputs(model)
-    scores = score_choices(model, tok, ITEMS, fmt, packed=packed, progress=False)
+    # one item per row (row_tokens=0), so each packed row is exactly one item's sequence
+    scores = score_choices(model, tok, ITEMS, fmt, packed=packed, row_tokens=0, progress=False)
     rec.close()
     rows = [row.tolist() for ids, _ in rec.calls for row in ids]
     assert len(rows) == (len(ITEMS) if packed else sum(len(ex.choices) for ex in ITEMS))

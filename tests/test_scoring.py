@@ -43,6 +43,24 @@ def test_scores_equal_unbatched_reference(tokenizer, family, template, mc_format
             assert lp == pytest.approx(_reference_logprob(model, tokenizer, ex, i, fmt), abs=1e-4)
 
 
+@pytest.mark.parametrize("row_tokens, max_items, rows", [(256, 32, 1), (256, 2, 2), (0, 32, 4)])
+def test_short_items_share_a_row_and_score_as_if_alone(tokenizer, row_tokens, max_items, rows):
+    """Several items in one row, each masked off from the others with its positions from 0, give
+    each choice the log-probability it has alone; rows hold at most ``max_items`` items, and
+    ``row_tokens=0`` keeps one item per row."""
+    model = tiny_model("llama")
+    fmt = PromptFormat(template="plain")
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    scores = score_choices(model, tokenizer, ITEMS, fmt, row_tokens=row_tokens, max_items=max_items, progress=False)
+    hook.remove()
+    assert sum(batch for batch, _ in shapes) == rows
+    for ex, sc in zip(ITEMS, scores):
+        for i, lp in enumerate(sc.logprobs):
+            assert lp == pytest.approx(_reference_logprob(model, tokenizer, ex, i, fmt), abs=1e-4)
+
+
 def test_eager_attention_mask_path_matches_sdpa(tokenizer):
     sdpa = tiny_model("llama")
     eager = tiny_model("llama")

@@ -5,7 +5,10 @@ prompt tokens and every choice's tokens are packed into one sequence, with a 4D 
 mask that lets each choice see the prompt and itself but not the other choices, and position
 ids that restart each choice where the prompt ends. A 4-way ARC item thus costs
 ``prompt + sum(choices)`` tokens instead of ``4 × (prompt + choice)``; items are sorted by
-packed length and batched. The model inputs are exactly lm-eval's (same token split, see
+packed length. Short items then share a row as well (first-fit into rows of ``row_tokens``,
+each item masked off from the others, its positions starting at 0), so the padding that rounding
+every row up to a bucketed length would cost is spent on other items instead: on the first 100
+ARC-Easy items one item per row computed twice the real tokens. The model inputs are exactly lm-eval's (same token split, see
 ``aptune.prompts.encode_continuation``, BOS in front of the prompt where the tokenizer adds one),
 so accuracies match it item by item.
 
@@ -33,11 +36,16 @@ from tqdm.auto import tqdm
 from aptune.data.example import Example
 from aptune.modeling import accepts_logits_to_keep
 from aptune.models import autocast
-from aptune.packing import fits_window, model_mask, packing_is_exact
+from aptune.packing import fits_window, model_mask, packing_is_exact, sliding_window
 from aptune.shapes import bucketed
 from aptune.prompts import LETTERS, PromptFormat, choice_continuations, encode_continuation, keep_last, render_prompt
 
 log = logging.getLogger(__name__)
+
+#: Tokens per packed row that several short items share. Longer rows cost attention over masked
+#: pairs (quadratic in the row) to save padding; 256 keeps that below a tenth of a small model's
+#: forward while filling the rows of short items such as ARC's.
+ROW_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -138,38 +146,52 @@ def _kept_logits(model: torch.nn.Module, keep: torch.Tensor, use_keep: bool,
     return torch.take_along_dim(logits, keep[..., None], dim=1), False
 
 
-def _packed_batch(batch: Sequence[_Encoded], pad_id: int, config: Any):
-    """Inputs for a batch of packed items: ids, 4D mask (as ``config``'s attention takes it),
-    position ids, and score slices."""
-    length = bucketed(max(e.packed_length for e in batch))
-    ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-    positions = torch.zeros((len(batch), length), dtype=torch.long)
-    allowed = torch.zeros((len(batch), length, length), dtype=torch.bool)
-    slices: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
-    for row, enc in enumerate(batch):
-        n_ctx = len(enc.context)
-        ids[row, :n_ctx] = torch.tensor(enc.context)
-        positions[row, :n_ctx] = torch.arange(n_ctx)
-        allowed[row, :n_ctx, :n_ctx] = torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool))
-        start = n_ctx
-        item_slices = []
-        for cont in enc.continuations:
-            n = len(cont)
-            end = start + n
-            ids[row, start:end] = torch.tensor(cont)
-            positions[row, start:end] = torch.arange(n_ctx, n_ctx + n)
-            allowed[row, start:end, :n_ctx] = True
-            allowed[row, start:end, start:end] = torch.tril(torch.ones(n, n, dtype=torch.bool))
-            # token k of the choice is predicted by the logits one step before it: the last
-            # prompt token for k = 0, the choice's own previous token afterwards.
-            predictor = torch.cat([torch.tensor([n_ctx - 1]), torch.arange(start, end - 1)])
-            item_slices.append((predictor, torch.tensor(cont)))
-            start = end
-        # padding rows attend to themselves only, so no row is fully masked (NaN-free)
+def _place(enc: _Encoded, start: int, ids: torch.Tensor, positions: torch.Tensor,
+           allowed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Write one item (prompt, then each choice behind it) into a row from ``start``; return
+    each choice's (predictor positions, target tokens). The item sees only itself: its prompt is
+    causal, each choice sees the prompt and its own earlier tokens, positions start at 0."""
+    n_ctx = len(enc.context)
+    ctx = slice(start, start + n_ctx)
+    ids[ctx] = torch.tensor(enc.context)
+    positions[ctx] = torch.arange(n_ctx)
+    allowed[ctx, ctx] = torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool))
+    at = start + n_ctx
+    slices = []
+    for cont in enc.continuations:
+        n = len(cont)
+        own = slice(at, at + n)
+        ids[own] = torch.tensor(cont)
+        positions[own] = torch.arange(n_ctx, n_ctx + n)
+        allowed[own, ctx] = True
+        allowed[own, own] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        # token k of the choice is predicted by the logits one step before it: the last
+        # prompt token for k = 0, the choice's own previous token afterwards.
+        predictor = torch.cat([torch.tensor([start + n_ctx - 1]), torch.arange(at, at + n - 1)])
+        slices.append((predictor, torch.tensor(cont)))
+        at += n
+    return slices
+
+
+def _packed_batch(rows: Sequence[Sequence[_Encoded]], pad_id: int, config: Any):
+    """Inputs for a batch of packed rows, each holding one or more items: ids, 4D mask (as
+    ``config``'s attention takes it), position ids, and each row's items with their choices'
+    score slices."""
+    length = bucketed(max(_row_length(row) for row in rows))
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), length), dtype=torch.long)
+    allowed = torch.zeros((len(rows), length, length), dtype=torch.bool)
+    placed: list[list[tuple[_Encoded, list[tuple[torch.Tensor, torch.Tensor]]]]] = []
+    for r, row in enumerate(rows):
+        start, row_items = 0, []
+        for enc in row:
+            row_items.append((enc, _place(enc, start, ids[r], positions[r], allowed[r])))
+            start += enc.packed_length
+        # padding attends to itself only, so no query is fully masked (NaN-free)
         pad = torch.arange(start, length)
-        allowed[row, pad, pad] = True
-        slices.append(item_slices)
-    return ids, model_mask(allowed[:, None], config), positions, slices
+        allowed[r, pad, pad] = True
+        placed.append(row_items)
+    return ids, model_mask(allowed[:, None], config), positions, placed
 
 
 def _separate_batch(batch: Sequence[_Encoded], pad_id: int):
@@ -188,17 +210,42 @@ def _separate_batch(batch: Sequence[_Encoded], pad_id: int):
     return ids, attn, slices
 
 
-def _batches(encoded: list[_Encoded], max_tokens: int, max_items: int) -> list[list[_Encoded]]:
-    """Greedy length-sorted batches bounded by padded tokens and item count."""
-    ordered = sorted(encoded, key=lambda e: -e.packed_length)
-    batches: list[list[_Encoded]] = []
-    current: list[_Encoded] = []
-    for enc in ordered:
-        width = current[0].packed_length if current else enc.packed_length
-        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_items):
+def _row_length(row: Sequence[_Encoded]) -> int:
+    return sum(e.packed_length for e in row)
+
+
+def _rows(encoded: Sequence[_Encoded], capacity: int, max_items: int) -> list[list[_Encoded]]:
+    """Items packed into rows of at most ``capacity`` tokens and ``max_items`` items, longest
+    first, each into the first row with room (first-fit decreasing); an item longer than
+    ``capacity`` gets a row of its own."""
+    rows: list[list[_Encoded]] = []
+    room: list[int] = []
+    for enc in sorted(encoded, key=lambda e: -e.packed_length):
+        need = enc.packed_length
+        for r, free in enumerate(room):
+            if free >= need and len(rows[r]) < max_items:
+                rows[r].append(enc)
+                room[r] -= need
+                break
+        else:
+            rows.append([enc])
+            room.append(capacity - need)
+    return rows
+
+
+def _batches(rows: list[list[_Encoded]], max_tokens: int, max_items: int) -> list[list[list[_Encoded]]]:
+    """Greedy length-sorted batches of rows bounded by padded tokens and item count."""
+    ordered = sorted(rows, key=lambda row: -_row_length(row))
+    batches: list[list[list[_Encoded]]] = []
+    current: list[list[_Encoded]] = []
+    items = 0
+    for row in ordered:
+        width = _row_length(current[0]) if current else _row_length(row)
+        if current and ((len(current) + 1) * width > max_tokens or items + len(row) > max_items):
             batches.append(current)
-            current = []
-        current.append(enc)
+            current, items = [], 0
+        current.append(row)
+        items += len(row)
     if current:
         batches.append(current)
     return batches
@@ -214,6 +261,7 @@ def score_choices(
     dtype: torch.dtype = torch.float32,
     max_tokens: int = 4096,
     max_items: int = 32,
+    row_tokens: int = ROW_TOKENS,
     packed: bool | None = None,
     progress: bool = True,
     desc: str = "scoring",
@@ -222,8 +270,11 @@ def score_choices(
 ) -> list[ChoiceScores]:
     """Score every choice of every multiple-choice example; results in input order.
 
-    ``max_length`` (the model's context) bounds prompt + longest choice: longer items have their
-    prompt cut from the left with a warning (``too_long="truncate"``) or raise (``"error"``)."""
+    A forward pass takes at most ``max_items`` items and ``max_tokens`` padded tokens; packed
+    items share rows of up to ``row_tokens`` (one item per row where ``row_tokens`` is 0 or the
+    model has a sliding window). ``max_length`` (the model's context) bounds prompt + longest
+    choice: longer items have their prompt cut from the left with a warning
+    (``too_long="truncate"``) or raise (``"error"``)."""
     for ex in examples:
         if not ex.is_multiple_choice:
             raise ValueError(f"example {ex.id!r} of task {ex.task!r} is not multiple choice")
@@ -231,43 +282,58 @@ def score_choices(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     use_keep = accepts_logits_to_keep(model)
     encoded = [_encode(ex, tokenizer, fmt, i, max_length, too_long) for i, ex in enumerate(examples)]
+
+    def packs(enc: _Encoded) -> bool:
+        if packed is None:
+            return packing_is_exact(model, enc.unpacked_length)
+        return packed and fits_window(model.config, enc.unpacked_length)
+
+    # a sliding-window model keeps one item per row: its positions restart per item, but the
+    # row as a whole would be longer than the window the model was built for
+    shared = row_tokens if getattr(model, "config", None) is None or sliding_window(model.config) is None else 0
+    packed_rows = _rows([e for e in encoded if packs(e)], shared, max_items)
+    single_rows = [[e] for e in encoded if not packs(e)]
+    work = ([(True, b) for b in _batches(packed_rows, max_tokens, max_items)]
+            + [(False, b) for b in _batches(single_rows, max_tokens, max_items)])
+
     results: list[ChoiceScores | None] = [None] * len(examples)
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(examples), desc=desc, unit="item", disable=not progress, leave=False)
-    for batch in _batches(encoded, max_tokens, max_items):
-        longest = max(e.unpacked_length for e in batch)
-        pack = packing_is_exact(model, longest) if packed is None else packed and fits_window(model.config, longest)
+    for pack, rows in work:
         with autocast(dtype, device):
             if pack:
-                ids, mask, positions, slices = _packed_batch(batch, pad_id, model.config)
-                keep, offsets = _keep_positions([[p for p, _ in item] for item in slices])
+                ids, mask, positions, placed = _packed_batch(rows, pad_id, model.config)
+                keep, offsets = _keep_positions([[p for _, item in row for p, _ in item] for row in placed])
                 logits, use_keep = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
                                                 attention_mask=mask.to(device),
                                                 position_ids=positions.to(device), use_cache=False)
-                per_item = [
-                    [_sum_logprobs(logits[r], t.to(device), o.to(device)) for (_, t), o in zip(item, offsets[r])]
-                    for r, item in enumerate(slices)
-                ]
+                scored: list[tuple[_Encoded, list[float]]] = []
+                for r, row in enumerate(placed):
+                    row_offsets = iter(offsets[r])
+                    for enc, item in row:
+                        scored.append((enc, [_sum_logprobs(logits[r], t.to(device), next(row_offsets).to(device))
+                                             for _, t in item]))
             else:
+                batch = [row[0] for row in rows]
                 ids, attn, flat = _separate_batch(batch, pad_id)
                 keep, offsets = _keep_positions([[p] for p, _ in flat])
                 logits, use_keep = _kept_logits(model, keep, use_keep, input_ids=ids.to(device),
                                                 attention_mask=attn.to(device), use_cache=False)
                 scores = [_sum_logprobs(logits[r], t.to(device), offsets[r][0].to(device))
                           for r, (_, t) in enumerate(flat)]
-                per_item, k = [], 0
+                scored, k = [], 0
                 for enc in batch:
-                    per_item.append(scores[k : k + len(enc.continuations)])
+                    scored.append((enc, scores[k : k + len(enc.continuations)]))
                     k += len(enc.continuations)
-        for enc, lps in zip(batch, per_item):
+        for enc, lps in scored:
             ex = examples[enc.index]
             lengths = (tuple(len(LETTERS[i]) for i in range(len(ex.choices))) if fmt.mc_format == "letter"
                        else tuple(len(c) for c in ex.choices))
             results[enc.index] = ChoiceScores(
                 tuple(lps), lengths, tuple(len(c) for c in enc.continuations)
             )
-        bar.update(len(batch))
+        bar.update(len(scored))
     bar.close()
     model.train(was_training)
     return [r for r in results if r is not None]
