@@ -47,12 +47,17 @@ def packing_is_exact(model: torch.nn.Module, longest_row: int) -> bool:
     custom 4-D mask replaces the model's own masks in every layer, so a sliding window would be
     lost for any continuation that reaches past it.
     """
+    return honours_custom_mask(model) and fits_window(model.config, longest_row)
+
+
+def honours_custom_mask(model: torch.nn.Module) -> bool:
+    """Whether ``model`` applies a custom 4-D mask as given, at any length: a transformers model
+    with attention that takes one and no module that ignores it (the length-independent half of
+    ``packing_is_exact``, for callers that check many lengths against one model)."""
     config = getattr(model, "config", None)
     if config is None:  # not a transformers model: nothing says how its attention takes a mask
         return False
-    if attention_implementation(config) not in MASKABLE_ATTENTION or not modules_allow_packing(model):
-        return False
-    return fits_window(config, longest_row)
+    return attention_implementation(config) in MASKABLE_ATTENTION and modules_allow_packing(model)
 
 
 def fits_window(config: Any, longest_row: int) -> bool:

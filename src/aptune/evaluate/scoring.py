@@ -8,7 +8,8 @@ ids that restart each choice where the prompt ends. A 4-way ARC item thus costs
 packed length. Short items then share a row as well (first-fit into rows of ``row_tokens``,
 each item masked off from the others, its positions starting at 0), so the padding that rounding
 every row up to a bucketed length would cost is spent on other items instead: on the first 100
-ARC-Easy items one item per row computed twice the real tokens. The model inputs are exactly lm-eval's (same token split, see
+ARC-Easy items one item per row computed twice the real tokens. The model inputs are exactly
+lm-eval's (same token split, see
 ``aptune.prompts.encode_continuation``, BOS in front of the prompt where the tokenizer adds one),
 so accuracies match it item by item.
 
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 from aptune.data.example import Example
 from aptune.modeling import accepts_logits_to_keep
 from aptune.models import autocast
-from aptune.packing import fits_window, model_mask, packing_is_exact, sliding_window
+from aptune.packing import fits_window, honours_custom_mask, model_mask, sliding_window
 from aptune.shapes import bucketed
 from aptune.prompts import LETTERS, PromptFormat, choice_continuations, encode_continuation, keep_last, render_prompt
 
@@ -218,18 +219,25 @@ def _rows(encoded: Sequence[_Encoded], capacity: int, max_items: int) -> list[li
     """Items packed into rows of at most ``capacity`` tokens and ``max_items`` items, longest
     first, each into the first row with room (first-fit decreasing); an item longer than
     ``capacity`` gets a row of its own."""
+    ordered = sorted(encoded, key=lambda e: -e.packed_length)
+    shortest = ordered[-1].packed_length if ordered else 0
     rows: list[list[_Encoded]] = []
+    open_rows: list[list[_Encoded]] = []  # the rows that can still take an item, and their room
     room: list[int] = []
-    for enc in sorted(encoded, key=lambda e: -e.packed_length):
+    for enc in ordered:
         need = enc.packed_length
-        for r, free in enumerate(room):
-            if free >= need and len(rows[r]) < max_items:
-                rows[r].append(enc)
-                room[r] -= need
-                break
-        else:
-            rows.append([enc])
-            room.append(capacity - need)
+        k = next((k for k, free in enumerate(room) if free >= need), None)
+        if k is None:
+            rows.append([])
+            open_rows.append(rows[-1])
+            room.append(capacity)
+            k = len(room) - 1
+        open_rows[k].append(enc)
+        room[k] -= need
+        # a row no remaining item fits (or that holds max_items) is closed, so the search runs
+        # over the few open rows, not every row, even for tens of thousands of items
+        if room[k] < shortest or len(open_rows[k]) >= max_items:
+            del open_rows[k], room[k]
     return rows
 
 
@@ -283,16 +291,15 @@ def score_choices(
     use_keep = accepts_logits_to_keep(model)
     encoded = [_encode(ex, tokenizer, fmt, i, max_length, too_long) for i, ex in enumerate(examples)]
 
-    def packs(enc: _Encoded) -> bool:
-        if packed is None:
-            return packing_is_exact(model, enc.unpacked_length)
-        return packed and fits_window(model.config, enc.unpacked_length)
-
+    # packing is exact where the model honours the mask and the item fits its window (asking for
+    # packing cannot override the window); the mask check walks the model once, not per item
+    maskable = honours_custom_mask(model) if packed is None else packed
+    packs = [maskable and fits_window(model.config, e.unpacked_length) for e in encoded]
     # a sliding-window model keeps one item per row: its positions restart per item, but the
     # row as a whole would be longer than the window the model was built for
-    shared = row_tokens if getattr(model, "config", None) is None or sliding_window(model.config) is None else 0
-    packed_rows = _rows([e for e in encoded if packs(e)], shared, max_items)
-    single_rows = [[e] for e in encoded if not packs(e)]
+    shared = row_tokens if maskable and sliding_window(model.config) is None else 0
+    packed_rows = _rows([e for e, p in zip(encoded, packs) if p], shared, max_items)
+    single_rows = [[e] for e, p in zip(encoded, packs) if not p]
     work = ([(True, b) for b in _batches(packed_rows, max_tokens, max_items)]
             + [(False, b) for b in _batches(single_rows, max_tokens, max_items)])
 
